@@ -1,0 +1,225 @@
+"""Configuration: one YAML file validated into a frozen object.
+
+Unknown or mistyped keys are errors that name the key (with the closest valid name); values are
+type-checked. The ``gpu:`` block is the one users know from RAPIDS deployments; ``data``,
+``indicators`` and ``report`` are the pipeline's own. Transforms never see this object: pipelines
+read it and pass plain parameters down.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from transforms.indicators import INDICATORS, IndicatorSpec
+
+STANDARD_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and the key."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in a size such as ``"8GB"``, ``"512MiB"`` or ``1048576``."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. '8GB', '512MiB')")
+    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+
+
+class MemoryManagement(_Frozen):
+    pool_size: str = Field("auto", description="RMM pool size, e.g. '8GB', or 'auto' (half the free memory)")
+    growth_mode: Literal["dynamic", "fixed"] = "dynamic"
+
+    @field_validator("pool_size")
+    @classmethod
+    def _size(cls, v):
+        if v != "auto":
+            if parse_size(v) <= 0:
+                raise ValueError("pool_size must be positive")
+        return v
+
+
+class Operations(_Frozen):
+    batch_size: int = Field(1_000_000, gt=0, description="elements a GPU batch holds (chunked work)")
+    precision: Literal["float32", "float64"] = "float64"
+
+
+class Fallback(_Frozen):
+    cpu_fallback: bool = True
+    min_speedup: float = Field(1.0, ge=0)
+
+
+class Monitoring(_Frozen):
+    track_utilization: bool = False
+    alert_on_oom: bool = True
+
+
+class GpuConfig(_Frozen):
+    enabled: bool = True
+    device_selection: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = "auto"
+    memory_management: MemoryManagement = MemoryManagement()
+    operations: Operations = Operations()
+    fallback: Fallback = Fallback()
+    monitoring: Monitoring = Monitoring()
+
+
+class DataConfig(_Frozen):
+    path: str | None = Field(None, description="bars: a CSV/parquet file or a folder of them")
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    columns: dict[str, str] = Field(default_factory=dict, description="standard name -> name in the file")
+    symbols_per_partition: int = Field(100, gt=0)
+
+    @field_validator("columns")
+    @classmethod
+    def _known(cls, v):
+        for k in v:
+            if k not in STANDARD_COLUMNS:
+                raise ValueError(f"unknown standard column {k!r}{_suggest(k, STANDARD_COLUMNS)}; "
+                                 f"expected some of {', '.join(STANDARD_COLUMNS)}")
+        if len(set(v.values())) != len(v):
+            raise ValueError("two standard columns mapped to the same file column")
+        return v
+
+
+class ReportConfig(_Frozen):
+    out_dir: str | None = None
+
+
+class Config(_Frozen):
+    gpu: GpuConfig = GpuConfig()
+    data: DataConfig = DataConfig()
+    indicators: dict[str, list[Union[int, float, dict]]] = Field(default_factory=dict)
+    report: ReportConfig = ReportConfig()
+
+    @field_validator("indicators")
+    @classmethod
+    def _indicators(cls, v):
+        for name, entries in v.items():
+            _indicator_specs(name, entries)  # raises with the name and the bad parameter
+        return v
+
+    def indicator_specs(self) -> list[IndicatorSpec]:
+        """The configured indicators, each with every parameter filled in."""
+        return [s for name, entries in self.indicators.items() for s in _indicator_specs(name, entries)]
+
+    def hash(self) -> str:
+        """sha256 of the canonical JSON of the validated config (what the run actually used)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _indicator_specs(name: str, entries) -> list[IndicatorSpec]:
+    if name not in INDICATORS:
+        raise ValueError(f"unknown indicator {name!r}{_suggest(name, INDICATORS)}; "
+                         f"known: {', '.join(sorted(INDICATORS))}")
+    ind = INDICATORS[name]
+    if not entries:
+        entries = [{}]
+    specs = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            if len(ind.params) != 1:
+                raise ValueError(f"{name}: give the parameters {list(ind.params)} as a mapping, not {entry!r}")
+            entry = {next(iter(ind.params)): entry}
+        params = dict(ind.defaults)
+        for key, value in entry.items():
+            if key not in ind.params:
+                raise ValueError(f"{name}: unknown parameter {key!r}{_suggest(key, ind.params)}; "
+                                 f"known: {', '.join(ind.params)}")
+            kind = ind.params[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+                raise ValueError(f"{name}.{key}: expected {kind.__name__}, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"{name}.{key}: must be positive, got {value!r}")
+            params[key] = kind(value)
+        specs.append(IndicatorSpec(name, params))
+    return specs
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parent = e["loc"][:-1]
+            model = _model_at(parent)
+            hint = _suggest(str(e["loc"][-1]), model.model_fields) if model else ""
+            lines.append(f"{source}: {where}: unknown key{hint}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {where}: {msg} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _model_at(loc) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for key in loc:
+        field = model.model_fields.get(str(key))
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+def default_config_text() -> str:
+    """The documented default config shipped with the package."""
+    return resources.files("pipelines").joinpath("default_config.yaml").read_text()
+
+
+def parse_config(data: dict | None, *, source: str = "config") -> Config:
+    """Validate a mapping (e.g. parsed YAML) into a :class:`Config`; errors name ``source`` and the key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a YAML config; ``None`` gives the shipped default config.
+
+    Only ``yaml.safe_load`` is used: a config can never construct Python objects.
+    """
+    if path is None:
+        return parse_config(yaml.safe_load(default_config_text()), source="default config")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,299 @@
+"""Loading and validating bars.
+
+Bars at rest are long ("tidy") tables with the columns ``timestamp, symbol, open, high, low,
+close, volume`` (other names are mapped by ``data.columns``), in CSV or parquet, as one file or a
+folder of files. Loading goes through Dask (pandas partitions on the CPU, cuDF on the GPU): each
+file is read, renamed, parsed and row-checked as one partition, then rows are shuffled so that a
+partition holds whole symbols, where the per-symbol checks run.
+
+Validation. Schema problems (a file that cannot be read, missing or unexpected columns, a column
+of the wrong type, no rows at all) are errors naming the file and column: :class:`DataError`.
+Bad rows are rejected, never dropped silently: each gets one reason (the first rule it breaks, in
+the order of :data:`REASONS`) and goes to ``rejected.parquet`` with its file and row number.
+
+Rows are returned sorted by (symbol, timestamp), whatever the input order.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines import frames
+from pipelines.config import STANDARD_COLUMNS
+
+log = logging.getLogger(__name__)
+
+PRICES = ("open", "high", "low", "close")
+NUMERIC = PRICES + ("volume",)
+_SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".csv.bz2": "csv", ".csv.zst": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def _reasons():
+    reasons = ["ok", "bad_timestamp: unparseable or missing", "missing_symbol"]
+    for c in NUMERIC:
+        reasons += [f"not_a_number: {c}", f"nan: {c}", f"inf: {c}"]
+    reasons += [f"non_positive: {c}" for c in PRICES]
+    reasons += ["negative: volume", "high_below_low", "open_outside_low_high", "close_outside_low_high",
+                "duplicate: (symbol, timestamp) seen earlier"]
+    return reasons
+
+
+REASONS: list[str] = _reasons()
+"""Rejection reasons by code (0 = accepted), in the order the rules are applied."""
+_CODE = {r.split(" (")[0] if r.startswith("duplicate") else r: i for i, r in enumerate(REASONS)}
+_CODE["duplicate"] = len(REASONS) - 1
+
+
+class DataError(ValueError):
+    """Input that cannot be used at all; the message names the file (and column)."""
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """The files of an input path, their format, and the column mapping checked against them."""
+
+    paths: tuple[Path, ...]
+    format: str
+    rename: dict[str, str]  # file column -> standard column
+
+
+@dataclass
+class LoadedBars:
+    """Result of :func:`load_bars`.
+
+    Attributes
+    ----------
+    bars : frame (pandas or cuDF) with the standard columns, sorted by (symbol, timestamp)
+    rejected : pandas frame of rejected rows: source_file, source_row, reason, standard columns
+    files : the input files, in the order ``source_file`` indexes
+    """
+
+    bars: object
+    rejected: pd.DataFrame
+    files: list[str]
+    rows_read: int = 0
+    stats: dict = field(default_factory=dict)
+
+
+def _format_of(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    name = path.name.lower()
+    for suffix, kind in _SUFFIXES.items():
+        if name.endswith(suffix):
+            return kind
+    raise DataError(f"{path}: cannot tell the format from the extension; set data.format to csv or parquet")
+
+
+def _file_columns(path: Path, kind: str) -> list[str]:
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        return list(pd.read_csv(path, nrows=0).columns)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file (no header, no rows)") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except Exception as e:
+        raise DataError(f"{path}: cannot read as {kind}: {type(e).__name__}: {e}") from None
+
+
+def inspect_input(path: str | Path, *, columns: dict[str, str] | None = None, fmt: str = "auto") -> InputFiles:
+    """Check an input path before any heavy work: it exists, its files have a known format and,
+    once renamed by ``columns`` (standard name -> file name), exactly the standard columns.
+
+    Cheap (reads headers and parquet schemas only), so the CLI calls it before Prefect starts.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+        if not files:
+            raise DataError(f"{path}: folder holds no data files")
+    else:
+        files = [path]
+    kinds = {_format_of(p, fmt) for p in files}
+    if len(kinds) > 1:
+        raise DataError(f"{path}: mixes CSV and parquet files; give one format per input")
+    kind = kinds.pop()
+    mapping = dict(columns or {})
+    rename = {v: k for k, v in mapping.items()}
+    for p in files:
+        cols = _file_columns(p, kind)
+        dupes = sorted({c for c in cols if cols.count(c) > 1})
+        if dupes or any(str(c).endswith(".1") and str(c)[:-2] in cols for c in cols):
+            raise DataError(f"{p}: duplicate column name(s) {dupes or cols}")
+        named = [rename.get(c, c) for c in cols]
+        missing = [c for c in STANDARD_COLUMNS if c not in named]
+        extra = [c for c, n in zip(cols, named) if n not in STANDARD_COLUMNS]
+        if missing:
+            shown = [f"{c!r} (mapped from {mapping[c]!r})" if c in mapping else repr(c) for c in missing]
+            raise DataError(f"{p}: missing column(s) {', '.join(shown)}; found {cols}. "
+                            "Map other names in data.columns")
+        if extra:
+            raise DataError(f"{p}: unexpected column(s) {extra}; expected {list(STANDARD_COLUMNS)} "
+                            f"(map other names in data.columns)")
+    return InputFiles(tuple(files), kind, rename)
+
+
+def _meta(lib):
+    cols = {"timestamp": np.dtype("datetime64[ns]"), "symbol": str, **{c: np.float64 for c in NUMERIC},
+            "source_file": np.int32, "source_row": np.int64, "code": np.int16}
+    return lib.DataFrame({c: pd.Series([], dtype=t) for c, t in cols.items()})
+
+
+def _read_and_check(item, *, inputs: InputFiles, lib):
+    """Read one file and apply the row rules: one Dask partition."""
+    index, path = item
+    try:
+        raw = frames.read_parquet(lib, path) if inputs.format == "parquet" else frames.read_csv(lib, path)
+    except Exception as e:
+        raise DataError(f"{path}: cannot read as {inputs.format}: {type(e).__name__}: {e}") from None
+    raw = raw.rename(columns=inputs.rename)
+    return check_rows(raw, lib=lib, source_file=index, source=str(path))
+
+
+def check_rows(raw, *, lib, source_file: int = 0, source: str = "input"):
+    """Parse the standard columns of ``raw`` and code each row by the first rule it breaks.
+
+    Returns a frame with the parsed standard columns, ``source_file``, ``source_row`` (0-based
+    data row in its file) and ``code`` (index into :data:`REASONS`; 0 = accepted).
+    """
+    n = len(raw)
+    out = lib.DataFrame({"timestamp": frames.to_datetime(lib, raw["timestamp"])})
+    sym = raw["symbol"]
+    out["symbol"] = sym if str(sym.dtype) in ("str", "string", "object") else sym.astype(str)
+    xp = _array_module(lib)
+    code = xp.zeros(n, dtype=xp.int16)
+
+    def flag(mask, reason):
+        code[(code == 0) & mask] = _CODE[reason]
+
+    flag(frames.isna(out["timestamp"]), "bad_timestamp: unparseable or missing")
+    flag(frames.isna(sym), "missing_symbol")
+    for c in NUMERIC:
+        try:
+            x = frames.to_float(lib, raw[c])
+        except TypeError as e:
+            raise DataError(f"{source}: column {c!r} has dtype {raw[c].dtype} ({e}); expected numbers") from None
+        out[c] = x
+        v = frames.values(x)
+        nan = xp.isnan(v)
+        if raw[c].dtype.kind not in "iuf":
+            flag(nan & ~frames.isna(raw[c]), f"not_a_number: {c}")
+        flag(nan, f"nan: {c}")
+        flag(xp.isinf(v), f"inf: {c}")
+    o, h, l, cl, vol = (frames.values(out[c]) for c in NUMERIC)
+    for c, v in zip(PRICES, (o, h, l, cl)):
+        flag(v <= 0, f"non_positive: {c}")
+    flag(vol < 0, "negative: volume")
+    flag(h < l, "high_below_low")
+    flag((o < l) | (o > h), "open_outside_low_high")
+    flag((cl < l) | (cl > h), "close_outside_low_high")
+    out["source_file"] = xp.full(n, source_file, dtype=xp.int32)
+    out["source_row"] = xp.arange(n, dtype=xp.int64)
+    out["code"] = code
+    return out
+
+
+def _array_module(lib):
+    if frames.is_cudf(lib):
+        import cupy
+
+        return cupy
+    return np
+
+
+def check_symbols(part):
+    """Sort a partition of whole symbols and reject repeated (symbol, timestamp) bars.
+
+    The first accepted occurrence in file order is kept; later ones are rejected as duplicates.
+    """
+    part = part.sort_values(["symbol", "timestamp", "source_file", "source_row"])
+    ok = part["code"] == 0
+    dup = part[["symbol", "timestamp"]].where(ok).duplicated(keep="first") & ok
+    part["code"] = part["code"].where(~dup, _CODE["duplicate"])
+    return part
+
+
+def _group_by_symbol(ddf, lib, symbols_per_partition: int):
+    """Shuffle so that each partition holds whole symbols, about ``symbols_per_partition`` each."""
+    if ddf.npartitions == 1:
+        return ddf  # one file: its partition already holds whole symbols
+    symbols = ddf["symbol"].dropna().unique().compute()
+    n_groups = max(1, math.ceil(len(symbols) / symbols_per_partition))
+    sorted_symbols = np.sort(frames.to_host(symbols).to_numpy(dtype=object).astype(str))
+
+    def assign(part):
+        pos = np.searchsorted(sorted_symbols, frames.to_host(part["symbol"]).fillna("").to_numpy(dtype=str))
+        part = part.copy()
+        part["_group"] = lib.Series(pos // symbols_per_partition, index=part.index)
+        return part
+
+    ddf = ddf.map_partitions(assign, meta={**ddf._meta.dtypes.to_dict(), "_group": np.int64})
+    return ddf.shuffle(on="_group", npartitions=n_groups).drop(columns="_group")
+
+
+def load_bars(inputs: InputFiles, *, lib=pd, symbols_per_partition: int = 100, scheduler=None) -> LoadedBars:
+    """Read, validate and sort the bars of ``inputs`` (from :func:`inspect_input`).
+
+    Parameters
+    ----------
+    inputs : InputFiles
+    lib : the dataframe module, pandas or cuDF (``Backend.frames``)
+    symbols_per_partition : whole symbols per Dask partition for the per-symbol checks
+    scheduler : a Dask scheduler (None: Dask's default; a distributed Client when one is active)
+
+    Returns
+    -------
+    LoadedBars
+    """
+    import dask
+    import dask.dataframe as dd
+
+    if frames.is_cudf(lib):
+        import dask_cudf  # noqa: F401  (registers cuDF partitions with Dask)
+    items = list(enumerate(str(p) for p in inputs.paths))
+    ddf = dd.from_map(_read_and_check, items, inputs=inputs, lib=lib, meta=_meta(lib),
+                      enforce_metadata=False, divisions=[None] * (len(items) + 1))
+    ddf = _group_by_symbol(ddf, lib, symbols_per_partition)
+    ddf = ddf.map_partitions(check_symbols, meta=_meta(lib))
+    with dask.config.set(scheduler=scheduler) if scheduler else _nullcontext():
+        checked = ddf.compute()
+    rows_read = len(checked)
+    if rows_read == 0:
+        raise DataError(f"{', '.join(str(p) for p in inputs.paths)}: no rows")
+    checked = checked.sort_values(["symbol", "timestamp", "source_file", "source_row"]).reset_index(drop=True)
+    ok = checked["code"] == 0
+    bars = checked[ok][list(STANDARD_COLUMNS)].reset_index(drop=True)
+    rejected = frames.to_host(checked[~ok])
+    rejected = rejected.assign(reason=pd.Categorical.from_codes(rejected["code"].to_numpy(), categories=REASONS).astype(str))
+    rejected = rejected[["source_file", "source_row", "reason", *STANDARD_COLUMNS]].reset_index(drop=True)
+    by_reason = rejected["reason"].value_counts().sort_index().to_dict()
+    stats = {"rows_read": rows_read, "rows_accepted": int(len(bars)), "rows_rejected": int(len(rejected)),
+             "rejected_by_reason": {k: int(v) for k, v in by_reason.items()},
+             "symbols": int(bars["symbol"].nunique()),
+             "partitions": int(ddf.npartitions)}
+    if len(bars):
+        stats["first_timestamp"] = str(bars["timestamp"].min())
+        stats["last_timestamp"] = str(bars["timestamp"].max())
+    if len(rejected):
+        log.warning("rejected %d of %d rows: %s", len(rejected), rows_read,
+                    ", ".join(f"{k}: {v}" for k, v in stats["rejected_by_reason"].items()))
+    return LoadedBars(bars, rejected, [str(p) for p in inputs.paths], rows_read, stats)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

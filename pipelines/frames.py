@@ -1,0 +1,84 @@
+"""The few places where pandas and cuDF differ, in one module.
+
+Everything else uses the API the two share. ``lib`` is the dataframe module of the run's backend
+(``Backend.frames``): ``pandas`` or ``cudf``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def is_cudf(lib) -> bool:
+    return lib.__name__ == "cudf"
+
+
+def read_csv(lib, path):
+    """Types inferred by a fast parser (pyarrow on the CPU, libcudf on the GPU). A column with a
+    stray non-numeric value arrives as text; :func:`to_float` then rejects just those rows."""
+    if is_cudf(lib):
+        return lib.read_csv(path)
+    import pyarrow.csv as pa_csv
+
+    table = pa_csv.read_csv(path)
+    return table.to_pandas(date_as_object=False)
+
+
+def read_parquet(lib, path):
+    return lib.read_parquet(path)
+
+
+def to_datetime(lib, s):
+    """Parsed timestamps; NaT where unparseable. Time-zone-aware input becomes naive UTC."""
+    if s.dtype.kind == "M":
+        out = s
+    elif isinstance(s.dtype, pd.DatetimeTZDtype):
+        out = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    else:
+        out = lib.to_datetime(s, errors="coerce")
+        if isinstance(out.dtype, pd.DatetimeTZDtype):
+            out = out.dt.tz_convert("UTC").dt.tz_localize(None)
+    return out.astype("datetime64[ns]")
+
+
+def to_float(lib, s):
+    """float64 values; NaN where the text is not a number."""
+    if s.dtype.kind in "iuf":
+        return s.astype(np.float64)
+    if s.dtype.kind == "b":
+        raise TypeError("boolean")
+    return lib.to_numeric(s, errors="coerce").astype(np.float64)
+
+
+def to_host(frame) -> pd.DataFrame:
+    """A pandas frame (a no-op on the CPU): the report boundary."""
+    return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+
+
+def values(series):
+    """The series' values as a NumPy (pandas) or CuPy (cuDF) array."""
+    return series.values
+
+
+def isna(series):
+    """Null mask as a NumPy (pandas) or CuPy (cuDF) bool array."""
+    return series.isna().values
+
+
+def module_of(frame):
+    """pandas or cudf, by the frame's type."""
+    if type(frame).__module__.split(".", 1)[0] == "cudf":
+        import cudf
+
+        return cudf
+    return pd
+
+
+def as_array(x):
+    """Codes from ``factorize`` as an array (NumPy for pandas, CuPy for cuDF)."""
+    return x.values if hasattr(x, "values") and not isinstance(x, np.ndarray) else x
+
+
+def as_index(lib, uniques):
+    """Uniques from ``factorize`` as an Index of the frame library."""
+    return uniques if isinstance(uniques, lib.Index) else lib.Index(uniques)

@@ -1,0 +1,122 @@
+"""Report folders: parquet tables, ``manifest.json`` and ``summary.md``, written atomically.
+
+Everything is written into a hidden temporary folder beside the target, flushed to disk, then
+swapped into place: with ``renameat2(RENAME_EXCHANGE)`` on Linux (one atomic step: readers see
+the old report or the new one, never neither), else with two renames. A run that fails, or a
+process killed while writing, leaves the previous report untouched; its leftover temporary
+folder is hidden (``.<name>.tmp-*``) and removed by the next write.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SUMMARY = "summary.md"
+
+
+class ReportError(OSError):
+    """The report cannot be written where asked."""
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Validate an output folder before a run: not a file, parent exists and is writable."""
+    out = Path(out_dir).absolute()
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"{out}: output path exists and is not a folder")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ReportError(f"{out}: cannot create it ({parent} is not writable)")
+    return out
+
+
+def _safe_name(name: str) -> str:
+    if not name or Path(name).name != name or name.startswith("."):
+        raise ReportError(f"report file name {name!r} must be a plain name inside the report folder")
+    return name
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: the filesystem cannot exchange
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manifest: dict, summary: str) -> Path:
+    """Write a complete report folder at ``out_dir``, replacing any previous one atomically.
+
+    Parameters
+    ----------
+    out_dir : the report folder
+    tables : file name (e.g. ``"indicators.parquet"``) -> pandas frame, written without index
+    manifest : JSON-serialisable run record; ``files`` (name -> rows) is added
+    summary : Markdown text for ``summary.md``
+
+    Returns
+    -------
+    Path of the report folder.
+    """
+    out = check_out_dir(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        files = {}
+        for name, frame in tables.items():
+            path = tmp / _safe_name(name)
+            frame.to_parquet(path, index=False)
+            files[name] = {"rows": int(len(frame)), "columns": [str(c) for c in frame.columns]}
+        record = {**manifest, "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+        (tmp / SUMMARY).write_text(summary)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if out.exists():
+            if not _exchange(tmp, out):
+                old = out.parent / f".{out.name}.tmp-old-{uuid.uuid4().hex[:12]}"
+                os.rename(out, old)
+                os.rename(tmp, out)
+                tmp = old
+            # after the exchange, tmp holds the previous report
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("report written to %s", out)
+    return out
