@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
 
 from transforms.indicators import INDICATORS, IndicatorSpec
 
@@ -108,7 +108,7 @@ class ReportConfig(_Frozen):
 class Config(_Frozen):
     gpu: GpuConfig = GpuConfig()
     data: DataConfig = DataConfig()
-    indicators: dict[str, list[Union[int, float, dict]]] = Field(default_factory=dict)
+    indicators: dict[str, list[Union[StrictInt, StrictFloat, dict]]] = Field(default_factory=dict)
     report: ReportConfig = ReportConfig()
 
     @field_validator("indicators")

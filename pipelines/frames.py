@@ -20,7 +20,7 @@ def read_csv(lib, path):
         return lib.read_csv(path)
     import pyarrow.csv as pa_csv
 
-    table = pa_csv.read_csv(path)
+    table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(strings_can_be_null=True))
     return table.to_pandas(date_as_object=False)
 
 
@@ -30,10 +30,10 @@ def read_parquet(lib, path):
 
 def to_datetime(lib, s):
     """Parsed timestamps; NaT where unparseable. Time-zone-aware input becomes naive UTC."""
-    if s.dtype.kind == "M":
-        out = s
-    elif isinstance(s.dtype, pd.DatetimeTZDtype):
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
         out = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    elif s.dtype.kind == "M":
+        out = s
     else:
         out = lib.to_datetime(s, errors="coerce")
         if isinstance(out.dtype, pd.DatetimeTZDtype):

@@ -1,0 +1,48 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sp500_sample.parquet"
+
+
+@pytest.mark.slow
+def test_daily_flow_in_ephemeral_prefect(prefect_ephemeral, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.states import StateType
+
+    from flows.daily import daily_flow
+
+    state = daily_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "rep"), backend="cpu", return_state=True)
+    assert state.type == StateType.COMPLETED, state.message
+    out = Path(state.result())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["input"]["rows_rejected"] == 16
+    assert manifest["run_id"]  # the Prefect flow run's id
+    assert len(pd.read_parquet(out / "indicators.parquet")) == 58084
+
+
+def test_prefect_yaml_deployments_are_valid():
+    """Offline: entrypoints import to flows, parameters fit their signatures, schedules parse."""
+    import importlib
+
+    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.flows import Flow
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    names = {d["name"] for d in spec["deployments"]}
+    assert {"daily", "daily-adhoc"} <= names
+    for dep in spec["deployments"]:
+        module, _, attr = dep["entrypoint"].partition(":")
+        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+        assert isinstance(flow, Flow)
+        accepted = set(flow.parameters.properties)
+        assert set(dep.get("parameters", {})) <= accepted, dep["name"]
+        for sched in dep.get("schedules", []):
+            CronSchedule(cron=sched["cron"], timezone=sched.get("timezone"))
+    daily = next(d for d in spec["deployments"] if d["name"] == "daily")
+    assert daily["schedules"][0]["cron"] == "30 22 * * 1-5"
+    assert (ROOT / daily["parameters"]["data_path"]).exists()
