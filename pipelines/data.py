@@ -215,13 +215,14 @@ def _array_module(lib):
 def check_symbols(part):
     """Sort a partition of whole symbols and reject repeated (symbol, timestamp) bars.
 
-    The first accepted occurrence in file order is kept; later ones are rejected as duplicates.
+    The first accepted occurrence in file order is kept; later accepted ones are rejected as
+    duplicates (a rejected row never hides a good one).
     """
-    part = part.sort_values(["symbol", "timestamp", "source_file", "source_row"])
-    ok = part["code"] == 0
-    dup = part[["symbol", "timestamp"]].where(ok).duplicated(keep="first") & ok
-    part["code"] = part["code"].where(~dup, _CODE["duplicate"])
-    return part
+    part = part.assign(_bad=part["code"] != 0)
+    part = part.sort_values(["symbol", "timestamp", "_bad", "source_file", "source_row"])
+    dup = part.duplicated(subset=["symbol", "timestamp", "_bad"], keep="first") & ~part["_bad"]
+    part["code"] = part["code"].mask(dup, _CODE["duplicate"])
+    return part.drop(columns="_bad").sort_values(["symbol", "timestamp", "source_file", "source_row"])
 
 
 def _group_by_symbol(ddf, lib, symbols_per_partition: int):
@@ -283,8 +284,8 @@ def load_bars(inputs: InputFiles, *, lib=pd, symbols_per_partition: int = 100, s
              "symbols": int(bars["symbol"].nunique()),
              "partitions": int(ddf.npartitions)}
     if len(bars):
-        stats["first_timestamp"] = str(bars["timestamp"].min())
-        stats["last_timestamp"] = str(bars["timestamp"].max())
+        stats["first_timestamp"] = str(pd.Timestamp(bars["timestamp"].min()))
+        stats["last_timestamp"] = str(pd.Timestamp(bars["timestamp"].max()))
     if len(rejected):
         log.warning("rejected %d of %d rows: %s", len(rejected), rows_read,
                     ", ".join(f"{k}: {v}" for k, v in stats["rejected_by_reason"].items()))

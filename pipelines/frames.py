@@ -56,7 +56,12 @@ def to_host(frame) -> pd.DataFrame:
 
 
 def values(series):
-    """The series' values as a NumPy (pandas) or CuPy (cuDF) array."""
+    """The series' values as a NumPy (pandas) or CuPy (cuDF) array; nulls become NaN.
+
+    cuDF keeps missing floats as nulls (not NaN) and refuses ``.values`` on a column with nulls.
+    """
+    if hasattr(series, "to_cupy"):
+        return series.to_cupy(na_value=np.nan) if series.dtype.kind == "f" else series.to_cupy()
     return series.values
 
 

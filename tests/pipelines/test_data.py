@@ -156,3 +156,10 @@ def test_full_sp500_file_matches_its_readme():
     assert (s["rows_read"], s["symbols"]) == (619040, 505)
     assert s["rejected_by_reason"]["nan: open"] == 11
     assert s["rows_rejected"] - 11 == 12
+
+
+def test_a_rejected_row_never_hides_a_good_duplicate(rows, write_csv):
+    bad_first = pd.concat([rows.iloc[[1]].assign(open=np.nan), rows], ignore_index=True)
+    loaded = load(write_csv(bad_first))
+    assert len(loaded.bars) == 6
+    assert list(loaded.rejected["reason"]) == ["nan: open"]
