@@ -59,19 +59,32 @@ class SeriesKernel:
         if n_cols == 0:
             return
         if self._gpu is None:
-            from numba import cuda
-
-            body = cuda.jit(device=True)(self.fn)
-
-            @cuda.jit
-            def run(n, *a):
-                j = cuda.grid(1)
-                if j < n:
-                    body(j, *a)
-
-            self._gpu = run
+            self._gpu = _cuda_column_kernel(self.fn)
         blocks = math.ceil(n_cols / _THREADS_PER_BLOCK)
         self._gpu[blocks, _THREADS_PER_BLOCK](n_cols, *args)
+
+
+_CUDA_LAUNCHER = """
+def run(n, *a):
+    j = cuda.grid(1)
+    if j < n:
+        body(j, *a)
+"""
+
+
+def _cuda_column_kernel(fn):
+    """CUDA kernel with one thread per column calling ``fn`` as a device function.
+
+    ``cuda`` must be a *global* of the kernel, not a closure variable: Numba's CUDA simulator
+    runs a kernel by swapping the ``numba.cuda`` module in the kernel's globals for its fake
+    module (``cuda.grid`` and friends), and cannot see a closure cell. So the launcher is
+    compiled from source into its own namespace holding ``cuda`` and the device function.
+    """
+    from numba import cuda
+
+    namespace_ = {"cuda": cuda, "body": cuda.jit(device=True)(fn)}
+    exec(compile(_CUDA_LAUNCHER, f"<cuda launcher for {fn.__name__}>", "exec"), namespace_)
+    return cuda.jit(namespace_["run"])
 
 
 def _cpu_column_loop(fn):
