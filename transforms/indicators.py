@@ -50,7 +50,7 @@ from typing import Callable
 import numpy as np
 
 from transforms._array import float_dtype, namespace
-from transforms.kernels import compact, expand, lengths, needs_compaction, series_kernel, valid_mask
+from transforms.kernels import compact, expand_in_place, lengths, needs_compaction, series_kernel, valid_mask
 
 # TA-Lib's TA_EPSILON (ta_utility.h): the relative dead-zone of its scale-aware zero tests.
 _EPSILON = 1e-14
@@ -831,7 +831,8 @@ def compute_indicators(bars: dict, specs: list[IndicatorSpec]) -> dict:
     for ind, params, names in resolved:
         outputs = ind.compute(*(field_(i) for i in ind.inputs), n, **params)
         for name, out in zip(names, outputs):
-            result[name] = expand(out, valid) if gaps else out
+            # Outputs are fresh arrays of the compacted implementation: expand them in place.
+            result[name] = expand_in_place(out, valid, n) if gaps else out
     return result
 
 

@@ -130,6 +130,19 @@ def _expand_column(j, src, valid, dst):
             k += 1
 
 
+@series_kernel
+def _expand_in_place_column(j, x, valid, n):
+    # Bottom-up: the compacted row k read for row i satisfies k <= i, and every row written so
+    # far is > i, so nothing is overwritten before it is read.
+    k = n[j]
+    for i in range(x.shape[0] - 1, -1, -1):
+        if valid[i, j]:
+            k -= 1
+            x[i, j] = x[k, j]
+        else:
+            x[i, j] = math.nan
+
+
 def valid_mask(x):
     """Where ``x`` holds a bar (not NaN), shape of ``x``."""
     xp = namespace(x)
@@ -165,6 +178,13 @@ def expand(x, valid):
     out = xp.full_like(x, np.nan)
     _expand_column(x.shape[1], x, valid, out)
     return out
+
+
+def expand_in_place(x, valid, n):
+    """:func:`expand` without a second array: ``x`` (compacted, ``n`` valid rows per column, see
+    :func:`lengths`) is rewritten in place and returned."""
+    _expand_in_place_column(x.shape[1], x, valid, n)
+    return x
 
 
 def lengths(valid):
