@@ -12,9 +12,11 @@ A *series function* processes one column ``j`` of time x symbols arrays, as a pl
 The target follows the arrays: CuPy arrays run the CUDA kernel, NumPy arrays the CPU one. Tests
 run the CUDA kernel on the CPU with ``NUMBA_ENABLE_CUDASIM=1`` through :meth:`SeriesKernel.gpu`.
 
-Conventions for series functions: accumulate in Python floats (float64) whatever the storage
-dtype, so float32 panels lose precision only in storage; write only valid positions and leave the
-rest as the caller initialised them (NaN).
+Conventions for series functions: accumulate in float64 whatever the storage dtype, so float32
+panels lose precision only in storage -- read values as ``np.float64(x[i, j])``, not
+``float(x[i, j])``, which Numba types as float32 for a float32 array (and ``total += x[i, j]`` is
+float32 arithmetic in the CUDA simulator, where NumPy 2 keeps a Python float weak); write only
+valid positions and leave the rest as the caller initialised them (NaN).
 
 This module also holds the gap compaction used by the indicators (:func:`compact`,
 :func:`expand`): each column's valid rows are moved to the top, so kernels see a series with no
