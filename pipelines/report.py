@@ -71,7 +71,8 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manifest: dict, summary: str) -> Path:
+def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manifest: dict, summary: str,
+                 files: dict[str, bytes] | None = None) -> Path:
     """Write a complete report folder at ``out_dir``, replacing any previous one atomically.
 
     Parameters
@@ -80,6 +81,8 @@ def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manife
     tables : file name (e.g. ``"indicators.parquet"``) -> pandas frame, written without index
     manifest : JSON-serialisable run record; ``files`` (name -> rows) is added
     summary : Markdown text for ``summary.md``
+    files : optional file name (e.g. ``"sharpe_heatmap.png"``) -> raw bytes, written as they are
+        (recorded in the manifest's ``files`` with their size)
 
     Returns
     -------
@@ -92,12 +95,17 @@ def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manife
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        files = {}
+        written = {}
         for name, frame in tables.items():
             path = tmp / _safe_name(name)
             frame.to_parquet(path, index=False)
-            files[name] = {"rows": int(len(frame)), "columns": [str(c) for c in frame.columns]}
-        record = {**manifest, "files": files}
+            written[name] = {"rows": int(len(frame)), "columns": [str(c) for c in frame.columns]}
+        for name, data in (files or {}).items():
+            if name in written or name in (MANIFEST, SUMMARY):
+                raise ReportError(f"report file name {name!r} given twice")
+            (tmp / _safe_name(name)).write_bytes(bytes(data))
+            written[name] = {"bytes": len(data)}
+        record = {**manifest, "files": written}
         (tmp / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
         (tmp / SUMMARY).write_text(summary)
         for f in tmp.iterdir():

@@ -81,3 +81,17 @@ def test_report_names_cannot_escape(tmp_path):
     with pytest.raises(ReportError, match="plain name"):
         write_report(tmp_path / "rep", tables={"../evil.parquet": pd.DataFrame({"x": [1]})}, manifest={}, summary="")
     assert not (tmp_path / "evil.parquet").exists()
+
+
+def test_extra_files_are_written_atomically_with_the_tables(tmp_path):
+    out = tmp_path / "rep"
+    write_report(out, tables={"t.parquet": pd.DataFrame({"x": [1]})}, manifest={}, summary="",
+                 files={"plot.png": b"\x89PNG fake"})
+    assert (out / "plot.png").read_bytes() == b"\x89PNG fake"
+    assert json.loads((out / "manifest.json").read_text())["files"]["plot.png"] == {"bytes": 9}
+    with pytest.raises(ReportError, match="plain name"):
+        write_report(out, tables={}, manifest={}, summary="", files={"../x.png": b""})
+    with pytest.raises(ReportError, match="given twice"):
+        write_report(out, tables={"a.parquet": pd.DataFrame({"x": [1]})}, manifest={}, summary="",
+                     files={"a.parquet": b""})
+    assert (out / "plot.png").exists()  # failed writes left the previous report alone
