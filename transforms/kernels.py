@@ -25,6 +25,7 @@ holes, exactly what TA-Lib sees when it is run on one symbol's own bars.
 from __future__ import annotations
 
 import math
+import types
 
 import numba
 import numpy as np
@@ -84,7 +85,7 @@ def _cuda_column_kernel(fn):
     """
     from numba import cuda
 
-    namespace_ = {"cuda": cuda, "body": cuda.jit(device=True)(fn)}
+    namespace_ = {"cuda": cuda, "body": cuda.jit(device=True)(_retarget(fn, "gpu"))}
     exec(compile(_CUDA_LAUNCHER, f"<cuda launcher for {fn.__name__}>", "exec"), namespace_)
     return cuda.jit(namespace_["run"])
 
@@ -100,7 +101,7 @@ def _cpu_column_loop(fn):
     name = f"{fn.__name__}_cpu"
     source = f"def {name}(n, *a):\n    for j in numba.prange(n):\n        body(j, *a)\n"
     code = compile(source, fn.__code__.co_filename, "exec")
-    namespace_ = {"numba": numba, "body": numba.njit(fn, cache=True)}
+    namespace_ = {"numba": numba, "body": numba.njit(_retarget(fn, "cpu"), cache=True)}
     exec(code, namespace_)
     loop = namespace_[name]
     loop.__code__ = loop.__code__.replace(co_firstlineno=fn.__code__.co_firstlineno)
@@ -112,6 +113,55 @@ def _cpu_column_loop(fn):
 def series_kernel(fn) -> SeriesKernel:
     """Decorator: compile a series function ``fn(j, ...)`` for both targets."""
     return SeriesKernel(fn)
+
+
+class DeviceFunction:
+    """A scalar helper that series functions (and other helpers) call on either target.
+
+    A Numba CPU function cannot call a CUDA device function, nor the reverse, so a helper is
+    compiled once per target, and each caller is compiled against a copy of its globals in which
+    the helper's name means that target's version (:func:`_retarget`). Keep a helper in the same
+    module as its callers: Numba's on-disk cache invalidates a caller when its own source file
+    changes, not when a helper in another file does.
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+        self._compiled = {}
+
+    def target(self, name: str):
+        """The helper compiled for ``name`` ("cpu" or "gpu")."""
+        if name not in self._compiled:
+            body = _retarget(self.fn, name)
+            if name == "cpu":
+                self._compiled[name] = numba.njit(body, cache=True)
+            else:
+                from numba import cuda
+
+                self._compiled[name] = cuda.jit(device=True)(body)
+        return self._compiled[name]
+
+    def __call__(self, *args):
+        return self.fn(*args)  # plain Python, for tests and debugging
+
+
+def device_function(fn) -> DeviceFunction:
+    """Decorator: a helper callable from :func:`series_kernel` functions on CPU and GPU."""
+    return DeviceFunction(fn)
+
+
+def _retarget(fn, target: str):
+    """``fn`` with each :class:`DeviceFunction` it names replaced by that helper's ``target`` build."""
+    globals_ = fn.__globals__
+    helpers = {name: globals_[name].target(target) for name in fn.__code__.co_names
+               if isinstance(globals_.get(name), DeviceFunction)}
+    if not helpers:
+        return fn
+    copy = types.FunctionType(fn.__code__, {**globals_, **helpers}, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__module__, copy.__qualname__ = fn.__module__, fn.__qualname__
+    return copy
 
 
 @series_kernel
