@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,14 +41,14 @@ def _reasons():
         reasons += [f"not_a_number: {c}", f"nan: {c}", f"inf: {c}"]
     reasons += [f"non_positive: {c}" for c in PRICES]
     reasons += ["negative: volume", "high_below_low", "open_outside_low_high", "close_outside_low_high",
-                "duplicate: (symbol, timestamp) seen earlier"]
+                DUPLICATE]
     return reasons
 
 
+DUPLICATE = "duplicate: (symbol, timestamp) seen earlier"
 REASONS: list[str] = _reasons()
 """Rejection reasons by code (0 = accepted), in the order the rules are applied."""
-_CODE = {r.split(" (")[0] if r.startswith("duplicate") else r: i for i, r in enumerate(REASONS)}
-_CODE["duplicate"] = len(REASONS) - 1
+_CODE = {r: i for i, r in enumerate(REASONS)}
 
 
 class DataError(ValueError):
@@ -128,9 +130,11 @@ def inspect_input(path: str | Path, *, columns: dict[str, str] | None = None, fm
     rename = {v: k for k, v in mapping.items()}
     for p in files:
         cols = _file_columns(p, kind)
-        dupes = sorted({c for c in cols if cols.count(c) > 1})
-        if dupes or any(str(c).endswith(".1") and str(c)[:-2] in cols for c in cols):
-            raise DataError(f"{p}: duplicate column name(s) {dupes or cols}")
+        # pandas renames a repeated CSV header "close" to "close.1"; parquet keeps both names
+        dupes = sorted({c for c in cols if cols.count(c) > 1} |
+                       {m.group(1) for c in cols if (m := re.fullmatch(r"(.+)\.\d+", str(c))) and m.group(1) in cols})
+        if dupes:
+            raise DataError(f"{p}: duplicate column name(s) {dupes}")
         named = [rename.get(c, c) for c in cols]
         missing = [c for c in STANDARD_COLUMNS if c not in named]
         extra = [c for c, n in zip(cols, named) if n not in STANDARD_COLUMNS]
@@ -221,7 +225,7 @@ def check_symbols(part):
     part = part.assign(_bad=part["code"] != 0)
     part = part.sort_values(["symbol", "timestamp", "_bad", "source_file", "source_row"])
     dup = part.duplicated(subset=["symbol", "timestamp", "_bad"], keep="first") & ~part["_bad"]
-    part["code"] = part["code"].mask(dup, _CODE["duplicate"])
+    part["code"] = part["code"].mask(dup, _CODE[DUPLICATE])
     return part.drop(columns="_bad").sort_values(["symbol", "timestamp", "source_file", "source_row"])
 
 
@@ -267,7 +271,7 @@ def load_bars(inputs: InputFiles, *, lib=pd, symbols_per_partition: int = 100, s
                       enforce_metadata=False, divisions=[None] * (len(items) + 1))
     ddf = _group_by_symbol(ddf, lib, symbols_per_partition)
     ddf = ddf.map_partitions(check_symbols, meta=_meta(lib))
-    with dask.config.set(scheduler=scheduler) if scheduler else _nullcontext():
+    with dask.config.set(scheduler=scheduler) if scheduler else nullcontext():
         checked = ddf.compute()
     rows_read = len(checked)
     if rows_read == 0:
@@ -290,11 +294,3 @@ def load_bars(inputs: InputFiles, *, lib=pd, symbols_per_partition: int = 100, s
         log.warning("rejected %d of %d rows: %s", len(rejected), rows_read,
                     ", ".join(f"{k}: {v}" for k, v in stats["rejected_by_reason"].items()))
     return LoadedBars(bars, rejected, [str(p) for p in inputs.paths], rows_read, stats)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

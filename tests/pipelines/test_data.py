@@ -163,3 +163,10 @@ def test_a_rejected_row_never_hides_a_good_duplicate(rows, write_csv):
     loaded = load(write_csv(bad_first))
     assert len(loaded.bars) == 6
     assert list(loaded.rejected["reason"]) == ["nan: open"]
+
+
+def test_duplicate_column_names(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("timestamp,symbol,open,high,low,close,volume,close\n2024-01-02,A,1,2,0.5,1.5,10,1.5\n")
+    with pytest.raises(DataError, match=r"duplicate column name\(s\) \['close'\]"):
+        inspect_input(path)
