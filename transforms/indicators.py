@@ -53,7 +53,8 @@ from typing import Callable
 import numpy as np
 
 from transforms._array import float_dtype, namespace
-from transforms.kernels import compact, expand_in_place, lengths, needs_compaction, series_kernel, valid_mask
+from transforms.kernels import (compact, device_function, expand_in_place, lengths, needs_compaction, series_kernel,
+                                valid_mask)
 
 # TA-Lib's TA_EPSILON (ta_utility.h): the relative dead-zone of its scale-aware zero tests.
 _EPSILON = 1e-14
@@ -62,6 +63,26 @@ _EPSILON = 1e-14
 # float32 as float32, so float32 panels would compute in float32. np.float64 is float64 on the
 # CPU, on CUDA and (as a NumPy scalar) in the CUDA simulator.
 _f64 = np.float64
+
+
+@device_function
+def _running_extreme(x, j, i, trailing, current, current_at, sign):
+    # TA-Lib's running lowest (sign = 1) or highest (sign = -1) of x[trailing..i, j], as
+    # (value, index): rescan the window only when the current extreme has left it; on a tie the
+    # newest bar wins, as in TA-Lib. Multiplying by -1 is exact, so both sides share one code.
+    v = _f64(x[i, j])
+    if current_at < trailing:
+        current_at = trailing
+        current = _f64(x[trailing, j])
+        for t in range(trailing + 1, i + 1):
+            v = _f64(x[t, j])
+            if sign * v < sign * current:
+                current_at = t
+                current = v
+    elif sign * v <= sign * current:
+        current_at = i
+        current = v
+    return current, current_at
 
 # ---------------------------------------------------------------------------------------------
 # Series kernels. Each processes column j of compacted inputs (valid rows 0..n[j]-1, no holes).
@@ -327,30 +348,8 @@ def _stoch_column(j, high, low, close, n, fastk_period, slowk_period, slowd_peri
     highest_at = -1
     for i in range(k_first, m):
         trailing = i - k_first
-        v = _f64(low[i, j])
-        if lowest_at < trailing:
-            lowest_at = trailing
-            lowest = _f64(low[trailing, j])
-            for t in range(trailing + 1, i + 1):
-                v = _f64(low[t, j])
-                if v < lowest:
-                    lowest_at = t
-                    lowest = v
-        elif v <= lowest:
-            lowest_at = i
-            lowest = v
-        v = _f64(high[i, j])
-        if highest_at < trailing:
-            highest_at = trailing
-            highest = _f64(high[trailing, j])
-            for t in range(trailing + 1, i + 1):
-                v = _f64(high[t, j])
-                if v > highest:
-                    highest_at = t
-                    highest = v
-        elif v >= highest:
-            highest_at = i
-            highest = v
+        lowest, lowest_at = _running_extreme(low, j, i, trailing, lowest, lowest_at, 1.0)
+        highest, highest_at = _running_extreme(high, j, i, trailing, highest, highest_at, -1.0)
         span = highest - lowest
         if math.fabs(span) <= _EPSILON * (math.fabs(highest) + math.fabs(lowest)):
             fast_k[i, j] = 0.0
@@ -487,30 +486,8 @@ def _willr_column(j, high, low, close, n, period, out):
     highest_at = -1
     for i in range(first, m):
         trailing = i - first
-        v = _f64(low[i, j])
-        if lowest_at < trailing:
-            lowest_at = trailing
-            lowest = _f64(low[trailing, j])
-            for t in range(trailing + 1, i + 1):
-                v = _f64(low[t, j])
-                if v < lowest:
-                    lowest_at = t
-                    lowest = v
-        elif v <= lowest:
-            lowest_at = i
-            lowest = v
-        v = _f64(high[i, j])
-        if highest_at < trailing:
-            highest_at = trailing
-            highest = _f64(high[trailing, j])
-            for t in range(trailing + 1, i + 1):
-                v = _f64(high[t, j])
-                if v > highest:
-                    highest_at = t
-                    highest = v
-        elif v >= highest:
-            highest_at = i
-            highest = v
+        lowest, lowest_at = _running_extreme(low, j, i, trailing, lowest, lowest_at, 1.0)
+        highest, highest_at = _running_extreme(high, j, i, trailing, highest, highest_at, -1.0)
         span = highest - lowest
         if math.fabs(span) <= _EPSILON * (math.fabs(highest) + math.fabs(lowest)):
             out[i, j] = 0.0
