@@ -2,7 +2,7 @@
 
 Unknown or mistyped keys are errors that name the key (with the closest valid name); values are
 type-checked. The ``gpu:`` block is the one users know from RAPIDS deployments; ``data``,
-``indicators`` and ``report`` are the pipeline's own. Transforms never see this object: pipelines
+``indicators``, ``report`` and ``backtest`` are the pipelines' own. Transforms never see this object: pipelines
 read it and pass plain parameters down.
 """
 from __future__ import annotations
@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, ValidationInfo,
+                      field_validator)
 
+from pipelines.cluster import check_cluster_spec
+from pipelines.grid import GridError, check_grid, parse_values
 from transforms.indicators import INDICATORS, IndicatorSpec
+from transforms.strategies import STRATEGIES
 
 STANDARD_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
 
@@ -105,11 +109,82 @@ class ReportConfig(_Frozen):
     out_dir: str | None = None
 
 
+SELECTION_METRICS = ("sharpe", "sortino", "calmar", "total_return", "cagr", "ann_return", "max_drawdown",
+                     "win_rate", "profit_factor", "avg_trade")
+"""Metrics a walk-forward may maximise (higher is better for each; max_drawdown is <= 0)."""
+
+
+class WalkForwardConfig(_Frozen):
+    in_sample_bars: int = Field(gt=1, description="bars of each in-sample window")
+    out_of_sample_bars: int = Field(gt=1, description="bars of each out-of-sample window (and the roll)")
+    metric: Literal[SELECTION_METRICS] = Field("sharpe", description="in-sample metric to maximise")
+    select: Literal["per_symbol", "median"] = Field(
+        "per_symbol", description="per_symbol: each symbol's best combination; median: the combination "
+                                  "with the best median metric over symbols, for all")
+
+
+_GridValue = Union[StrictInt, StrictFloat, str, list[Union[StrictInt, StrictFloat, str]]]
+
+
+class BacktestConfig(_Frozen):
+    strategy: str = Field("sma_cross", description="a built-in strategy (transforms.strategies.STRATEGIES)")
+    grid: dict[str, _GridValue] = Field(default_factory=dict,
+                                        description="parameter -> list of values or 'start:stop:step'")
+    random_sample: int | None = Field(None, gt=0, description="sweep this many random combinations of the grid")
+    seed: int = 0
+    direction: Literal["long", "short", "both"] = "long"
+    trade_on: Literal["open", "close"] = "open"
+    size_fraction: float = Field(1.0, gt=0, le=1)
+    commission_bps: float = Field(0.0, ge=0)
+    slippage_bps: float = Field(0.0, ge=0)
+    stop_loss: float | None = Field(None, gt=0, lt=1, description="fraction of the entry price; null = off")
+    take_profit: float | None = Field(None, gt=0, description="fraction of the entry price; null = off")
+    periods_per_year: float = Field(252.0, gt=0)
+    definitions: Literal["alphapulse", "backtesting.py"] = "alphapulse"
+    top_n: int = Field(10, ge=0, description="portfolio equity curves written for the best combinations")
+    walk_forward: WalkForwardConfig | None = None
+    cluster: str | None = Field(None, description="null (in-process), local, processes, cuda or a scheduler address")
+    workers: int | None = Field(None, gt=0, description="workers of a local cluster (default: one per core/GPU)")
+    symbols_per_chunk: Union[Literal["auto"], Annotated[int, Field(gt=0)]] = "auto"
+    out_dir: str | None = "reports/backtest"
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v):
+        if v not in STRATEGIES:
+            raise ValueError(f"unknown strategy {v!r}{_suggest(v, STRATEGIES)}; known: {', '.join(STRATEGIES)}")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v, info: ValidationInfo):
+        try:
+            parsed = {name: parse_values(name, value) for name, value in v.items()}
+            strategy = info.data.get("strategy")
+            if strategy in STRATEGIES:
+                check_grid(parsed, strategy_name=strategy, params=STRATEGIES[strategy].params)
+        except GridError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, v):
+        return check_cluster_spec(v)
+
+    def grid_values(self) -> dict[str, list]:
+        """The grid as parameter -> values, checked against (and cast for) the strategy."""
+        strategy = STRATEGIES[self.strategy]
+        return check_grid({n: parse_values(n, v) for n, v in self.grid.items()}, strategy_name=self.strategy,
+                          params=strategy.params)
+
+
 class Config(_Frozen):
     gpu: GpuConfig = GpuConfig()
     data: DataConfig = DataConfig()
     indicators: dict[str, list[Union[StrictInt, StrictFloat, dict]]] = Field(default_factory=dict)
     report: ReportConfig = ReportConfig()
+    backtest: BacktestConfig = BacktestConfig()
 
     @field_validator("indicators")
     @classmethod
