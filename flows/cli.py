@@ -17,6 +17,29 @@ from pipelines.report import ReportError
 
 _USER_ERRORS = (ConfigError, DataError, ReportError, BackendError, ValueError)
 
+_BACKTEST_HELP = """\
+grid syntax (--grid, or backtest.grid in the config):
+  fast=5:50:5,slow=20:200:10         inclusive ranges start:stop[:step] (step 1 if left out)
+  lower=20,25,30;upper=70,75,80      lists; parameters separated by ';', ',' or spaces
+  period=10:20:5,30 nbdev=1.5:2.5:0.5
+  A comma-separated item containing '=' starts the next parameter. The grid is the Cartesian
+  product; parameters left out keep the strategy's defaults; backtest.random_sample: N sweeps a
+  seeded random sample of N combinations. Invalid combinations (fast >= slow, lower >= upper)
+  are skipped and counted in the report.
+
+strategies: sma_cross, ema_cross (fast, slow), macd_cross (fast, slow, signal),
+  rsi_reversion (period, lower, upper), bb_reversion, bb_breakout (period, nbdev)
+
+execution: each symbol on its own bars; a signal at bar t's close trades at bar t+1's open
+  (backtest.trade_on: close for its close), never on bar t; equity starts at 1; commission and
+  slippage in basis points per fill; optional stop-loss/take-profit; metrics per (symbol,
+  combination) and for the equal-weight portfolio of all symbols (rebalanced every bar).
+
+report (--out): backtest_metrics.parquet, backtest_summary.parquet, equity.parquet,
+  best_equity_by_symbol.parquet, sharpe_heatmap.png, walk_forward.parquet (if configured),
+  rejected.parquet (if any), manifest.json, summary.md
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alphapulse", description="GPU-native market research pipeline.")
@@ -33,6 +56,26 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--no-prefect", action="store_true",
                    help="run the pipeline directly, without a Prefect flow run")
     d.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+
+    b = sub.add_parser("backtest", help="one strategy over every (symbol, parameter combination) -> report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_BACKTEST_HELP,
+                       description="Load and validate bars, run one strategy over every symbol and every "
+                                   "combination of its parameter grid (sharded over Dask workers if asked), "
+                                   "and write a report folder.")
+    b.add_argument("--data", help="bars: CSV/parquet file or folder (default: data.path in the config)")
+    b.add_argument("--out", help="report folder (default: backtest.out_dir in the config)")
+    b.add_argument("--strategy", help="strategy name (default: backtest.strategy in the config)")
+    b.add_argument("--grid", help="parameter grid, e.g. 'fast=5:50:5,slow=20:200:10' (see below; "
+                                  "default: backtest.grid for the config's strategy)")
+    b.add_argument("--config", help="YAML config (default: the shipped default config)")
+    b.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="override the config's backend choice (default: auto)")
+    b.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT",
+                   help="where tasks run: none (in-process), local (threads), processes, cuda (one worker "
+                        "per GPU, dask-cuda) or a Dask scheduler address (default: backtest.cluster)")
+    b.add_argument("--no-prefect", action="store_true",
+                   help="run the pipeline directly, without a Prefect flow run")
+    b.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
     return p
 
 
@@ -47,12 +90,59 @@ def _print_summary(manifest: dict, out_dir, seconds: float) -> None:
     print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
 
 
+def _print_backtest_summary(manifest: dict, summary, out_dir, seconds: float) -> None:
+    inp, be, grid = manifest["input"], manifest["backend"], manifest["grid"]
+    print(f"report: {out_dir}")
+    print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}; cluster: {manifest['cluster']['kind']}")
+    print(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected; "
+          f"{inp['symbols']} symbols x {inp['timestamps']} timestamps")
+    print(f"strategy: {manifest['strategy']}; combinations: {grid['size']:,} in the grid, "
+          f"{grid['combinations_run']:,} run, {grid['skipped']:,} skipped as invalid")
+    if summary is not None and len(summary):
+        best = summary.sort_values("rank").iloc[0]
+        params = ", ".join(f"{k}={best[k]}" for k in manifest["grid"]["parameters"]) or "defaults"
+        print(f"best by portfolio Sharpe: {params}: Sharpe {best['portfolio_sharpe']:.3f}, "
+              f"CAGR {best['portfolio_cagr']:.2%}, max drawdown {best['portfolio_max_drawdown']:.2%}")
+    print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
+
+
+def _backtest(args) -> tuple[dict, object, object]:
+    from pipelines.backtest import prepare_backtest, run_backtest_pipeline
+
+    config = load_config(args.config)
+    cluster = "config" if args.cluster is None else (None if args.cluster.lower() == "none" else args.cluster)
+    request = prepare_backtest(config, data_path=args.data, out_dir=args.out, strategy=args.strategy,
+                               grid=args.grid, backend=args.backend, cluster=cluster)
+    if args.no_prefect:
+        result = run_backtest_pipeline(request)
+        return result.manifest, result.summary, result.out_dir
+    import json
+
+    import pandas as pd
+
+    from flows.backtest import backtest_flow
+
+    out_dir = backtest_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
+                            strategy=request.strategy.name, grid=args.grid, backend=args.backend, cluster=cluster)
+    manifest = json.loads((request.out_dir / "manifest.json").read_text())
+    return manifest, pd.read_parquet(request.out_dir / "backtest_summary.parquet"), out_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # a Dask cluster's start-up chatter
     start = time.perf_counter()
+    if args.command == "backtest":
+        try:
+            manifest, summary, out_dir = _backtest(args)
+        except _USER_ERRORS as e:
+            print(f"alphapulse: error: {e}", file=sys.stderr)
+            return 2
+        _print_backtest_summary(manifest, summary, out_dir, time.perf_counter() - start)
+        return 0
     try:
         from pipelines.daily import prepare_daily, run_daily
 

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import re
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -256,9 +257,11 @@ def _model_at(loc) -> type[BaseModel] | None:
     for key in loc:
         field = model.model_fields.get(str(key))
         ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+        # an optional block (``walk_forward: WalkForwardConfig | None``) names its model too
+        options = [a for a in (typing.get_args(ann) or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(options) != 1:
             return None
-        model = ann
+        model = options[0]
     return model
 
 

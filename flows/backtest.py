@@ -1,0 +1,78 @@
+"""The backtest flow: load -> validate -> panel -> sweep (+ walk-forward) -> report, over
+``pipelines.backtest``.
+
+Retries belong to IO: loading and report writing retry; the sweep does not. The sweep's Dask
+cluster (``cluster``: in-process, local, processes, cuda or a scheduler address) is opened by the
+pipeline inside its task, with a ``distributed.Client``, so the flow runs with Prefect's default
+task runner. Runs with no Prefect server configured (Prefect's ephemeral mode).
+"""
+from __future__ import annotations
+
+import flows  # noqa: F401  (Prefect settings before Prefect is imported)
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipelines import backtest
+from pipelines.backend import Backend, choose_backend
+from pipelines.config import load_config
+from pipelines.stages import StageTimer
+
+
+# No input hashing for caching: the inputs are whole panels, and results are not persisted.
+@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def load_bars_task(request: backtest.BacktestRequest, backend: Backend):
+    return backtest.load_stage(request, backend)
+
+
+@task(cache_policy=NO_CACHE)
+def panel_task(bars, backend: Backend):
+    return backtest.panel_stage(bars, backend)
+
+
+@task(cache_policy=NO_CACHE)
+def compute_task(prepared, request: backtest.BacktestRequest, backend: Backend):
+    return backtest.compute_stage(prepared, request, backend)
+
+
+@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def write_report_task(request, backend, loaded, prepared, computed, stages, run_id):
+    return backtest.report_stage(request, backend, loaded, prepared, computed, stages, run_id=run_id)
+
+
+@flow(name="alphapulse-backtest", log_prints=False)
+def backtest_flow(data_path: str | None = None, out_dir: str | None = None, config_path: str | None = None,
+                  strategy: str | None = None, grid: str | None = None, backend: str = "auto",
+                  cluster: str | None = "config") -> str:
+    """One strategy over every (symbol, parameter combination); returns the report folder.
+
+    Parameters
+    ----------
+    data_path : bars (CSV/parquet file or folder); default ``data.path`` from the config
+    out_dir : report folder; default ``backtest.out_dir`` from the config
+    config_path : YAML config; default the shipped config
+    strategy : a built-in strategy; default ``backtest.strategy``
+    grid : parameter grid, e.g. ``"fast=5:50:5,slow=20:200:10"``; default ``backtest.grid``
+    backend : "auto", "cpu" or "gpu"
+    cluster : "config" (``backtest.cluster``), None (in-process), "local", "processes", "cuda" or
+        a Dask scheduler address
+    """
+    from prefect.runtime import flow_run
+
+    request = backtest.prepare_backtest(load_config(config_path), data_path=data_path, out_dir=out_dir,
+                                        strategy=strategy, grid=grid, backend=backend, cluster=cluster)
+    timer = StageTimer()
+    with timer.stage("backend"):
+        chosen = choose_backend(request.config.gpu, override=request.backend)
+    with timer.stage("load_validate"):
+        loaded = load_bars_task(request, chosen)
+    with timer.stage("panel"):
+        prepared = panel_task(loaded.bars, chosen)
+    computed = compute_task(prepared, request, chosen)
+    run_id = str(flow_run.get_id() or "")[:12] or None
+    result = write_report_task(request, chosen, loaded, prepared, computed, {**timer.seconds, **computed.stages},
+                               run_id)
+    create_markdown_artifact(key="backtest-summary", markdown=(result.out_dir / "summary.md").read_text(),
+                             description=f"AlphaPulse backtest report in {result.out_dir}")
+    return str(result.out_dir)
