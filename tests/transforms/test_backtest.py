@@ -144,15 +144,27 @@ def test_stops_on_the_open_differ_from_vectorbt_on_the_entry_bar_only():
 
 
 def _run_targets(prices, targets, *, n=None, want_equity=False, want_returns=False, **engine):
-    """The engine in TARGET mode on a tiny compacted panel (hand-built examples)."""
+    """The engine in TARGET mode on a tiny compacted panel (hand-built examples), with arrays in
+    the layouts ``compact_bars``/``indicator_bank`` give (one compiled kernel signature)."""
     n_bars, n_sym = prices["close"].shape
     n = np.full(n_sym, n_bars, dtype=np.int64) if n is None else n
-    rows = np.tile(np.arange(n_bars)[:, None], (1, n_sym)).astype(np.int64)
+    rows = np.asfortranarray(np.tile(np.arange(n_bars)[:, None], (1, n_sym)).astype(np.int64))
     n_comb = targets.shape[0]
-    return run_backtest({k: np.asarray(v, dtype=np.float64) for k, v in prices.items()}, n,
-                        bank=np.zeros((1, 1, 1)), legs=np.full((n_comb, 5), -1, dtype=np.int64),
-                        levels=np.zeros((n_comb, 4)), mode=TARGET, targets=targets, rows=rows, n_rows_out=n_bars,
-                        want_equity=want_equity, want_returns=want_returns, **engine)
+    bank = np.full((2, n_sym, n_bars), np.nan).transpose(0, 2, 1)  # unused by TARGET
+    return run_backtest({k: np.asfortranarray(v, dtype=prices["close"].dtype) for k, v in prices.items()}, n,
+                        bank=bank, legs=np.full((n_comb, 5), -1, dtype=np.int64), levels=np.zeros((n_comb, 4)),
+                        mode=TARGET, targets=targets, rows=rows, n_rows_out=n_bars, want_equity=want_equity,
+                        want_returns=want_returns, **engine)
+
+
+def _symbols(x: np.ndarray, columns: list) -> np.ndarray:
+    """Columns (symbols) of a (..., n_bars, n_symbols) array, time-contiguous as the engine's CPU
+    layout (one compiled kernel signature)."""
+    part = x[..., columns]
+    out = np.empty(part.shape[:-2] + part.shape[:-3:-1], dtype=x.dtype)  # (..., n_symbols, n_bars)
+    out = np.swapaxes(out, -1, -2)
+    out[...] = part
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,3 +311,401 @@ def test_trades_and_stats_equal_backtesting_py(panels, direction, stops):
                                        err_msg=f"{key} (symbol {s})")
     if stops:
         assert stopped_same_bar > 0  # the entry-bar stops were exercised
+
+
+# ---------------------------------------------------------------------------------------------
+# Invariants
+# ---------------------------------------------------------------------------------------------
+
+
+def _bars(close, open_=None, spread=0.01):
+    """A consistent OHLC panel (n_bars, n_symbols) around ``close`` (open: previous close)."""
+    close = np.asarray(close, dtype=np.float64)
+    close = close[:, None] if close.ndim == 1 else close
+    if open_ is None:
+        open_ = np.vstack([close[:1], close[:-1]])
+    open_ = np.asarray(open_, dtype=np.float64).reshape(close.shape)
+    high = np.maximum(open_, close) * (1 + spread)
+    low = np.minimum(open_, close) * (1 - spread)
+    return {"open": open_, "high": high, "low": low, "close": close}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(1.0, 1000.0), min_size=6, max_size=30), st.data())
+def test_zero_cost_round_trip_leaves_equity_unchanged(path, data):
+    """Entering and leaving at the same price without costs gives back exactly the cash, long or
+    short, whatever the prices in between (to the rounding of q * fill)."""
+    m = len(path)
+    entry = data.draw(st.integers(1, m - 2), label="entry bar")
+    exit_ = data.draw(st.integers(entry + 1, m - 1), label="exit bar")
+    side = data.draw(st.sampled_from([1.0, -1.0]), label="side")
+    trade_on = data.draw(st.sampled_from(["open", "close"]), label="trade_on")
+    close = np.array(path)
+    open_ = np.roll(close, 1) * 1.01
+    fill = open_ if trade_on == "open" else close
+    fill[exit_] = fill[entry]
+    targets = np.zeros((1, m, 1))
+    targets[0, entry - 1:exit_ - 1, 0] = side  # decided at the close before each fill
+    acc, _, eq = _run_targets(_bars(close, open_), targets, trade_on=trade_on, direction="both", want_equity=True)
+    assert acc[0, ACC.index("trades")] == 1 and acc[0, ACC.index("open_trades")] == 0
+    np.testing.assert_allclose(eq[exit_:, 0], 1.0, rtol=0, atol=1e-14)
+    assert abs(acc[0, ACC.index("sum_trade_return")]) < 1e-14
+    np.testing.assert_allclose(eq[:entry, 0], 1.0, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("commission_bps, slippage_bps", [(0.0, 0.0), (10.0, 0.0), (7.0, 3.0)])
+def test_constant_prices(commission_bps, slippage_bps):
+    """Constant prices: without costs, zero returns and zero PnL for any trading; with costs,
+    each long round trip multiplies equity by (1 - s)(1 - c) / ((1 + s)(1 + c))."""
+    m = 40
+    close = np.full(m, 37.25)
+    targets = np.zeros((2, m, 1))
+    targets[0, 3:9] = 1  # one long round trip
+    targets[0, 15:20] = 1  # and another
+    targets[1] = np.where(np.arange(m) % 7 < 3, 1.0, -1.0)[:, None]  # reversals all along
+    acc, ret, eq = _run_targets(_bars(close, spread=0.0), targets, direction="both", want_equity=True,
+                                want_returns=True, commission_bps=commission_bps, slippage_bps=slippage_bps)
+    c, s = commission_bps * 1e-4, slippage_bps * 1e-4
+    np.testing.assert_allclose(eq[-1, 0], ((1 - s) * (1 - c) / ((1 + s) * (1 + c))) ** 2, rtol=1e-14)
+    assert acc[0, ACC.index("trades")] == 2
+    if c == s == 0:
+        np.testing.assert_array_equal(eq, 1.0)
+        np.testing.assert_array_equal(ret[1:], 0.0)
+        for name in ("gross_profit", "sum_trade_return", "wins", "sum_r", "sum_r2", "max_drawdown"):
+            np.testing.assert_array_equal(np.abs(acc[:, ACC.index(name)]), 0.0, err_msg=name)
+        assert acc[1, ACC.index("trades")] > 5
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for definitions in ("alphapulse", "backtesting.py"):
+                m_ = metrics_from_acc(acc, definitions=definitions)
+                np.testing.assert_array_equal(m_["total_return"], 0.0)
+                for name in ("sharpe", "sortino", "calmar"):
+                    assert np.isnan(m_[name]).all(), (definitions, name)
+    else:
+        assert np.all(np.diff(eq[:, 1]) <= 0)  # costs only ever lose
+
+
+def _perturbed_after(bars: dict, t: int, rng) -> dict:
+    """``bars`` with every bar after ``t`` replaced by a different consistent bar."""
+    out = {k: v.copy() for k, v in bars.items()}
+    k = out["close"].shape[0] - t - 1
+    if k <= 0:
+        return out
+    shape = (k, out["close"].shape[1])
+    close = out["close"][t + 1:] * np.exp(rng.normal(0, 0.05, shape))
+    open_ = out["open"][t + 1:] * np.exp(rng.normal(0, 0.05, shape))
+    out["close"][t + 1:], out["open"][t + 1:] = close, open_
+    out["high"][t + 1:] = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.02, shape)))
+    out["low"][t + 1:] = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.02, shape)))
+    return out
+
+
+def _run_follow(bars: dict, strategy: str, combos: list, **engine):
+    plan = STRATEGIES[strategy].plan(combos)
+    prices, n, rows = compact_bars(bars)
+    bank = indicator_bank(plan.bank, prices, n)
+    n_rows = bars["close"].shape[0]
+    positions = np.full((n_rows, len(plan.combos) * n.shape[0]), np.nan)
+    acc, ret, eq = run_backtest(prices, n, bank=bank, legs=plan.legs, levels=plan.levels, mode=plan.mode, rows=rows,
+                                n_rows_out=n_rows, want_returns=True, want_equity=True, positions_out=positions,
+                                **engine)
+    return acc, ret, eq, positions
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), t=st.integers(0, 59), trade_on=st.sampled_from(["open", "close"]),
+       direction=st.sampled_from(["long", "short", "both"]), stops=st.booleans())
+def test_no_look_ahead(seed, t, trade_on, direction, stops):
+    """Changing any bar after t never changes equity, returns or positions up to t (indicators
+    recomputed from the changed bars, stops on, every direction)."""
+    rng = np.random.default_rng(seed)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.03, (60, 3)), axis=0))
+    bars = _bars(close, close * np.exp(rng.normal(0, 0.01, close.shape)), spread=0.02)
+    engine = dict(trade_on=trade_on, direction=direction, commission_bps=5.0, slippage_bps=2.0,
+                  stop_loss=0.04 if stops else 0.0, take_profit=0.06 if stops else 0.0)
+    combos = [{"fast": 2, "slow": 5}, {"fast": 3, "slow": 9}]
+    before = _run_follow(bars, "sma_cross", combos, **engine)
+    after = _run_follow(_perturbed_after(bars, t, rng), "sma_cross", combos, **engine)
+    for a, b in zip(before[1:], after[1:]):
+        np.testing.assert_array_equal(a[:t + 1], b[:t + 1])
+
+
+def test_sharded_equals_unsharded(panels):
+    """Any split of the combinations and of the symbols into chunks gives bit-identical
+    accumulators (each series is computed alone)."""
+    bars = panels["real"]
+    combos = [{"fast": f, "slow": s} for f in (3, 5, 8) for s in (13, 21)]
+    plan = STRATEGIES["sma_cross"].plan(combos)
+    prices, n, rows = compact_bars(bars)
+    bank = indicator_bank(plan.bank, prices, n)
+    kw = dict(mode=plan.mode, direction="both", commission_bps=10.0, slippage_bps=3.0, stop_loss=0.05)
+    whole, _, _ = run_backtest(prices, n, bank=bank, legs=plan.legs, levels=plan.levels, **kw)
+    n_sym, n_comb = n.shape[0], len(plan.combos)
+    whole = whole.reshape(n_comb, n_sym, len(ACC))
+    for combo_chunks, symbol_chunks in [([range(0, 6)], [[3], [0, 1, 2], [4, 5, 6, 7]]),
+                                        ([range(0, 1), range(1, 4), range(4, 6)], [list(range(8))]),
+                                        ([range(0, 5), range(5, 6)], [[7, 0], [5, 1, 6], [2, 3, 4]])]:
+        for cs in combo_chunks:
+            cs = list(cs)
+            for ss in symbol_chunks:
+                part, _, _ = run_backtest({k: _symbols(v, ss) for k, v in prices.items()}, n[ss], bank=_symbols(bank, ss),
+                                          legs=plan.legs[cs], levels=plan.levels[cs], **kw)
+                np.testing.assert_array_equal(part.reshape(len(cs), len(ss), len(ACC)), whole[np.ix_(cs, ss)])
+
+
+def test_gaps_and_late_listings_equal_the_symbols_own_bars(panels):
+    """A symbol with interior gaps or a late listing, run inside the panel, gives exactly what
+    it gives run alone on its own bars; per-bar outputs sit at its timestamps, NaN elsewhere."""
+    bars = panels["real"]
+    symbols = real_panel()[0]
+    combos = [{"period": 10, "nbdev": 1.5}, {"period": 20, "nbdev": 2.0}]
+    kw = dict(direction="both", commission_bps=10.0, stop_loss=0.05, take_profit=0.1)
+    acc, ret, eq, pos = _run_follow(bars, "bb_reversion", combos, **kw)
+    n_sym = bars["close"].shape[1]
+    present = ~np.isnan(bars["close"])
+    checked = 0
+    for s, name in enumerate(symbols):
+        own = {k: v[present[:, s], s][:, None] for k, v in bars.items()}
+        if present[:, s].all() or own["close"].shape[0] < 25:
+            continue
+        a1, r1, e1, p1 = _run_follow(own, "bb_reversion", combos, **kw)
+        for c in range(len(combos)):
+            j = c * n_sym + s
+            np.testing.assert_array_equal(acc[j], a1[c], err_msg=name)
+            for full, alone in ((ret, r1), (eq, e1), (pos, p1)):
+                np.testing.assert_array_equal(full[present[:, s], j], alone[:, c], err_msg=name)
+                assert np.isnan(full[~present[:, s], j]).all(), name
+        checked += 1
+    assert checked >= 3  # DHR, GOOG, O, BHF
+
+
+def test_metrics_of_a_known_return_series():
+    """Always long from the first fill, zero costs, each open at the previous close: equity is
+    close / close[0], so the returns are known and every metric is its formula."""
+    rng = np.random.default_rng(5)
+    r = rng.normal(0.0005, 0.012, 300)
+    close = 100 * np.cumprod(np.r_[1.0, 1 + r])
+    acc, ret, eq = _run_targets(_bars(close), np.ones((1, close.size, 1)), want_equity=True, want_returns=True)
+    np.testing.assert_allclose(ret[1:, 0], r, rtol=1e-11)
+    np.testing.assert_allclose(eq[:, 0], close / close[0], rtol=1e-13)
+    equity = close / close[0]
+    dd = equity / np.maximum.accumulate(equity) - 1
+    years = lambda k: k / 252  # noqa: E731
+
+    vbt = metrics_from_acc(acc, periods_per_year=252)
+    r0 = np.r_[0.0, r]  # vectorbt's periods: the initial cash to the first close, then each bar
+    expect = {"total_return": equity[-1] - 1, "cagr": equity[-1] ** (1 / years(r0.size)) - 1,
+              "ann_return": r0.mean() * 252, "ann_volatility": r0.std(ddof=1) * np.sqrt(252),
+              "sharpe": r0.mean() / r0.std(ddof=1) * np.sqrt(252),
+              "sortino": r0.mean() / np.sqrt(np.mean(np.minimum(r0, 0) ** 2)) * np.sqrt(252),
+              "max_drawdown": dd.min(), "trades": 1, "win_rate": float(equity[-1] > 1), "exposure": 300 / 301,
+              "avg_trade": equity[-1] - 1}
+    expect["calmar"] = expect["cagr"] / abs(dd.min())
+    for name, value in expect.items():
+        np.testing.assert_allclose(vbt[name][0], value, rtol=1e-10, err_msg=name)
+
+    bt = metrics_from_acc(acc, periods_per_year=252, definitions="backtesting.py")
+    g = np.exp(np.log1p(r).mean()) - 1
+    ann = (1 + g) ** 252 - 1
+    vol = np.sqrt((r.var(ddof=1) + (1 + g) ** 2) ** 252 - (1 + g) ** 504)
+    expect = {"ann_return": ann, "ann_volatility": vol, "sharpe": ann / vol,
+              "sortino": ann / (np.sqrt(np.mean(np.minimum(r, 0) ** 2)) * np.sqrt(252)),
+              "calmar": ann / abs(dd.min()), "max_drawdown": dd.min()}
+    for name, value in expect.items():
+        np.testing.assert_allclose(bt[name][0], value, rtol=1e-9, err_msg=name)
+    # the one trade is still open: backtesting.py's statistics leave it out
+    assert bt["trades"][0] == 0 and np.isnan(bt["win_rate"][0]) and np.isnan(bt["avg_trade"][0])
+
+
+@pytest.mark.parametrize("definitions", ["alphapulse", "backtesting.py"])
+def test_no_trades_and_degenerate_series_give_nan_not_errors(definitions):
+    """A series that never trades, a one-bar symbol and a symbol with no bar at all: the
+    ratios are NaN, counts 0, no warning or error."""
+    close = 20 + np.sin(np.arange(50) / 3.0)
+    bars = _bars(np.column_stack([close, close, close]))
+    for k in bars:
+        bars[k][:49, 1] = np.nan  # one bar
+        bars[k][:, 2] = np.nan  # none
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        acc, ret, eq, _ = _run_follow(bars, "rsi_reversion", [{"period": 5, "lower": 1.0, "upper": 99.0}])
+        m = metrics_from_acc(acc, periods_per_year=252, definitions=definitions)
+    assert set(m) == set(METRICS)
+    np.testing.assert_array_equal(acc[:, ACC.index("trades")], 0.0)
+    np.testing.assert_array_equal(m["trades"], 0.0)
+    np.testing.assert_array_equal(m["total_return"], 0.0)
+    for name in ("win_rate", "profit_factor", "avg_trade", "sharpe", "sortino", "calmar"):
+        assert np.isnan(m[name]).all(), name
+    assert np.isnan(eq[:, 2]).all() and np.isnan(ret[:, 2]).all()
+    assert eq[49, 1] == 1.0 and np.isnan(ret[49, 1])
+
+
+def test_float32_prices_compute_in_float64():
+    """float32 panels are read as float64: the same as a float64 run on the float32 values."""
+    rng = np.random.default_rng(2)
+    close = (30 * np.exp(np.cumsum(rng.normal(0, 0.02, (120, 4)), axis=0))).astype(np.float32)
+    bars32 = {k: v.astype(np.float32) for k, v in _bars(close, spread=0.013).items()}
+    bars64 = {k: v.astype(np.float64) for k, v in bars32.items()}
+    targets = np.sign(rng.normal(size=(2, 120, 4)))
+    kw = dict(direction="both", commission_bps=3.0, slippage_bps=1.0, stop_loss=0.03, take_profit=0.04)
+    a32 = _run_targets(bars32, targets.astype(np.float32), **kw)[0]
+    a64 = _run_targets(bars64, targets, **kw)[0]
+    np.testing.assert_array_equal(a32, a64)
+
+
+def test_invalid_arguments_raise():
+    bars = _bars(np.linspace(10, 20, 10))
+    for bad in (dict(direction="sideways"), dict(trade_on="noon"), dict(size_fraction=1.5),
+                dict(size_fraction=0.0), dict(commission_bps=-1.0)):
+        with pytest.raises(ValueError):
+            _run_targets(bars, np.ones((1, 10, 1)), **bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# The CUDA kernel: simulator (always), CuPy on a GPU (gpu marker)
+# ---------------------------------------------------------------------------------------------
+
+SIM_CONFIGS = [
+    dict(direction="both", trade_on="open", commission_bps=10.0, slippage_bps=5.0, stop_loss=0.03, take_profit=0.05),
+    dict(direction="long", trade_on="close", commission_bps=10.0, stop_loss=0.02),
+    dict(direction="short", trade_on="open", size_fraction=0.5, take_profit=0.02),
+]
+
+
+def _sim_inputs(seed=4, n_bars=40):
+    """40 bars x 2 symbols (one listed late, with a gap), SMA cross with 2 combinations."""
+    rng = np.random.default_rng(seed)
+    close = 40 * np.exp(np.cumsum(rng.normal(0, 0.03, (n_bars, 2)), axis=0))
+    bars = _bars(close, close * np.exp(rng.normal(0, 0.01, close.shape)), spread=0.02)
+    for k in bars:
+        bars[k][:9, 1] = np.nan
+        bars[k][20, 1] = np.nan
+    plan = STRATEGIES["sma_cross"].plan([{"fast": 2, "slow": 5}, {"fast": 3, "slow": 8}])
+    prices, n, rows = compact_bars(bars)
+    bank = indicator_bank(plan.bank, prices, n)
+    targets = np.sign(rng.normal(size=(2, n_bars, 2)))
+    return {"open": prices["open"], "high": prices["high"], "low": prices["low"], "close": prices["close"],
+            "n": n, "rows": rows, "bank": np.ascontiguousarray(bank), "legs": plan.legs, "levels": plan.levels,
+            "targets": targets}
+
+
+def _engine_runs(inputs: dict, configs: list) -> dict:
+    """run_backtest over ``configs`` x (FOLLOW on the bank, TARGET), every output wanted."""
+    prices = {k: inputs[k] for k in ("open", "high", "low", "close")}
+    n_rows = inputs["rows"].shape[0]
+    out = {}
+    for k, cfg in enumerate(configs):
+        for mode in (FOLLOW, TARGET):
+            n_series = inputs["legs"].shape[0] * inputs["n"].shape[0]
+            positions = np.full((n_rows, n_series), np.nan)
+            acc, ret, eq = run_backtest(prices, inputs["n"], bank=inputs["bank"], legs=inputs["legs"],
+                                        levels=inputs["levels"], mode=mode,
+                                        targets=inputs["targets"] if mode == TARGET else None,
+                                        rows=inputs["rows"], n_rows_out=n_rows, want_returns=True,
+                                        want_equity=True, positions_out=positions, **cfg)
+            for name, v in (("acc", acc), ("returns", ret), ("equity", eq), ("positions", positions)):
+                out[f"{k}/{mode}/{name}"] = v
+    return out
+
+
+_SIMULATOR_SCRIPT = r"""
+import json, sys
+import numpy as np
+from numba import config
+assert config.ENABLE_CUDASIM, "the CUDA simulator is not enabled"
+from transforms.kernels import SeriesKernel
+from tests.transforms.test_backtest import _engine_runs
+
+# Route every kernel launch to its CUDA launcher (on NumPy arrays: the simulator runs it).
+SeriesKernel.__call__ = lambda self, n_cols, *args: self.gpu(n_cols, *args)
+inputs = dict(np.load(sys.argv[1]))
+np.savez(sys.argv[3], **_engine_runs(inputs, json.loads(sys.argv[2])))
+"""
+
+
+def test_cuda_kernel_matches_cpu_under_the_simulator(tmp_path):
+    inputs = _sim_inputs()
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run([sys.executable, "-c", _SIMULATOR_SCRIPT, str(tmp_path / "inputs.npz"),
+                           json.dumps(SIM_CONFIGS), str(tmp_path / "outputs.npz")],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[2])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    simulated = np.load(tmp_path / "outputs.npz")
+    cpu = _engine_runs(inputs, SIM_CONFIGS)
+    assert set(simulated.files) == set(cpu)
+    for key, values in cpu.items():
+        # The simulator runs the same IEEE double operations in Python; only libm's log/log1p
+        # could differ by an ulp.
+        np.testing.assert_allclose(simulated[key], values, rtol=1e-13, atol=0, err_msg=key)
+        if key.endswith("acc"):
+            assert values[:, ACC.index("trades")].sum() > 0, key
+
+
+def _nvvm_available():
+    try:
+        from numba.cuda.cudadrv import nvrtc, nvvm
+
+        return bool(nvvm.is_available()) and bool(nvrtc.get_supported_ccs())
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_kernel_compiles_to_ptx_without_float32_arithmetic(dtype):
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or not _nvvm_available():
+        pytest.skip("CUDA's NVVM/NVRTC libraries are not installed (pip: nvidia-nvvm, nvidia-cuda-nvrtc)")
+    from numba import cuda, types
+
+    from transforms.backtest import _backtest_series
+
+    data = getattr(types, dtype)
+    panel, bank = types.Array(data, 2, "C"), types.Array(data, 3, "C")
+    f64, i64 = types.float64, types.int64
+    out2 = types.Array(f64, 2, "C")
+    signature = (i64, i64, panel, panel, panel, panel, types.Array(i64, 1, "C"), bank, types.Array(i64, 2, "C"),
+                 out2, bank, i64, i64, i64, f64, f64, f64, f64, f64, out2, types.Array(i64, 2, "C"), out2, out2, out2)
+    ptx, _ = cuda.compile_ptx(_backtest_series.fn, signature, device=True, cc=(9, 0))
+    single = [line for line in ptx.splitlines()
+              if any(op in line for op in ("add.f32", "sub.f32", "mul.f32", "div.rn.f32", "fma.rn.f32"))]
+    assert not single, f"float32 arithmetic: {single[:3]}"
+
+
+def _cupy_or_skip():
+    cupy = pytest.importorskip("cupy")
+    try:
+        available = cupy.is_available()
+    except Exception:  # a broken CUDA install: no usable GPU either way
+        available = False
+    if not available:
+        pytest.skip("no usable GPU for CuPy")
+    return cupy
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cupy_matches_numpy(panels, dtype):
+    """The whole path on the GPU (compact_bars, indicator_bank in the GPU layout, the CUDA
+    kernel, metrics on the device) equals the CPU path."""
+    cupy = _cupy_or_skip()
+    bars = {k: v.astype(dtype) for k, v in panels["real"].items()}
+    plan = STRATEGIES["sma_cross"].plan(COMBOS["sma_cross"])
+    kw = dict(direction="both", commission_bps=10.0, slippage_bps=5.0, stop_loss=0.05, take_profit=0.08)
+    results = []
+    for xp in (np, cupy):
+        b = {k: xp.asarray(v) for k, v in bars.items()}
+        prices, n, rows = compact_bars(b)
+        bank = indicator_bank(plan.bank, prices, n)
+        acc, ret, eq = run_backtest(prices, n, bank=bank, legs=xp.asarray(plan.legs), levels=xp.asarray(plan.levels),
+                                    mode=plan.mode, rows=rows, n_rows_out=bars["close"].shape[0],
+                                    want_returns=True, want_equity=True, **kw)
+        metrics = metrics_from_acc(acc, periods_per_year=252)
+        to_host = cupy.asnumpy if xp is cupy else np.asarray
+        results.append((to_host(acc), to_host(eq), {k: to_host(v) for k, v in metrics.items()}))
+    (acc_c, eq_c, m_c), (acc_g, eq_g, m_g) = results
+    # NVVM fuses multiply-adds (the indicators and the fills): a few ulp, which can move a
+    # level comparison only on exact ties; none on this data.
+    np.testing.assert_allclose(acc_g, acc_c, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(eq_g, eq_c, rtol=1e-9, atol=0)
+    for name in METRICS:
+        np.testing.assert_allclose(m_g[name], m_c[name], rtol=1e-8, atol=1e-12, err_msg=name)
