@@ -1017,6 +1017,7 @@ def _summary_md(manifest: dict, summary: pd.DataFrame, wf: pd.DataFrame | None, 
         + (" (" + ", ".join(f"{k}: {v}" for k, v in grid["skipped_by_reason"].items()) + ")" if grid["skipped"] else ""),
         f"- execution: {manifest['execution_summary']}",
         f"- work: {manifest['chunks']['tasks']} task(s), {manifest['chunks']['launches']} engine launches",
+        f"- heatmap: {manifest['heatmap']}",
     ]
     top = summary.sort_values("rank").head(10)
     cols = ["rank", *params, "portfolio_sharpe", "portfolio_cagr", "portfolio_max_drawdown",
@@ -1091,6 +1092,7 @@ def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars,
         "walk_forward": None if wf is None else {**bt.walk_forward.model_dump(), "windows": len(wf.windows),
                                                  "chunks": wf.chunks},
         "cluster": computed.cluster,
+        "heatmap": "sharpe_heatmap.png" if png else "not drawn: the grid varies no parameter",
         "stages": {**stages, **timer.seconds},
     }
     out = write_report(request.out_dir, tables=tables, manifest=manifest,
