@@ -540,6 +540,34 @@ def test_no_trades_and_degenerate_series_give_nan_not_errors(definitions):
     assert eq[49, 1] == 1.0 and np.isnan(ret[49, 1])
 
 
+def test_target_positions_equal_the_same_rule(panels):
+    """A user's TARGET strategy expressing the SMA cross (long where fast > slow, flat where
+    fast < slow, NaN = keep otherwise) is the built-in FOLLOW rule, to the bit."""
+    from transforms.strategies import custom_strategy
+
+    def cross(panel, fast, slow):
+        f, s = panel["sma_fast"], panel["sma_slow"]
+        with np.errstate(invalid="ignore"):
+            return np.where(f > s, 1.0, np.where(f < s, 0.0, np.nan))
+
+    combos = COMBOS["sma_cross"]
+    kw = dict(direction="long", commission_bps=10.0, slippage_bps=5.0, stop_loss=0.05)
+    acc, ret, eq, pos = _run_follow(panels["real"], "sma_cross", combos, **kw)
+    plan = custom_strategy("cross", cross, params={"fast": int, "slow": int}).plan(combos)
+    prices, n, rows = compact_bars(panels["real"])
+    targets = []
+    for combo in plan.combos:
+        smas = indicator_bank(STRATEGIES["sma_cross"].plan([combo]).bank, prices, n)
+        targets.append(cross({"sma_fast": smas[0], "sma_slow": smas[1]}, **combo))
+    n_rows = panels["real"]["close"].shape[0]
+    acc_t, ret_t, eq_t = run_backtest(prices, n, bank=np.full((2, 1, 1), np.nan), legs=plan.legs, levels=plan.levels,
+                                      mode=plan.mode, targets=np.stack(targets), rows=rows, n_rows_out=n_rows,
+                                      want_returns=True, want_equity=True, **kw)
+    assert plan.mode == TARGET
+    np.testing.assert_array_equal(acc_t, acc)
+    np.testing.assert_array_equal(eq_t, eq)
+
+
 def test_float32_prices_compute_in_float64():
     """float32 panels are read as float64: the same as a float64 run on the float32 values."""
     rng = np.random.default_rng(2)
