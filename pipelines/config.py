@@ -65,7 +65,7 @@ class MemoryManagement(_Frozen):
 
 
 class Operations(_Frozen):
-    batch_size: int = Field(1_000_000, gt=0, description="elements a GPU batch holds (chunked work)")
+    batch_size: int = Field(10_000_000, gt=0, description="elements one chunk of batched work holds (e.g. bars x series of a backtest chunk)")
     precision: Literal["float32", "float64"] = "float64"
 
 
