@@ -63,7 +63,8 @@ Every built-in strategy is one of two rule kinds over a series ``x`` and four le
   with all four levels the slow line.
 - ``FADE`` (mean reversion): long entry ``x < long_in``, long exit ``x > long_out``, short entry
   ``x > short_in``, short exit ``x < short_out``.
-- ``TARGET``: a user's target positions (-1, 0, +1) per bar, symbol and combination.
+- ``TARGET``: a user's target positions (-1, 0, +1; NaN keeps the current one) per bar, symbol
+  and combination; a side that ``direction`` forbids is flat (long-only: -1 means out).
 
 Accumulators (per series; see ``ACC``): what the metrics need, reduced on the device in one pass.
 """
@@ -287,8 +288,9 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
             t = _f64(targets[c, i, s])
             if t == t:  # not NaN
                 d = 1 if t > 0 else (-1 if t < 0 else 0)
-                if (d == 1 and allow_long) or (d == -1 and allow_short) or d == 0:
-                    desired = d
+                if (d == 1 and not allow_long) or (d == -1 and not allow_short):
+                    d = 0  # a side the direction forbids means flat
+                desired = d
         else:
             x = cl if xi < 0 else _f64(bank[xi, i, s])
             l0 = levels[c, 0] if li0 < 0 else _f64(bank[li0, i, s])

@@ -568,6 +568,17 @@ def test_target_positions_equal_the_same_rule(panels):
     np.testing.assert_array_equal(eq_t, eq)
 
 
+@pytest.mark.parametrize("direction, held", [("long", [0, 1, 1, 0, 0, 1, 1, 1]), ("short", [0, 0, 0, -1, -1, 0, 0, 0]),
+                                              ("both", [0, 1, 1, -1, -1, 1, 1, 1])])
+def test_targets_outside_the_direction_mean_flat(direction, held):
+    """TARGET: a target the direction forbids closes the position (long-only: -1 exits); NaN
+    keeps whatever is held."""
+    targets = np.array([1, np.nan, -1, np.nan, 1, np.nan, np.nan, 1.0])[None, :, None]
+    positions = np.full((8, 1), np.nan)
+    _run_targets(_bars(np.linspace(10, 12, 8)), targets, direction=direction, positions_out=positions)
+    np.testing.assert_array_equal(positions[:, 0], held)
+
+
 def test_float32_prices_compute_in_float64():
     """float32 panels are read as float64: the same as a float64 run on the float32 values."""
     rng = np.random.default_rng(2)
