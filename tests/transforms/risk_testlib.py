@@ -1,0 +1,71 @@
+"""Shared helpers for the returns, covariance and correlation tests: real close panels, the FTSE
+100 file, synthetic returns with gaps, and the CuPy guard."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FTSE_CSV = Path(os.environ.get("ALPHAPULSE_FTSE100_CSV",
+                               ROOT.parent / "shared" / "data" / "ftse100" / "ftse100_dataset.csv.gz"))
+
+
+def close_panel(long: pd.DataFrame) -> pd.DataFrame:
+    """Long bars -> wide closes (timestamps x symbols, sorted), NaN where a symbol has no bar."""
+    wide = long.pivot(index="timestamp", columns="symbol", values="close").sort_index()
+    return wide.reindex(sorted(wide.columns), axis=1)
+
+
+@functools.lru_cache(maxsize=1)
+def _ftse_wide() -> pd.DataFrame | None:
+    if not FTSE_CSV.exists():
+        return None
+    wide = pd.read_csv(FTSE_CSV)
+    return wide.set_index(wide.columns[0]).sort_index()
+
+
+def ftse_closes() -> pd.DataFrame:
+    """The FTSE 100 adjusted closes (dates x 64 symbols, wide as shipped); skips when absent."""
+    wide = _ftse_wide()
+    if wide is None:
+        pytest.skip(f"FTSE 100 file not found at {FTSE_CSV} (set ALPHAPULSE_FTSE100_CSV to its path)")
+    return wide
+
+
+def synthetic_returns(n_bars: int = 400, n_symbols: int = 12, seed: int = 7, gaps: bool = True) -> np.ndarray:
+    """Seeded one-factor returns (correlations 0.2-0.8) with a late listing, interior gaps and a
+    symbol without data when ``gaps``."""
+    rng = np.random.default_rng(seed)
+    beta = rng.uniform(0.5, 2.0, n_symbols)
+    market = rng.normal(0.0003, 0.01, n_bars)
+    r = market[:, None] * beta[None, :] + rng.normal(0, 0.01, (n_bars, n_symbols)) * rng.uniform(0.5, 2, n_symbols)
+    if gaps:
+        r[: n_bars // 2, 1] = np.nan  # late listing
+        r[rng.choice(n_bars, 15, replace=False), 2] = np.nan  # interior gaps
+        r[n_bars - 30:, 3] = np.nan  # delisted
+        r[:, 4] = np.nan  # no data
+    return r
+
+
+def cupy_or_skip():
+    """CuPy with a usable GPU, or skip the test."""
+    cupy = pytest.importorskip("cupy")
+    try:
+        available = cupy.is_available()
+    except Exception:  # a broken CUDA install: no usable GPU either way
+        available = False
+    if not available:
+        pytest.skip("no usable GPU for CuPy")
+    return cupy
+
+
+def month_end_rows(index) -> np.ndarray:
+    """Row positions of the last row of each calendar month of a date index."""
+    dates = pd.DatetimeIndex(pd.to_datetime(index))
+    pos = pd.Series(np.arange(len(dates)), index=dates)
+    return pos.groupby([dates.year, dates.month]).max().to_numpy()
