@@ -326,6 +326,7 @@ def solve_qp(Q, c, A, b, *, lower, upper, scale_index=None, lower_scale=None, up
     iterations = 0
     last = None  # (x, y, iterations) of the last iterate that met the tolerances
     extra = 0
+    breakdown = False
     reason = f"the interior-point solver did not converge in {max_iterations} iterations"
     for iterations in range(1, max_iterations + 1):
         rd = Qs @ x + cs + A.T @ y + rows.Gt(lam)
@@ -352,6 +353,7 @@ def solve_qp(Q, c, A, b, *, lower, upper, scale_index=None, lower_scale=None, up
         factored = factor(w)
         if factored is None:
             reason = "the Newton system became numerically singular before convergence"
+            breakdown = True
             break
         solver, MinvAt, S = factored
 
@@ -377,7 +379,7 @@ def solve_qp(Q, c, A, b, *, lower, upper, scale_index=None, lower_scale=None, up
         if not (bool(xp.isfinite(x).all()) and bool(xp.isfinite(lam).all())):
             reason = "the interior-point iterates diverged"
             break
-    if polish and bool(xp.isfinite(x).all()):
+    if polish and breakdown and bool(xp.isfinite(x).all()):
         polished = _polish(Qs, cs, A, b, rows, x, z, lam, xp, corrections=5)
         if polished is not None:
             return QPSolution(x=polished[0], equality_multipliers=polished[1] * qscale, iterations=iterations,
