@@ -1,0 +1,264 @@
+"""Risk and portfolio benchmarks: AlphaPulse against PyPortfolioOpt and skfolio, one process.
+
+    python benchmarks/portfolio.py                      # every section
+    python benchmarks/portfolio.py --section portfolio [--repeat 3] [--blas-threads 1]
+
+Sections (``--section``):
+
+- ``rolling_correlation``: rolling correlations (written by its own author; see
+  :data:`SECTIONS`; not in this file yet).
+- ``portfolio``: the optimiser set on the S&P 500 file's 470 full-history symbols (daily simple
+  returns of closes, 1,258 observations): Ledoit-Wolf covariance, HRP (single linkage),
+  minimum variance, maximum Sharpe (risk-free rate 0), risk parity (equal risk contributions),
+  long-only, fully invested, done by
+
+  (a) AlphaPulse on the CPU: ``transforms.covariance.ledoit_wolf_cov``, ``transforms.hrp.hrp_weights``,
+      ``transforms.portfolio.min_variance_weights`` / ``max_sharpe_weights`` / ``risk_budget_weights``;
+  (b) PyPortfolioOpt 1.6: ``risk_models.CovarianceShrinkage(prices).ledoit_wolf()``,
+      ``HRPOpt(cov_matrix=...)``, ``EfficientFrontier.min_volatility`` and ``max_sharpe``. Its
+      default solver (OSQP) stops ``max_sharpe`` at this size with status ``user_limit``, so
+      max-Sharpe runs with Clarabel (its other installed QP solver; the default-solver attempt is
+      timed and reported apart). PyPortfolioOpt has no risk parity: its set has four steps;
+  (c) skfolio 1.12: ``EmpiricalPrior(covariance_estimator=LedoitWolf())`` as the prior of
+      ``HierarchicalRiskParity`` (single linkage, no optimal leaf ordering: the comparable
+      setting), ``MeanRisk`` (minimise variance; maximise the Sharpe ratio) and ``RiskBudgeting``
+      (variance), each ``fit`` on the returns (each fit re-estimates its prior, as skfolio's
+      estimators do).
+
+  Every step is timed best of ``--repeat`` after a warm-up run; the set time is the sum of the
+  steps' best times. Before timing, the script reports how far each peer's weights are from
+  AlphaPulse's (largest absolute difference; with the peers' default solver tolerances).
+
+Results are recorded in docs/benchmarks.md ("Risk and portfolios").
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SP500 = ROOT.parent / "shared" / "data" / "sp500_5yr" / "all_stocks_5yr.csv.gz"
+
+
+def best_of(fn, repeat):
+    """(best seconds, last result) over ``repeat`` runs after one warm-up run."""
+    out = fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def full_history_prices(path: Path) -> pd.DataFrame:
+    """Closes (dates x symbols) of the symbols with a close on every date."""
+    raw = pd.read_csv(path, usecols=["date", "close", "Name"])
+    wide = raw.pivot(index="date", columns="Name", values="close").sort_index()
+    return wide.loc[:, wide.notna().all()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: portfolio optimisers
+# ---------------------------------------------------------------------------------------------
+
+def alphapulse_steps(returns: np.ndarray):
+    from transforms.covariance import ledoit_wolf_cov
+    from transforms.hrp import hrp_weights
+    from transforms.portfolio import max_sharpe_weights, min_variance_weights, risk_budget_weights
+
+    mu = returns.mean(axis=0) * 252
+    state = {}
+
+    def lw():
+        state["cov"] = ledoit_wolf_cov(returns, periods_per_year=252)
+        return state["cov"]
+
+    lw()
+    return {
+        "ledoit_wolf": lw,
+        "hrp": lambda: hrp_weights(state["cov"], linkage_method="single"),
+        "min_variance": lambda: min_variance_weights(state["cov"]),
+        "max_sharpe": lambda: max_sharpe_weights(mu, state["cov"]),
+        "risk_parity": lambda: risk_budget_weights(state["cov"]),
+    }
+
+
+def pypfopt_steps(prices: pd.DataFrame, returns: pd.DataFrame):
+    from pypfopt import EfficientFrontier, HRPOpt, risk_models
+
+    mu = returns.mean() * 252
+    state = {}
+
+    def lw():
+        state["cov"] = risk_models.CovarianceShrinkage(prices).ledoit_wolf()
+        return state["cov"]
+
+    def hrp():
+        h = HRPOpt(cov_matrix=state["cov"])
+        h.optimize("single")
+        return np.asarray(h.weights)
+
+    def ef(objective, solver=None):
+        def run():
+            e = EfficientFrontier(mu, state["cov"], solver=solver)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                getattr(e, objective)()
+            return np.asarray(e.weights)
+        return run
+
+    lw()
+    return {"ledoit_wolf": lw, "hrp": hrp, "min_variance": ef("min_volatility"),
+            "max_sharpe": ef("max_sharpe", solver="CLARABEL")}, ef("max_sharpe")
+
+
+def skfolio_steps(returns: np.ndarray):
+    from skfolio.cluster import HierarchicalClustering, LinkageMethod
+    from skfolio.measures import RiskMeasure
+    from skfolio.moments import LedoitWolf
+    from skfolio.optimization import HierarchicalRiskParity, MeanRisk, ObjectiveFunction, RiskBudgeting
+    from skfolio.prior import EmpiricalPrior
+    from skfolio.seriation import HierarchicalSeriation
+
+    def prior():
+        return EmpiricalPrior(covariance_estimator=LedoitWolf())
+
+    def fit(make):
+        def run():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return make().fit(returns).weights_
+        return run
+
+    def lw():
+        return prior().fit(returns).return_distribution_.covariance
+
+    hrp = fit(lambda: HierarchicalRiskParity(
+        risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior(),
+        seriation_estimator=HierarchicalSeriation(
+            hierarchical_clustering_estimator=HierarchicalClustering(linkage_method=LinkageMethod.SINGLE),
+            optimal_ordering=False)))
+    return {
+        "ledoit_wolf": lw,
+        "hrp": hrp,
+        "min_variance": fit(lambda: MeanRisk(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior(),
+                                             objective_function=ObjectiveFunction.MINIMIZE_RISK)),
+        "max_sharpe": fit(lambda: MeanRisk(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior(),
+                                           objective_function=ObjectiveFunction.MAXIMIZE_RATIO)),
+        "risk_parity": fit(lambda: RiskBudgeting(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior())),
+    }
+
+
+def portfolio_section(args) -> None:
+    if not SP500.exists():
+        print(f"portfolio: skipped, the S&P 500 file is not at {SP500}")
+        return
+    prices = full_history_prices(SP500)
+    returns_df = prices.pct_change().iloc[1:]
+    returns = np.ascontiguousarray(returns_df.to_numpy())
+    print(f"portfolio: {returns.shape[1]} full-history symbols x {returns.shape[0]} daily returns")
+
+    ours = alphapulse_steps(returns)
+    peers = {}
+    pp, pp_default_max_sharpe = pypfopt_steps(prices, returns_df)
+    peers["PyPortfolioOpt"] = pp
+    peers["skfolio"] = skfolio_steps(returns)
+
+    # Agreement with AlphaPulse (peers at their default tolerances).
+    from transforms.hrp import hrp_weights
+
+    ref = {k: f() for k, f in ours.items()}
+    cov = ref["ledoit_wolf"]
+    print("\nlargest |difference| from AlphaPulse (weights; covariance relative to its largest entry)")
+    for name, steps in peers.items():
+        row = []
+        for step, fn in steps.items():
+            got = np.asarray(fn(), dtype=float)
+            if step == "ledoit_wolf":
+                if name == "skfolio":  # its prior covariance is per period (daily)
+                    got = got * 252
+                row.append(f"{step} {np.abs(got - cov).max() / np.abs(cov).max():.1e}")
+                continue
+            mine = ref[step]
+            if step == "hrp" and name == "PyPortfolioOpt":  # HRPOpt(cov_matrix) rounds the correlation
+                sd = np.sqrt(np.diag(cov))
+                mine = hrp_weights(cov, correlation=np.round(cov / np.outer(sd, sd), 6))
+            if step == "hrp" and name == "skfolio":  # skfolio clusters on the returns' Pearson correlation
+                mine = hrp_weights(cov, correlation=np.corrcoef(returns, rowvar=False))
+            row.append(f"{step} {np.abs(got - mine).max():.1e}")
+        print(f"  {name}: " + ", ".join(row))
+    try:
+        pp_default_max_sharpe()
+        status = "solved"
+    except Exception as e:  # noqa: BLE001 (reported, not raised)
+        status = f"failed: {e}"
+    t0 = time.perf_counter()
+    try:
+        pp_default_max_sharpe()
+    except Exception:  # noqa: BLE001
+        pass
+    print(f"  PyPortfolioOpt max_sharpe with its default solver (OSQP): {status} "
+          f"({time.perf_counter() - t0:.2f} s)")
+
+    print(f"\nbest of {args.repeat} (after a warm-up run), seconds")
+    results = {"AlphaPulse (CPU)": ours, **peers}
+    table = {}
+    for name, steps in results.items():
+        table[name] = {step: best_of(fn, args.repeat)[0] for step, fn in steps.items()}
+    steps = list(ours)
+    header = f"{'':>18}" + "".join(f"{s:>14}" for s in steps) + f"{'set':>10}{'vs ours':>10}"
+    print(header)
+    total_ours = sum(table["AlphaPulse (CPU)"].values())
+    for name, t in table.items():
+        total = sum(t.values())
+        cells = "".join(f"{t[s]:>14.4f}" if s in t else f"{'n/a':>14}" for s in steps)
+        ratio = "" if name.startswith("AlphaPulse") else f"{total / total_ours:>9.1f}x"
+        print(f"{name:>18}{cells}{total:>10.3f}{ratio:>10}")
+    # Like for like with PyPortfolioOpt, which has no risk parity.
+    four = sum(v for k, v in table["AlphaPulse (CPU)"].items() if k != "risk_parity")
+    print(f"AlphaPulse without risk parity: {four:.3f} s; PyPortfolioOpt's four steps are "
+          f"{sum(table['PyPortfolioOpt'].values()) / four:.1f}x that")
+
+
+# ---------------------------------------------------------------------------------------------
+
+SECTIONS = {
+    # "rolling_correlation": rolling_correlation_section,  # <- the rolling-correlation section goes here
+    "portfolio": portfolio_section,
+}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per step after a warm-up run")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="limit BLAS threads for every library (threadpoolctl); default: as installed")
+    args = parser.parse_args(argv)
+
+    import threadpoolctl
+
+    limit = threadpoolctl.threadpool_limits(args.blas_threads, user_api="blas") if args.blas_threads else None
+    blas = threadpoolctl.threadpool_info()
+    print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, NumPy {np.__version__}; "
+          f"BLAS threads: {sorted({b['num_threads'] for b in blas if b['user_api'] == 'blas'})}")
+    try:
+        for name, section in SECTIONS.items():
+            if args.section in (name, "all"):
+                section(args)
+    finally:
+        if limit is not None:
+            limit.unregister()
+
+
+if __name__ == "__main__":
+    main()
