@@ -166,7 +166,7 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
 
     for i in range(m):
         cl = _f64(close[i, s])
-        if i > 0:
+        if i > 0 and (desired != pos or (use_stops and pos != 0)):
             # Three moments of a bar: 0 the open (fills when trading on the open), 1 intrabar
             # (stops, on the position held after the open), 2 the close (fills when trading on
             # the close).
