@@ -13,7 +13,7 @@ Sections (``--section``):
   (a) AlphaPulse ``transforms.correlation.rolling_corr`` (batched window products), float64;
   (b) pandas, a loop of ``df.iloc[t - 249:t + 1].corr()`` over the dates;
   (c) pandas ``df.rolling(250).corr()`` (every row's matrix; the month ends picked out): about
-      150 s and 6.5 GB here, so it runs only with ``--pandas-rolling`` (once).
+      80-150 s and about 6 GB here, so it runs only with ``--pandas-rolling`` (once).
 
   (a) is checked against (b) (and (c)) first; (a) is timed best of ``max(10, --repeat)``, (b) best
   of ``--repeat``; peak memory of one run of (a) and (b) by ``tracemalloc`` (NumPy's and pandas'
@@ -308,7 +308,7 @@ def rolling_correlation_section(args) -> None:
     print(f"  (b) pandas loop of .iloc[window].corr():  {t_loop * 1e3:9.1f} ms  best of {args.repeat}, "
           f"peak {m_loop:5.0f} MiB; {t_loop / t_ours:.1f}x (a)")
     if not args.pandas_rolling:
-        print("  (c) pandas rolling(250).corr(): not run (about 150 s and 6.5 GB here; add --pandas-rolling)")
+        print("  (c) pandas rolling(250).corr(): not run (80-150 s and about 6 GB here; add --pandas-rolling)")
         return
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     t0 = time.perf_counter()
@@ -365,7 +365,7 @@ def main(argv=None) -> None:
     parser.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per step after a warm-up run")
     parser.add_argument("--pandas-rolling", action="store_true",
-                        help="rolling_correlation: also time pandas rolling(250).corr() (about 150 s, 6.5 GB)")
+                        help="rolling_correlation: also time pandas rolling(250).corr() (80-150 s, about 6 GB)")
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="limit BLAS threads for every library (threadpoolctl); default: as installed")
     args = parser.parse_args(argv)
