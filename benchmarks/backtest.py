@@ -13,15 +13,19 @@ symbol's own bars, summed, times the combinations) per second.
     ``metrics_from_acc`` over chunks of ``--chunk`` combinations (memory stays bounded: the bank,
     one chunk's accumulators and the metrics tables). The kernel is compiled (or loaded from
     numba's cache) on a one-combination warm-up, timed separately.
-(b) vectorbt 1.2 on ``--vbt-symbols`` symbols x all combinations, one symbol at a time (1,590
-    columns a call): vectorbt's TA-Lib SMA indicator for the windows (``vbt.MA`` sums differently,
+(b) vectorbt 1.2 on ``--vbt-symbols`` symbols x all combinations, one symbol at a time, in calls
+    of ``--vbt-columns`` combinations (one column each; this bounds vectorbt's memory): vectorbt's TA-Lib SMA indicator for the windows (``vbt.MA`` sums differently,
     to ~1e-12, which flips ties between the two averages on real prices), the level signals ``fast > slow`` /
     ``fast < slow`` shifted one bar (vectorbt's entries/exits for our rule, as the tests
     establish), ``Portfolio.from_signals`` (price = open, fees, ``size=inf``, ``init_cash=1``),
     then total return, Sharpe, max drawdown and trade count. Its JIT compile (Numba, on a first
     tiny call) is timed separately; the sweep time is extrapolated per symbol-combination-bar.
 
-A check first: the final equity of (a) and (b) on the vectorbt symbols agree to 1e-9.
+(c) with ``--pipeline``: ``pipelines.backtest.run_backtest_pipeline`` end to end (its own loading,
+    the sweep with per-bar returns for the equal-weight portfolio, the report), for reference.
+
+A check: the final equity of (a) and (b) on the vectorbt symbols agree to 1e-9, and their trade
+counts are identical.
 Peak RSS (``resource.getrusage``) is printed after (a) and at the end.
 """
 from __future__ import annotations
@@ -125,9 +129,10 @@ def vectorbt_symbol(open_, close, plan, fast_windows, slow_windows):
             pf.trades.count().to_numpy())
 
 
-def run_vectorbt(fields: dict, n, plan, symbols: list[int]):
+def run_vectorbt(fields: dict, n, plan, symbols: list[int], columns: int):
     fast_windows = [c["fast"] for c in plan.combos]
     slow_windows = [c["slow"] for c in plan.combos]
+    n_comb = len(plan.combos)
     # JIT compile: a first call on a tiny input compiles what vectorbt does not cache on disk
     t0 = time.perf_counter()
     tiny = np.linspace(10, 11, 260)
@@ -139,8 +144,35 @@ def run_vectorbt(fields: dict, n, plan, symbols: list[int]):
         present = ~np.isnan(fields["close"][:, s])
         close = fields["close"][present, s].astype(np.float64)
         open_ = fields["open"][present, s].astype(np.float64)
-        out[s] = vectorbt_symbol(open_, close, plan, fast_windows, slow_windows)
+        parts = [vectorbt_symbol(open_, close, plan, fast_windows[c0:c0 + columns], slow_windows[c0:c0 + columns])
+                 for c0 in range(0, n_comb, columns)]
+        out[s] = tuple(np.concatenate(p) for p in zip(*parts))
     return out, time.perf_counter() - t0, t_compile
+
+
+def run_pipeline(data: str) -> None:
+    """(c) ``pipelines.backtest.run_backtest_pipeline`` (load, validate, panel, sweep with the
+    equal-weight portfolio, report), in process on the CPU, same grid and costs, every symbol of
+    the file (``--symbols`` does not apply)."""
+    import tempfile
+
+    import yaml
+
+    from pipelines.backtest import prepare_backtest, run_backtest_pipeline
+    from pipelines.config import default_config_text, parse_config
+
+    raw = yaml.safe_load(default_config_text())
+    raw["gpu"]["enabled"] = False
+    raw["backtest"].update(grid={"fast": "5:50:1", "slow": "20:200:5"}, commission_bps=COMMISSION_BPS, top_n=1)
+    with tempfile.TemporaryDirectory() as out:
+        request = prepare_backtest(parse_config(raw), data_path=data, out_dir=str(Path(out) / "report"),
+                                   backend="cpu", cluster=None)
+        t0 = time.perf_counter()
+        result = run_backtest_pipeline(request)
+        seconds = time.perf_counter() - t0
+    stages = result.manifest.get("stages") or result.manifest.get("timings") or {}
+    print(f"(c) pipelines.backtest end to end (CPU, in process): {seconds:.1f} s; stages: "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items() if isinstance(v, (int, float))))
 
 
 def main() -> None:
@@ -149,7 +181,10 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, help="the first N symbols only (default: all)")
     ap.add_argument("--vbt-symbols", type=int, default=10, help="symbols vectorbt runs (0: skip vectorbt)")
     ap.add_argument("--chunk", type=int, default=128, help="combinations per kernel launch")
+    ap.add_argument("--vbt-columns", type=int, default=530,
+                    help="combinations per vectorbt call (bounds its memory; 1,590 = one call a symbol)")
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    ap.add_argument("--pipeline", action="store_true", help="also time pipelines.backtest end to end")
     args = ap.parse_args()
 
     import numba
@@ -186,7 +221,7 @@ def main() -> None:
         # the vectorbt subset: full-history symbols, spread over the panel
         full = [s for s in range(n_sym) if n[s] == n_bars]
         pick = full[:: max(1, len(full) // args.vbt_symbols)][: args.vbt_symbols]
-        theirs, t_vbt, t_vbt_compile = run_vectorbt(fields, n, plan, pick)
+        theirs, t_vbt, t_vbt_compile = run_vectorbt(fields, n, plan, pick, args.vbt_columns)
         vbt_work = len(plan.combos) * int(sum(n[s] for s in pick))
         rate = vbt_work / t_vbt
         worst = max(float(np.max(np.abs((1 + tables["total_return"][:, s]) / (1 + theirs[s][0]) - 1))) for s in pick)
@@ -198,7 +233,9 @@ def main() -> None:
               f"in {t_vbt:.1f} s: {rate / 1e6:,.2f} M/s; full sweep extrapolated: {work / rate:,.0f} s")
         print(f"ratio: AlphaPulse CPU {ours / rate:,.1f}x vectorbt's throughput "
               f"(kernel + metrics alone {work / t_sweep / rate:,.1f}x)")
-    print(f"peak RSS at the end: {peak_rss_mb():,.0f} MB")
+    print(f"peak RSS at the end (vectorbt included): {peak_rss_mb():,.0f} MB")
+    if args.pipeline:
+        run_pipeline(args.data)
 
 
 if __name__ == "__main__":
