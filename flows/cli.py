@@ -40,6 +40,19 @@ report (--out): backtest_metrics.parquet, backtest_summary.parquet, equity.parqu
   rejected.parquet (if any), manifest.json, summary.md
 """
 
+_PORTFOLIO_HELP = """\
+window: the last portfolio.lookback_bars bars; symbols with fewer than min_history_bars returns
+  there, or too many gaps, are excluded (listed in excluded.parquet and summary.md).
+methods (portfolio.methods): min_variance, max_sharpe, hrp, risk_parity, black_litterman,
+  efficient_return, efficient_risk, max_utility, equal_weight; a method that fails falls back
+  (max_sharpe -> min_variance -> hrp -> equal_weight) and the chain is reported.
+
+report (--out): covariance.parquet, weights.parquet, fallbacks.parquet, correlation.parquet
+  (month ends, upper triangle), correlation_summary.parquet, regimes.parquet,
+  regime_centres.parquet, regime_runs.parquet, risk.parquet, excluded.parquet,
+  rejected.parquet (if any), manifest.json, summary.md
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alphapulse", description="GPU-native market research pipeline.")
@@ -76,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--no-prefect", action="store_true",
                    help="run the pipeline directly, without a Prefect flow run")
     b.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+
+    f = sub.add_parser("portfolio", help="covariance, optimised portfolios, correlation, regimes, VaR -> report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_PORTFOLIO_HELP,
+                       description="Load and validate bars, estimate the covariance of the symbols with enough "
+                                   "history, run the configured optimisers (each through its fallback chain) and "
+                                   "their ensemble, month-end rolling correlation, market regimes and Monte Carlo "
+                                   "VaR/CVaR, and write a report folder.")
+    f.add_argument("--data", help="bars: CSV/parquet file or folder (default: data.path in the config)")
+    f.add_argument("--out", help="report folder (default: portfolio.out_dir in the config)")
+    f.add_argument("--config", help="YAML config (default: the shipped default config; see its portfolio: block)")
+    f.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="override the config's backend choice (default: auto)")
+    f.add_argument("--no-prefect", action="store_true",
+                   help="run the pipeline directly, without a Prefect flow run")
+    f.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
     return p
 
 
@@ -128,6 +156,36 @@ def _backtest(args) -> tuple[dict, object, object]:
     return manifest, pd.read_parquet(request.out_dir / "backtest_summary.parquet"), out_dir
 
 
+def _portfolio(args) -> tuple[dict, object]:
+    from pipelines.portfolio import prepare_portfolio, run_portfolio
+
+    config = load_config(args.config)
+    request = prepare_portfolio(config, data_path=args.data, out_dir=args.out, backend=args.backend)
+    if args.no_prefect:
+        result = run_portfolio(request)
+        return result.manifest, result.out_dir
+    import json
+
+    from flows.portfolio import portfolio_flow
+
+    out_dir = portfolio_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
+                             backend=args.backend)
+    return json.loads((request.out_dir / "manifest.json").read_text()), out_dir
+
+
+def _print_portfolio_summary(manifest: dict, out_dir, seconds: float) -> None:
+    inp, be, win = manifest["input"], manifest["backend"], manifest["window"]
+    print(f"report: {out_dir}")
+    print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}")
+    print(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected; "
+          f"{inp['symbols']} symbols")
+    print(f"window: {win['start']} .. {win['end']} ({win['rows']} rows), {win['qualified']} symbols qualify; "
+          f"excluded: {', '.join(manifest['excluded']) or 'none'}")
+    fell = {m: chain for m, chain in manifest["fallbacks"].items() if len(chain) > 1}
+    print("fallbacks: " + ("; ".join(f"{m}: {' -> '.join(c)}" for m, c in fell.items()) or "none"))
+    print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -135,6 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
     logging.getLogger("distributed").setLevel(logging.WARNING)  # a Dask cluster's start-up chatter
     start = time.perf_counter()
+    if args.command == "portfolio":
+        try:
+            manifest, out_dir = _portfolio(args)
+        except _USER_ERRORS as e:
+            print(f"alphapulse: error: {e}", file=sys.stderr)
+            return 2
+        _print_portfolio_summary(manifest, out_dir, time.perf_counter() - start)
+        return 0
     if args.command == "backtest":
         try:
             manifest, summary, out_dir = _backtest(args)
