@@ -259,7 +259,7 @@ def optimise_stage(rets: Returns, cov: np.ndarray, pc: PortfolioConfig) -> Optim
 
 
 def month_end_rows(timestamps: pd.DatetimeIndex) -> np.ndarray:
-    """Row index of each month's last bar."""
+    """Row index of each month's last bar (the data's last month included, even if it is not over)."""
     period = timestamps.to_period("M")
     last = ~pd.Series(period).duplicated(keep="last").to_numpy()
     return np.flatnonzero(last).astype(np.int64)

@@ -186,3 +186,22 @@ def test_cli_runs(tmp_path, capsys):
 def test_default_config_documents_portfolio():
     pc = load_config().portfolio
     assert pc.covariance == "ledoit_wolf" and pc.out_dir == "reports/portfolio"
+
+
+@pytest.mark.parametrize("estimator", ["sample", "ledoit_wolf", "oas", "ewma", "denoised"])
+def test_every_covariance_estimator(estimator):
+    from pipelines.backend import cpu_backend
+    from pipelines.portfolio import covariance_stage, load_stage, optimise_stage, returns_stage
+
+    cfg = _config(covariance=estimator)
+    request = prepare_portfolio(cfg, data_path=str(SAMPLE), out_dir="/tmp/unused-portfolio-report")
+    backend = cpu_backend("test")
+    rets = returns_stage(load_stage(request, backend).bars, cfg.portfolio, backend)
+    cov = covariance_stage(rets, cfg.portfolio, backend)
+    assert cov.shape == (44, 44)
+    np.testing.assert_array_equal(cov, cov.T)
+    assert np.linalg.eigvalsh(cov).min() > -1e-12
+    if estimator == "sample":
+        np.testing.assert_allclose(cov, np.cov(rets.block, rowvar=False) * 252, rtol=1e-12)
+    opt = optimise_stage(rets, cov, cfg.portfolio)
+    np.testing.assert_allclose(opt.weights.groupby("method")["weight"].sum(), 1.0, atol=1e-8)
