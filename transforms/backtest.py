@@ -128,9 +128,9 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
     allow_long = direction != 1
     allow_short = direction != 0
     use_stops = stop_loss > 0.0 or take_profit > 0.0
-    want_returns = returns.shape[0] > 0
-    want_equity = equity.shape[0] > 0
-    want_positions = positions.shape[0] > 0
+    want_returns = returns.shape[0] > 1  # an unwanted output is a 1 x 1 placeholder
+    want_equity = equity.shape[0] > 1
+    want_positions = positions.shape[0] > 1
 
     cash = 1.0
     shares = 0.0
@@ -416,13 +416,19 @@ def run_backtest(prices: dict, n, *, bank, legs, levels, mode: int, targets=None
     if min(commission_bps, slippage_bps, stop_loss, take_profit) < 0:
         raise ValueError("commission_bps, slippage_bps, stop_loss and take_profit must be >= 0")
     acc = xp.zeros((n_series, len(ACC)), dtype=xp.float64)
-    dummy = xp.zeros((0, 0), dtype=xp.float64)  # an output not wanted
-    returns = xp.full((n_rows_out, n_series), xp.nan) if want_returns else dummy
-    equity = xp.full((n_rows_out, n_series), xp.nan) if want_equity else dummy
+    # Outputs not wanted are 1 x 1 placeholders (the kernel tests for more than one row), so a
+    # wanted output gets at least 2 rows and is cut back to n_rows_out.
+    dummy = xp.zeros((1, 1), dtype=xp.float64)
+    n_alloc = max(int(n_rows_out), 2)
+    returns = xp.full((n_alloc, n_series), xp.nan) if want_returns else dummy
+    equity = xp.full((n_alloc, n_series), xp.nan) if want_equity else dummy
     if positions_out is not None and positions_out.shape != (n_rows_out, n_series):
         raise ValueError(f"positions_out must have shape {(n_rows_out, n_series)}, got {positions_out.shape}")
     if (want_returns or want_equity or positions_out is not None) and rows is None:
         raise ValueError("per-bar outputs need rows (the output row of each compacted bar)")
+    positions = dummy
+    if positions_out is not None:
+        positions = positions_out if n_rows_out > 1 else xp.concatenate([positions_out, positions_out])
     if rows is None:
         rows = xp.zeros((1, 1), dtype=xp.int64)
     if targets is None:
@@ -430,8 +436,11 @@ def run_backtest(prices: dict, n, *, bank, legs, levels, mode: int, targets=None
     _backtest_series(n_series, n_sym, prices["open"], prices["high"], prices["low"], close, n, bank,
                      legs, levels, targets, int(mode), DIRECTIONS[direction], TRADE_ON[trade_on],
                      float(size_fraction), commission_bps * 1e-4, slippage_bps * 1e-4, float(stop_loss),
-                     float(take_profit), acc, rows, returns, equity,
-                     dummy if positions_out is None else positions_out)
+                     float(take_profit), acc, rows, returns, equity, positions)
+    if positions_out is not None and positions is not positions_out:
+        positions_out[...] = positions[:n_rows_out]
+    if n_alloc != n_rows_out:
+        returns, equity = returns[:n_rows_out], equity[:n_rows_out]
     return acc, (returns if want_returns else None), (equity if want_equity else None)
 
 

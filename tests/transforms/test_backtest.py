@@ -579,6 +579,14 @@ def test_targets_outside_the_direction_mean_flat(direction, held):
     np.testing.assert_array_equal(positions[:, 0], held)
 
 
+def test_a_one_timestamp_panel():
+    positions = np.full((1, 1), np.nan)
+    acc, ret, eq = _run_targets(_bars([10.0]), np.ones((1, 1, 1)), want_equity=True, want_returns=True,
+                                positions_out=positions)
+    assert ret.shape == eq.shape == (1, 1) and np.isnan(ret[0, 0]) and eq[0, 0] == 1.0 and positions[0, 0] == 0
+    assert acc[0, ACC.index("bars")] == 1 and acc[0, ACC.index("final_equity")] == 1.0
+
+
 def test_float32_prices_compute_in_float64():
     """float32 panels are read as float64: the same as a float64 run on the float32 values."""
     rng = np.random.default_rng(2)
