@@ -25,7 +25,8 @@ symbol's own bars, summed, times the combinations) per second.
     the sweep with per-bar returns for the equal-weight portfolio, the report), for reference.
 
 A check: the final equity of (a) and (b) on the vectorbt symbols agree to 1e-9, and their trade
-counts are identical.
+counts are identical (in float64; with ``--dtype float32`` the bank holds float32 averages, and
+near-ties between the two averages can fall the other way than in vectorbt's float64).
 Peak RSS (``resource.getrusage``) is printed after (a) and at the end.
 """
 from __future__ import annotations
