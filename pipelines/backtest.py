@@ -18,7 +18,7 @@ Execution
      when there is enough work). Tasks run in-process one after the other (no cluster), or on
      Dask workers (``backtest.cluster``, see :mod:`pipelines.cluster`).
   2. *sub-blocks* of a task's symbols whose indicator bank (the unique indicator series of the
-     plan, computed once per sub-block with ``compute_indicators`` and stacked as an array of
+     plan, computed once per sub-block by ``transforms.backtest.indicator_bank`` as an array of
      shape (K, n_bars, n_symbols), each (row, symbol) series contiguous on the CPU, C-order on
      the GPU) fits the memory budget;
   3. *chunks* of combinations of a sub-block, one engine launch each, whose
@@ -71,8 +71,6 @@ from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, write_report
 from pipelines.stages import StageTimer, package_versions
 from transforms import backtest as engine
-from transforms.indicators import INDICATORS
-from transforms.kernels import compact, lengths, valid_mask
 from transforms.metrics import METRICS, metrics_from_acc
 from transforms.returns_metrics import (RETURN_METRICS, equal_weight_accumulate, equal_weight_returns,
                                         metrics_from_returns)
@@ -229,16 +227,8 @@ def _empty(shape, dtype, backend: Backend):
 
 def panel_stage(bars, backend: Backend) -> PreparedPanel:
     """Pivot, compact and index the bars (see :class:`PreparedPanel`)."""
-    xp = backend.xp
-    panel = bars_to_panel(bars, fields=PRICE_FIELDS, dtype=backend.dtype, xp=xp, order=backend.panel_order)
-    valid = valid_mask(panel.fields["close"])
-    n = lengths(valid)
-    prices = {k: compact(v, valid) for k, v in panel.fields.items()}
-    n_bars, n_sym = panel.shape
-    timeline = _empty((n_bars, n_sym), np.float64, backend)
-    timeline[...] = xp.arange(n_bars, dtype=np.float64)[:, None]
-    rows = compact(timeline, valid)
-    rows = xp.where(xp.isnan(rows), -1, rows).astype(np.int64)
+    panel = bars_to_panel(bars, fields=PRICE_FIELDS, dtype=backend.dtype, xp=backend.xp, order=backend.panel_order)
+    prices, n, rows = engine.compact_bars(panel.fields, fields=PRICE_FIELDS)
     timestamps = pd.DatetimeIndex(frames.to_host(panel.timestamps))
     symbols = [str(s) for s in frames.to_host(panel.symbols)]
     return PreparedPanel(timestamps, symbols, prices, n, rows)
@@ -303,37 +293,6 @@ def _columns(x, a: int, b: int, backend: Backend):
     """Columns a:b of a (n_bars, n_symbols) panel, contiguous in the backend's layout."""
     part = x[:, a:b]
     return backend.xp.ascontiguousarray(part) if backend.is_gpu else np.asfortranarray(part)
-
-
-def _unique_specs(bank) -> list:
-    seen, specs = set(), []
-    for spec, _column in bank:
-        key = tuple(spec.column_names())
-        if key not in seen:
-            seen.add(key)
-            specs.append(spec)
-    return specs
-
-
-def indicator_bank(prices: dict, bank: list, backend: Backend):
-    """The plan's indicator series for compacted prices, as an array of shape
-    (n_rows, n_bars, n_symbols) (a 2 x 2 x 2 placeholder when the plan needs none; a spare row
-    when it needs one).
-
-    ``compute_indicators`` on compacted prices gives compacted outputs (a column's valid bars are
-    already its first rows), each unique indicator computed once."""
-    from transforms.indicators import compute_indicators
-
-    close = prices["close"]
-    if not bank:
-        return _empty((2, 2, 2), close.dtype, backend)
-    needed = {i for spec, _ in bank for i in INDICATORS[spec.name].inputs}
-    values = compute_indicators({k: prices[k] for k in needed}, _unique_specs(bank))
-    # at least two rows: a one-row bank would be typed as another layout (see sub_blocks)
-    out = _empty((max(len(bank), 2), *close.shape), close.dtype, backend)
-    for k, (_spec, column) in enumerate(bank):
-        out[k] = values[column]
-    return out
 
 
 def _budget(job: SweepJob) -> int:
@@ -455,7 +414,7 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
             _, c_full, c_win = chunk_sizes(n_symbols=s1 - s0, **sizes)  # sub-blocks may hold subs + 1
             p = {k: _columns(v, s0, s1, be) for k, v in prices.items()}
             sub_n, sub_rows = n[s0:s1], _columns(rows, s0, s1, be)
-            bank = indicator_bank(p, plan.bank, be)
+            bank = engine.indicator_bank(plan.bank, p, sub_n)
             stats["sub_blocks"] += 1
             if job.full:
                 for c0 in range(0, n_comb, c_full):
@@ -818,7 +777,7 @@ def symbol_equity(prepared: PreparedPanel, request: BacktestRequest, backend: Ba
         s1 = min(n_sym, s0 + subs)
         p = {k: _columns(v, s0, s1, backend) for k, v in prepared.prices.items()}
         rows = _columns(prepared.rows, s0, s1, backend)
-        bank = indicator_bank(p, plan.bank, backend)
+        bank = engine.indicator_bank(plan.bank, p, prepared.n[s0:s1])
         tg = _targets(job, p, 0, 1, backend) if plan.mode == engine.TARGET else None
         _, _, eq = engine.run_backtest(p, prepared.n[s0:s1], bank=bank, legs=xp.asarray(plan.legs),
                                        levels=xp.asarray(plan.levels), targets=tg, rows=rows, n_rows_out=n_bars,

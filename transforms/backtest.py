@@ -75,7 +75,7 @@ import math
 import numpy as np
 
 from transforms._array import float_dtype, namespace
-from transforms.kernels import compact, lengths, series_kernel, valid_mask
+from transforms.kernels import compact, lengths, series_kernel, series_order, valid_mask
 
 FOLLOW, FADE, TARGET = 0, 1, 2
 DIRECTIONS = {"long": 0, "short": 1, "both": 2}
@@ -444,17 +444,6 @@ def run_backtest(prices: dict, n, *, bank, legs, levels, mode: int, targets=None
     return acc, (returns if want_returns else None), (equity if want_equity else None)
 
 
-def series_order(xp) -> str:
-    """Memory order of the engine's (n_bars, n_symbols) inputs for the array module ``xp``.
-
-    The kernel runs one series per thread and reads it bar after bar. On the CPU each thread
-    should stream its own series from contiguous memory ("F": a symbol's bars are adjacent); on
-    the GPU adjacent threads (symbols) should read adjacent addresses ("C"), so loads coalesce.
-    Both layouts give identical results; this only decides speed.
-    """
-    return "F" if xp is np else "C"
-
-
 def compact_bars(bars: dict, *, fields=("open", "high", "low", "close")):
     """A panel with missing bars as the engine wants it: each symbol's own bars, in order.
 
@@ -500,7 +489,8 @@ def indicator_bank(bank: list, prices: dict, n, *, dtype=None):
 
     Returns
     -------
-    array of shape (len(bank), n_bars, n_symbols), each (row, symbol) series contiguous in time
+    array of shape (max(len(bank), 2), n_bars, n_symbols) (a NaN row pads a one-row bank; a
+    plan without indicators gets a (2, 2, 2) placeholder), each (row, symbol) series contiguous in time
     on the CPU and symbol-adjacent on the GPU (see :func:`series_order`); NaN over each
     indicator's lookback and below each symbol's last bar. A multi-output indicator (Bollinger
     bands) is computed once for all of its outputs in the bank.
@@ -509,10 +499,15 @@ def indicator_bank(bank: list, prices: dict, n, *, dtype=None):
     xp = namespace(close)
     dtype = float_dtype(close) if dtype is None else np.dtype(dtype)
     n_bars, n_sym = close.shape
+    if not bank:  # the rules read no indicator (TARGET, or close vs constants)
+        return xp.full((2, 2, 2), np.nan, dtype=dtype)
+    # At least two rows: a one-row bank is both C- and F-contiguous, which Numba types as another
+    # layout and compiles the whole engine again for (5-10 s on first use).
+    rows = max(len(bank), 2)
     if series_order(xp) == "F":
-        out = xp.empty((len(bank), n_sym, n_bars), dtype=dtype).transpose(0, 2, 1)
+        out = xp.full((rows, n_sym, n_bars), np.nan, dtype=dtype).transpose(0, 2, 1)
     else:
-        out = xp.empty((len(bank), n_bars, n_sym), dtype=dtype)
+        out = xp.full((rows, n_bars, n_sym), np.nan, dtype=dtype)
     by_spec = {}
     for row, (spec, column) in enumerate(bank):
         by_spec.setdefault((spec.name, tuple(sorted(spec.resolved_params().items()))), []).append((row, spec, column))
