@@ -1131,7 +1131,8 @@ def risk_budget_weights(covariance, *, risk_budgets=None, tol=1e-13, max_iterati
         g = Sx - b / x
         H = S.copy()
         H[idx, idx] += b / (x * x)
-        dx = -xp.linalg.solve(H, g)
+        solver = _cholesky_solver(H, xp)  # H is positive definite: S is, and b / x^2 > 0
+        dx = -(solver(g) if solver is not None else xp.linalg.solve(H, g))
         decrement2 = -float(g @ dx)
         if decrement2 <= tol:
             x = x + dx if bool((x + dx > 0).all()) else x
