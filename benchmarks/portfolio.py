@@ -41,8 +41,9 @@ Sections (``--section``):
 
   Every step is timed best of ``--repeat`` rounds after a warm-up run; a round runs every step
   of every library once (interleaved, so that background load on a shared machine hits all
-  libraries alike); the set time is the sum of the steps' best times. Before timing, the script reports how far each peer's weights are from
-  AlphaPulse's (largest absolute difference; with the peers' default solver tolerances).
+  libraries alike); the set time is the sum of the steps' best times. Before timing, the
+  script reports how far each peer's weights are from AlphaPulse's (largest absolute
+  difference; with the peers' default solver tolerances).
 
 Results are recorded in docs/benchmarks.md ("Risk and portfolios").
 """
