@@ -49,12 +49,10 @@ import io
 import logging
 import math
 import time
-import uuid
 import warnings
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -68,8 +66,8 @@ from pipelines.config import Config
 from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.grid import GridError, check_grid, expand_grid, grid_size, parse_grid
 from pipelines.panel import bars_to_panel
-from pipelines.report import check_out_dir, write_report
-from pipelines.stages import StageTimer, package_versions
+from pipelines.report import check_out_dir, format_value, markdown_table, write_report
+from pipelines.stages import StageTimer, run_record
 from transforms import backtest as engine
 from transforms.metrics import METRICS, metrics_from_acc
 from transforms.returns_metrics import (RETURN_METRICS, equal_weight_accumulate, equal_weight_returns,
@@ -947,19 +945,6 @@ def heatmap_png(request: BacktestRequest, summary: pd.DataFrame) -> bytes | None
     return buf.getvalue()
 
 
-def _fmt(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        return "nan" if np.isnan(v) else f"{v:.4g}"
-    return str(v)
-
-
-def _md_table(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    sep = "|" + "---|" * len(df.columns)
-    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body])
-
-
 def _summary_md(manifest: dict, summary: pd.DataFrame, wf: pd.DataFrame | None, params: list) -> str:
     inp, be, grid = manifest["input"], manifest["backend"], manifest["grid"]
     lines = [
@@ -981,11 +966,11 @@ def _summary_md(manifest: dict, summary: pd.DataFrame, wf: pd.DataFrame | None, 
     top = summary.sort_values("rank").head(10)
     cols = ["rank", *params, "portfolio_sharpe", "portfolio_cagr", "portfolio_max_drawdown",
             "portfolio_total_return", "median_sharpe", "mean_win_rate", "total_trades"]
-    lines += ["", "## Top combinations by equal-weight portfolio Sharpe", "", _md_table(top[cols])]
+    lines += ["", "## Top combinations by equal-weight portfolio Sharpe", "", markdown_table(top[cols])]
     if len(top):
         best = top.iloc[0]
         lines += ["", "## Best combination's portfolio", ""]
-        lines += [f"- {k}: {_fmt(best[f'portfolio_{k}'])}" for k in RETURN_METRICS]
+        lines += [f"- {k}: {format_value(best[f'portfolio_{k}'])}" for k in RETURN_METRICS]
     if wf is not None and len(wf):
         agg = wf.groupby("window").agg(is_start=("is_start", "first"), oos_end=("oos_end", "first"),
                                        median_is_sharpe=("is_sharpe", "median"),
@@ -993,7 +978,7 @@ def _summary_md(manifest: dict, summary: pd.DataFrame, wf: pd.DataFrame | None, 
                                        median_oos_total_return=("oos_total_return", "median")).reset_index()
         agg["is_start"] = agg["is_start"].dt.date
         agg["oos_end"] = agg["oos_end"].dt.date
-        lines += ["", f"## Walk-forward (select: {wf['select'].iloc[0]})", "", _md_table(agg)]
+        lines += ["", f"## Walk-forward (select: {wf['select'].iloc[0]})", "", markdown_table(agg)]
     lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in manifest["stages"].items()]
     return "\n".join(lines) + "\n"
@@ -1026,17 +1011,11 @@ def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars,
         png = heatmap_png(request, summary)
     reasons = Counter(why for _, why in request.plan.skipped)
     engine_params = _engine_params(config)
-    manifest = {
-        "run_id": run_id or uuid.uuid4().hex[:12],
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "pipeline": "backtest",
+    manifest = run_record("backtest", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
+                          run_id=run_id)
+    manifest["input"]["timestamps"] = prepared.shape[0]
+    manifest.update({
         "strategy": request.strategy.name,
-        "backend": backend.record(),
-        "versions": package_versions(),
-        "config": config.model_dump(mode="json"),
-        "config_hash": config.hash(),
-        "input": {"path": request.data_path, "files": loaded.files, **loaded.stats,
-                  "timestamps": prepared.shape[0]},
         "grid": {"source": request.grid_source, "parameters": request.grid, "size": request.grid_size,
                  "sampled": bt.random_sample if bt.random_sample and bt.random_sample < request.grid_size else None,
                  "seed": bt.seed, "combinations_run": len(request.plan.combos),
@@ -1053,7 +1032,7 @@ def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars,
         "cluster": computed.cluster,
         "heatmap": "sharpe_heatmap.png" if png else "not drawn: the grid varies no parameter",
         "stages": {**stages, **timer.seconds},
-    }
+    })
     out = write_report(request.out_dir, tables=tables, manifest=manifest,
                        summary=_summary_md(manifest, summary, wf_frame, list(request.strategy.params)),
                        files={"sharpe_heatmap.png": png} if png else None)

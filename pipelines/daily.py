@@ -6,9 +6,7 @@ the same code; :func:`run_daily` chains them without Prefect.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -18,8 +16,8 @@ from pipelines.backend import Backend, choose_backend
 from pipelines.config import Config
 from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.panel import bars_to_panel, panel_to_frame
-from pipelines.report import check_out_dir, write_report
-from pipelines.stages import StageTimer, package_versions
+from pipelines.report import check_out_dir, markdown_table, write_report
+from pipelines.stages import StageTimer, run_record
 from transforms.indicators import INDICATORS, compute_indicators, lookback
 
 log = logging.getLogger(__name__)
@@ -90,7 +88,7 @@ def indicators_stage(bars, request: DailyRequest, backend: Backend) -> pd.DataFr
 def _summary_md(manifest: dict, short: dict, indicators: pd.DataFrame) -> str:
     inp, be = manifest["input"], manifest["backend"]
     lines = [
-        f"# AlphaPulse daily report",
+        "# AlphaPulse daily report",
         "",
         f"- run `{manifest['run_id']}` at {manifest['created_at']}",
         f"- backend: **{be['name']}** ({be['reason']}), dtype {be['dtype']}",
@@ -107,21 +105,11 @@ def _summary_md(manifest: dict, short: dict, indicators: pd.DataFrame) -> str:
     last = indicators.sort_values("timestamp").groupby("symbol", sort=True).tail(1).sort_values("symbol")
     cols = [c for c in ("close_rsi", "rsi_14", "macd_hist_12_26_9", "atr_14", "sma_20", "sma_50") if c in last]
     if cols:
-        snap = last.set_index("symbol")[["timestamp", *cols]].head(20)
-        lines += ["", "## Latest values (first 20 symbols)", "", _markdown_table(snap)]
+        snap = last[["symbol", "timestamp", *cols]].head(20)
+        lines += ["", "## Latest values (first 20 symbols)", "", markdown_table(snap)]
     lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in manifest["stages"].items()]
     return "\n".join(lines) + "\n"
-
-
-def _markdown_table(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join([df.index.name or "", *map(str, df.columns)]) + " |"
-    sep = "|" + "---|" * (len(df.columns) + 1)
-    rows = []
-    for idx, row in df.iterrows():
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v)[:10] for v in row]
-        rows.append("| " + " | ".join([str(idx), *cells]) + " |")
-    return "\n".join([head, sep, *rows])
 
 
 def report_stage(request: DailyRequest, backend: Backend, loaded: LoadedBars, indicators: pd.DataFrame,
@@ -131,14 +119,8 @@ def report_stage(request: DailyRequest, backend: Backend, loaded: LoadedBars, in
     config = request.config
     short = short_history(loaded.bars, config.indicator_specs())
     manifest = {
-        "run_id": run_id or uuid.uuid4().hex[:12],
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "pipeline": "daily",
-        "backend": backend.record(),
-        "versions": package_versions(),
-        "config": config.model_dump(mode="json"),
-        "config_hash": config.hash(),
-        "input": {"path": request.data_path, "files": loaded.files, **loaded.stats},
+        **run_record("daily", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
+                     run_id=run_id),
         "output": {"rows": int(len(indicators)), "columns": [c for c in indicators.columns]},
         "short_history": short,
         "stages": dict(stages),

@@ -35,9 +35,7 @@ for the optimisers (HRP needs SciPy), the regimes' clustering (cuML on the GPU t
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +47,8 @@ from pipelines.config import Config, PortfolioConfig
 from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.models import kmeans_model
 from pipelines.panel import bars_to_panel
-from pipelines.report import check_out_dir, write_report
-from pipelines.stages import StageTimer, package_versions
+from pipelines.report import check_out_dir, markdown_table, write_report
+from pipelines.stages import StageTimer, run_record
 from transforms import covariance as cov_mod
 from transforms.correlation import absorption_ratio, average_pairwise_correlation, rolling_corr
 from transforms.montecarlo import monte_carlo_var_cvar, normal_var_cvar
@@ -336,15 +334,6 @@ def risk_stage(rets: Returns, cov_annual: np.ndarray, weights: np.ndarray, pc: P
 # ---------------------------------------------------------------------------------------------
 
 
-def _md_table(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        cells = [floatfmt.format(v) if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def _summary_md(manifest: dict, t: dict) -> str:
     inp, be, win = manifest["input"], manifest["backend"], manifest["window"]
     lines = [
@@ -358,24 +347,24 @@ def _summary_md(manifest: dict, t: dict) -> str:
     ]
     ex = t["excluded.parquet"]
     if len(ex):
-        lines += ["", f"## Excluded symbols ({len(ex)})", "", _md_table(ex)]
+        lines += ["", f"## Excluded symbols ({len(ex)})", "", markdown_table(ex)]
     lines += ["", "## Top holdings per method", ""]
     w = t["weights.parquet"]
     top = (w.sort_values(["method", "weight"], ascending=[True, False]).groupby("method", sort=False).head(5)
            .assign(h=lambda d: d["symbol"] + " " + (100 * d["weight"]).map("{:.1f}%".format))
            .groupby("method", sort=True)["h"].agg(", ".join).reset_index())
-    lines += [_md_table(top.rename(columns={"h": "top 5"}))]
-    lines += ["", "## Fallback chains", "", _md_table(t["fallbacks.parquet"])]
+    lines += [markdown_table(top.rename(columns={"h": "top 5"}))]
+    lines += ["", "## Fallback chains", "", markdown_table(t["fallbacks.parquet"])]
     for note in manifest["notes"]:
         lines.append(f"- {note}")
-    lines += ["", "## Value at risk of the ensemble (losses, fraction of value)", "", _md_table(t["risk.parquet"])]
+    lines += ["", "## Value at risk of the ensemble (losses, fraction of value)", "", markdown_table(t["risk.parquet"])]
     cs = t["correlation_summary.parquet"]
     if len(cs):
-        lines += ["", "## Correlation (last 6 month ends)", "", _md_table(cs.tail(6).astype({"date": str}))]
-    lines += ["", "## Regimes (0 = calmest)", "", _md_table(t["regime_centres.parquet"])]
+        lines += ["", "## Correlation (last 6 month ends)", "", markdown_table(cs.tail(6).astype({"date": str}))]
+    lines += ["", "## Regimes (0 = calmest)", "", markdown_table(t["regime_centres.parquet"])]
     runs = t["regime_runs.parquet"]
     dur = runs.groupby("regime")["bars"].agg(runs="count", mean_bars="mean", max_bars="max", total_bars="sum")
-    lines += ["", "Durations (runs of consecutive bars):", "", _md_table(dur.reset_index().astype({"mean_bars": float}))]
+    lines += ["", "Durations (runs of consecutive bars):", "", markdown_table(dur.reset_index().astype({"mean_bars": float}))]
     lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in manifest["stages"].items()]
     return "\n".join(lines) + "\n"
@@ -409,14 +398,8 @@ def report_stage(request: PortfolioRequest, backend: Backend, loaded: LoadedBars
         tables["rejected.parquet"] = loaded.rejected
     w = rets.window
     manifest = {
-        "run_id": run_id or uuid.uuid4().hex[:12],
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "pipeline": "portfolio",
-        "backend": backend.record(),
-        "versions": package_versions(),
-        "config": config.model_dump(mode="json"),
-        "config_hash": config.hash(),
-        "input": {"path": request.data_path, "files": loaded.files, **loaded.stats},
+        **run_record("portfolio", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
+                     run_id=run_id),
         "covariance": config.portfolio.covariance,
         "window": {"start": str(rets.timestamps[w.rows[0]].date()), "end": str(rets.timestamps[w.rows[-1]].date()),
                    "rows": int(len(w.rows)), "qualified": n, "n_gap_rows_dropped": int(w.n_gap_rows_dropped)},

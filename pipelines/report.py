@@ -16,6 +16,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -128,3 +129,20 @@ def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manife
         raise
     log.info("report written to %s", out)
     return out
+
+
+def format_value(v) -> str:
+    """A cell of a summary table: 4 significant digits for floats, dates without a midnight time."""
+    if isinstance(v, (float, np.floating)):
+        return "nan" if np.isnan(v) else f"{v:.4g}"
+    if isinstance(v, pd.Timestamp) and v == v.normalize():
+        return str(v.date())
+    return str(v)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """``df`` (index not included) as a Markdown table for ``summary.md``."""
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(format_value(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body])

@@ -5,7 +5,9 @@ import logging
 import platform
 import sys
 import time
+import uuid
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from importlib import metadata
 
 log = logging.getLogger("alphapulse")
@@ -41,3 +43,18 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+def run_record(pipeline: str, *, backend, config, data_path: str, loaded, run_id: str | None = None) -> dict:
+    """The fields every report's ``manifest.json`` starts with: the run, the backend and why,
+    package versions, the config and its hash, and what the input held."""
+    return {
+        "run_id": run_id or uuid.uuid4().hex[:12],
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "pipeline": pipeline,
+        "backend": backend.record(),
+        "versions": package_versions(),
+        "config": config.model_dump(mode="json"),
+        "config_hash": config.hash(),
+        "input": {"path": data_path, "files": loaded.files, **loaded.stats},
+    }
