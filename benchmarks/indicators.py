@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _machine import cpu_model  # benchmarks/ is the script folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "sp500_5yr" / "all_stocks_5yr.csv.gz"
@@ -148,16 +147,6 @@ def pandas_idiom(long: pd.DataFrame) -> pd.DataFrame:
     out["atr_14"] = tr.groupby(long["symbol"], sort=False).transform(lambda s: s.ewm(alpha=1 / 14, adjust=False).mean())
     del close
     return out
-
-
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -52,16 +52,6 @@ def synthetic_returns(n_bars: int = 400, n_symbols: int = 12, seed: int = 7, gap
     return r
 
 
-def cupy_or_skip():
-    """CuPy with a usable GPU, or skip the test."""
-    cupy = pytest.importorskip("cupy")
-    try:
-        available = cupy.is_available()
-    except Exception:  # a broken CUDA install: no usable GPU either way
-        available = False
-    if not available:
-        pytest.skip("no usable GPU for CuPy")
-    return cupy
 
 
 def month_end_rows(index) -> np.ndarray:

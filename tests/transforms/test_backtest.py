@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.transforms.gpu_testlib import cupy_or_skip, float32_arithmetic
 from tests.transforms.backtest_testlib import (COMBOS, backtesting_strategy, ohlc_frame, real_panel, rules_panel,
                                                run_engine, synthetic_panel, vbt_from_signals,
                                                vbt_portfolio)
@@ -713,20 +714,8 @@ def test_kernel_compiles_to_ptx_without_float32_arithmetic(dtype):
     signature = (i64, i64, panel, panel, panel, panel, types.Array(i64, 1, "C"), bank, types.Array(i64, 2, "C"),
                  out2, bank, i64, i64, i64, f64, f64, f64, f64, f64, out2, types.Array(i64, 2, "C"), out2, out2, out2)
     ptx, _ = cuda.compile_ptx(_backtest_series.fn, signature, device=True, cc=(9, 0))
-    single = [line for line in ptx.splitlines()
-              if any(op in line for op in ("add.f32", "sub.f32", "mul.f32", "div.rn.f32", "fma.rn.f32"))]
+    single = float32_arithmetic(ptx)
     assert not single, f"float32 arithmetic: {single[:3]}"
-
-
-def _cupy_or_skip():
-    cupy = pytest.importorskip("cupy")
-    try:
-        available = cupy.is_available()
-    except Exception:  # a broken CUDA install: no usable GPU either way
-        available = False
-    if not available:
-        pytest.skip("no usable GPU for CuPy")
-    return cupy
 
 
 @pytest.mark.gpu
@@ -734,7 +723,7 @@ def _cupy_or_skip():
 def test_cupy_matches_numpy(panels, dtype):
     """The whole path on the GPU (compact_bars, indicator_bank in the GPU layout, the CUDA
     kernel, metrics on the device) equals the CPU path."""
-    cupy = _cupy_or_skip()
+    cupy = cupy_or_skip()
     bars = {k: v.astype(dtype) for k, v in panels["real"].items()}
     plan = STRATEGIES["sma_cross"].plan(COMBOS["sma_cross"])
     kw = dict(direction="both", commission_bps=10.0, slippage_bps=5.0, stop_loss=0.05, take_profit=0.08)

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.transforms.risk_testlib import close_panel, cupy_or_skip, ftse_closes, month_end_rows, synthetic_returns
+from tests.transforms.risk_testlib import close_panel, ftse_closes, month_end_rows, synthetic_returns
+from tests.transforms.gpu_testlib import cupy_or_skip
 from transforms.correlation import _corr_pairwise, absorption_ratio, average_pairwise_correlation, rolling_corr
 from transforms.returns import simple_returns
 

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.covariance import OAS, LedoitWolf
 
-from tests.transforms.risk_testlib import close_panel, cupy_or_skip, ftse_closes, synthetic_returns
+from tests.transforms.risk_testlib import close_panel, ftse_closes, synthetic_returns
+from tests.transforms.gpu_testlib import cupy_or_skip
 from transforms.covariance import (cov_to_corr, denoised_cov, ewma_cov, ledoit_wolf_cov, ledoit_wolf_shrinkage,
                                    oas_cov, oas_shrinkage, sample_cov)
 from transforms.returns import common_window, simple_returns

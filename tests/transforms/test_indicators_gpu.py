@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.transforms.gpu_testlib import cupy_or_skip, float32_arithmetic
 
 from transforms import indicators as ind
 from transforms.indicators import INDICATORS, IndicatorSpec, compute_indicators
@@ -131,26 +132,14 @@ def test_kernels_compile_to_ptx(dtype):
     assert set(signatures) == set(KERNELS)
     for name, signature in signatures.items():
         ptx, _ = cuda.compile_ptx(getattr(ind, name).fn, signature, device=True, cc=(9, 0))
-        single = [line for line in ptx.splitlines()
-                  if any(op in line for op in ("add.f32", "sub.f32", "mul.f32", "div.rn.f32", "fma.rn.f32"))]
+        single = float32_arithmetic(ptx)
         assert not single, f"{name} ({dtype}) does float32 arithmetic: {single[:3]}"
-
-
-def _cupy_or_skip():
-    cupy = pytest.importorskip("cupy")
-    try:
-        available = cupy.is_available()
-    except Exception:  # a broken CUDA install: no usable GPU either way
-        available = False
-    if not available:
-        pytest.skip("no usable GPU for CuPy")
-    return cupy
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_cupy_panels_match_numpy(dtype):
-    cupy = _cupy_or_skip()
+    cupy = cupy_or_skip()
     from tests.transforms.indicator_testlib import synthetic_long, to_panel
 
     symbols, panel = to_panel(synthetic_long(n_symbols=40, n_bars=400), np.dtype(dtype))

@@ -15,7 +15,8 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from tests.transforms.risk_testlib import close_panel, cupy_or_skip
+from tests.transforms.risk_testlib import close_panel
+from tests.transforms.gpu_testlib import cupy_or_skip
 from transforms.covariance import sample_cov
 from transforms.montecarlo import monte_carlo_var_cvar, normal_var_cvar, simulate_portfolio_returns, var_cvar
 from transforms.returns import common_window, simple_returns

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from tests.transforms.gpu_testlib import cupy_or_skip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -446,12 +447,7 @@ def test_risk_budgeting_property(seed, n):
 
 @pytest.mark.gpu
 def test_cupy_inputs_give_the_numpy_results(problem):
-    cupy = pytest.importorskip("cupy")
-    try:
-        if not cupy.is_available():
-            pytest.skip("no CUDA device")
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"no CUDA device: {e}")
+    cupy = cupy_or_skip()
     mu, S = problem
     mu_d, S_d = cupy.asarray(mu), cupy.asarray(S)
     pairs = [

@@ -9,7 +9,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from pipelines.models import kmeans_model
-from tests.transforms.risk_testlib import close_panel, cupy_or_skip
+from tests.transforms.risk_testlib import close_panel
+from tests.transforms.gpu_testlib import cupy_or_skip
 from transforms.regimes import FEATURES, fit_regimes, market_features, regime_runs
 from transforms.returns import simple_returns
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.transforms.risk_testlib import close_panel, cupy_or_skip, ftse_closes
+from tests.transforms.risk_testlib import close_panel, ftse_closes
+from tests.transforms.gpu_testlib import cupy_or_skip
 from transforms.returns import EXCLUSION_REASONS, common_window, log_returns, simple_returns
 
 
