@@ -6,6 +6,7 @@ reported in a second, not after the ephemeral server's start-up.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import time
@@ -16,6 +17,11 @@ from pipelines.data import DataError
 from pipelines.report import ReportError
 
 _USER_ERRORS = (ConfigError, DataError, ReportError, BackendError, ValueError)
+
+# Subcommands kept in their own modules, each with ``add_parser(subparsers)`` and ``run(args) -> int``
+# (``run`` may raise one of ``_USER_ERRORS``: main prints it as one line and exits 2). Importing them
+# must stay cheap: no Prefect, no GPU libraries at module level.
+_MODULES = {"models": "flows.cli_models", "gpu": "flows.cli_gpu", "serve": "flows.cli_serve"}
 
 _BACKTEST_HELP = """\
 grid syntax (--grid, or backtest.grid in the config):
@@ -104,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-prefect", action="store_true",
                    help="run the pipeline directly, without a Prefect flow run")
     f.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+    for module in _MODULES.values():
+        importlib.import_module(module).add_parser(sub)
     return p
 
 
@@ -188,11 +196,17 @@ def _print_portfolio_summary(manifest: dict, out_dir, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
     logging.getLogger("distributed").setLevel(logging.WARNING)  # a Dask cluster's start-up chatter
     start = time.perf_counter()
+    if args.command in _MODULES:
+        try:
+            return importlib.import_module(_MODULES[args.command]).run(args)
+        except _USER_ERRORS as e:
+            print(f"alphapulse: error: {e}", file=sys.stderr)
+            return 2
     if args.command == "portfolio":
         try:
             manifest, out_dir = _portfolio(args)

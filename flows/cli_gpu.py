@@ -1,0 +1,10 @@
+"""``alphapulse gpu``: placeholder while the subcommand is being built (see flows/cli.py's _MODULES)."""
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    sub.add_parser("gpu", help="(being built)")
+
+
+def run(args) -> int:
+    raise ValueError("alphapulse gpu is not available yet")
