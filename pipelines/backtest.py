@@ -169,8 +169,8 @@ def prepare_backtest(config: Config, *, data_path: str | None = None, out_dir: s
                         f"({', '.join(f'{k}: {v}' for k, v in reasons.items())})")
     if plan.mode == engine.TARGET and strat.targets is None:
         raise ValueError(f"{strat.name}: a TARGET strategy needs a targets function")
-    if cluster == "config":
-        cluster = bt.cluster
+    if cluster == "config":  # backtest.cluster overrides the top-level cluster.address
+        cluster = bt.cluster if bt.cluster is not None else config.cluster.address
     check_cluster_spec(cluster)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
     return BacktestRequest(config, inputs, str(data_path), check_out_dir(out_dir), strat, values, source,
@@ -742,7 +742,7 @@ def compute_stage(prepared: PreparedPanel, request: BacktestRequest, backend: Ba
     with ExitStack() as stack:
         with timer.stage("cluster_start"):
             client, info = stack.enter_context(open_client(
-                request.cluster, workers=request.config.backtest.workers,
+                request.cluster, workers=request.config.backtest.workers or request.config.cluster.workers,
                 gpu_pool_size=request.config.gpu.memory_management.pool_size))
         with timer.stage("sweep"):
             sweep = sweep_stage(prepared, request, backend, client)

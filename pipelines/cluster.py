@@ -11,8 +11,11 @@
 - ``"tcp://host:port"`` (or another Dask address): an existing scheduler; its workers must have
   this package installed.
 
-A ``distributed.Client`` is used directly (not Prefect's ``DaskTaskRunner``), so the same code
-shards work with or without Prefect.
+Two ways to use a cluster, one per flow: the backtest shards its sweep with a
+``distributed.Client`` (:func:`open_client`), so the same code shards with or without Prefect;
+the daily and portfolio flows run their (coarse) Prefect tasks on Prefect's ``DaskTaskRunner``,
+built from :func:`dask_runner_options`. Both build local clusters from :func:`local_cluster`, so a
+spec means the same cluster everywhere.
 """
 from __future__ import annotations
 
@@ -42,6 +45,53 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def resolve_cluster(spec: str | None, config) -> str | None:
+    """The cluster a run uses: ``spec`` from the command line or a flow parameter, where
+    ``"config"`` means the config's ``cluster.address`` and ``"none"`` (or None) in-process."""
+    if spec == "config":
+        spec = config.cluster.address
+    if isinstance(spec, str) and spec.lower() == "none":
+        spec = None
+    return check_cluster_spec(spec)
+
+
+def local_cluster(spec: str, *, workers: int | None = None, gpu_pool_size: str | None = None):
+    """``(cluster_class, cluster_kwargs, description)`` of a local kind (see the module docstring);
+    ``cluster_class`` is a dotted name, so dask-cuda is imported only by whoever starts a ``cuda``
+    cluster."""
+    cores = _cores()
+    if spec == "local":
+        n = workers or cores
+        return ("distributed.LocalCluster",
+                {"n_workers": 1, "threads_per_worker": n, "processes": False, "dashboard_address": None},
+                {"kind": "LocalCluster (threads)", "workers": 1, "threads": n})
+    if spec == "processes":
+        n = workers or cores
+        env = {"NUMBA_NUM_THREADS": str(max(1, cores // n)), "OMP_NUM_THREADS": "1"}
+        return ("distributed.LocalCluster",
+                {"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": None, "env": env},
+                {"kind": "LocalCluster (processes)", "workers": n, "threads": 1})
+    if spec == "cuda":
+        kwargs = {"dashboard_address": None, **({"n_workers": workers} if workers else {})}
+        if gpu_pool_size and gpu_pool_size != "auto":
+            kwargs["rmm_pool_size"] = gpu_pool_size
+        return "dask_cuda.LocalCUDACluster", kwargs, {"kind": "LocalCUDACluster", "workers": workers or "one per GPU"}
+    raise ValueError(f"not a local cluster kind: {spec!r}")
+
+
+def dask_runner_options(spec: str | None, *, workers: int | None = None,
+                        gpu_pool_size: str | None = None) -> dict | None:
+    """Keyword arguments of Prefect's ``DaskTaskRunner`` for ``spec`` (None: no cluster, Prefect's
+    default runner): ``address`` of an existing scheduler, or ``cluster_class``/``cluster_kwargs``
+    of a local one, started with the flow run and closed after it."""
+    if spec is None:
+        return None
+    if spec in LOCAL_KINDS:
+        cls, kwargs, _ = local_cluster(spec, workers=workers, gpu_pool_size=gpu_pool_size)
+        return {"cluster_class": cls, "cluster_kwargs": kwargs}
+    return {"address": spec}
+
+
 @contextmanager
 def open_client(spec: str | None, *, workers: int | None = None, gpu_pool_size: str | None = None):
     """A ``distributed.Client`` for ``spec`` (see the module docstring), closed on exit; yields
@@ -49,27 +99,17 @@ def open_client(spec: str | None, *, workers: int | None = None, gpu_pool_size: 
     if spec is None:
         yield None, {"kind": "in-process", "workers": 1}
         return
-    from distributed import Client, LocalCluster
+    import importlib
 
-    cores = _cores()
+    from distributed import Client
+
     cluster = None
-    if spec == "local":
-        n = workers or cores
-        cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, dashboard_address=None)
-        info = {"kind": "LocalCluster (threads)", "workers": 1, "threads": n}
-    elif spec == "processes":
-        n = workers or cores
-        env = {"NUMBA_NUM_THREADS": str(max(1, cores // n)), "OMP_NUM_THREADS": "1"}
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
-        info = {"kind": "LocalCluster (processes)", "workers": n, "threads": 1}
-    elif spec == "cuda":
-        from dask_cuda import LocalCUDACluster
-
-        kwargs = {"n_workers": workers} if workers else {}
-        if gpu_pool_size and gpu_pool_size != "auto":
-            kwargs["rmm_pool_size"] = gpu_pool_size
-        cluster = LocalCUDACluster(dashboard_address=None, **kwargs)
-        info = {"kind": "LocalCUDACluster", "workers": len(cluster.workers)}
+    if spec in LOCAL_KINDS:
+        cls, kwargs, info = local_cluster(spec, workers=workers, gpu_pool_size=gpu_pool_size)
+        module, name = cls.rsplit(".", 1)
+        cluster = getattr(importlib.import_module(module), name)(**kwargs)
+        if spec == "cuda":
+            info["workers"] = len(cluster.workers)
     else:
         info = {"kind": "scheduler", "address": spec}
     try:

@@ -93,6 +93,8 @@ class DataConfig(_Frozen):
     format: Literal["auto", "csv", "parquet"] = "auto"
     columns: dict[str, str] = Field(default_factory=dict, description="standard name -> name in the file")
     symbols_per_partition: int = Field(100, gt=0)
+    bars_per_partition: int = Field(2_000_000, gt=0, description="bars (rows) of whole symbols the daily "
+                                    "pipeline loads and computes at a time from parquet input")
 
     @field_validator("columns")
     @classmethod
@@ -108,6 +110,19 @@ class DataConfig(_Frozen):
 
 class ReportConfig(_Frozen):
     out_dir: str | None = None
+
+
+class ClusterConfig(_Frozen):
+    """Where every flow's tasks run (``--cluster`` overrides it; ``backtest.cluster`` overrides it
+    for the backtest)."""
+
+    address: str | None = Field(None, description="null (in-process), local, processes, cuda or a scheduler address")
+    workers: int | None = Field(None, gt=0, description="workers of a local cluster (default: one per core/GPU)")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v):
+        return check_cluster_spec(v)
 
 
 SELECTION_METRICS = ("sharpe", "sortino", "calmar", "total_return", "cagr", "ann_return", "max_drawdown",
@@ -278,6 +293,7 @@ class Config(_Frozen):
     data: DataConfig = DataConfig()
     indicators: dict[str, list[Union[StrictInt, StrictFloat, dict]]] = Field(default_factory=dict)
     report: ReportConfig = ReportConfig()
+    cluster: ClusterConfig = ClusterConfig()
     backtest: BacktestConfig = BacktestConfig()
     portfolio: PortfolioConfig = PortfolioConfig()
 

@@ -273,6 +273,13 @@ def load_bars(inputs: InputFiles, *, lib=pd, symbols_per_partition: int = 100, s
     ddf = ddf.map_partitions(check_symbols, meta=_meta(lib))
     with dask.config.set(scheduler=scheduler) if scheduler else nullcontext():
         checked = ddf.compute()
+    return split_checked(checked, inputs, partitions=int(ddf.npartitions))
+
+
+def split_checked(checked, inputs: InputFiles, *, partitions: int = 1) -> LoadedBars:
+    """Accepted bars and rejected rows (with their reasons) of checked rows (``check_rows`` then
+    ``check_symbols``), sorted by (symbol, timestamp); shared by :func:`load_bars` and the daily
+    pipeline's partition loader (``pipelines.partitions``)."""
     rows_read = len(checked)
     if rows_read == 0:
         raise DataError(f"{', '.join(str(p) for p in inputs.paths)}: no rows")
@@ -286,7 +293,7 @@ def load_bars(inputs: InputFiles, *, lib=pd, symbols_per_partition: int = 100, s
     stats = {"rows_read": rows_read, "rows_accepted": int(len(bars)), "rows_rejected": int(len(rejected)),
              "rejected_by_reason": {k: int(v) for k, v in by_reason.items()},
              "symbols": int(bars["symbol"].nunique()),
-             "partitions": int(ddf.npartitions)}
+             "partitions": partitions}
     if len(bars):
         stats["first_timestamp"] = str(pd.Timestamp(bars["timestamp"].min()))
         stats["last_timestamp"] = str(pd.Timestamp(bars["timestamp"].max()))

@@ -13,6 +13,33 @@ from importlib import metadata
 log = logging.getLogger("alphapulse")
 
 
+IO_STAGES = ("plan", "load", "write")
+"""Stages that read or write files: an ``OSError`` there is worth a retry; arithmetic is not."""
+
+
+class StageError(RuntimeError):
+    """A pipeline stage failed on something other than bad input; the message names the stage,
+    where (e.g. the partition) and the cause. ``retryable``: an ``OSError`` in an IO stage."""
+
+    def __init__(self, stage: str, where: str, cause: BaseException):
+        self.stage = stage
+        self.retryable = stage in IO_STAGES and isinstance(cause, OSError)
+        super().__init__(f"stage {stage!r} failed{' on ' + where if where else ''}: "
+                         f"{type(cause).__name__}: {cause}")
+
+
+@contextmanager
+def stage_errors(stage: str, where: str = "", *, passthrough: tuple[type[BaseException], ...] = ()):
+    """Re-raise an exception of the block as :class:`StageError` (``passthrough`` types, e.g. the
+    one-line input errors, unchanged)."""
+    try:
+        yield
+    except passthrough:
+        raise
+    except Exception as e:
+        raise StageError(stage, where, e) from e
+
+
 class StageTimer:
     """Times named stages and logs their start and end (the CLI's and Prefect's progress lines)."""
 
