@@ -1,4 +1,4 @@
-"""Report folders: parquet tables, ``manifest.json`` and ``summary.md``, written atomically.
+"""Report folders: parquet tables, ``manifest.json``, ``summary.md`` and ``summary.html``, written atomically.
 
 Everything is written into a hidden temporary folder beside the target, flushed to disk, then
 swapped into place: with ``renameat2(RENAME_EXCHANGE)`` on Linux (one atomic step: readers see
@@ -19,10 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines import html_report
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.md"
+SUMMARY_HTML = html_report.SUMMARY_HTML
 
 
 class ReportError(OSError):
@@ -72,8 +75,24 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:  # another filesystem, or no hard links there
+        shutil.copyfile(src, dest)
+
+
+def _summary_html(record: dict, tables: dict[str, pd.DataFrame], files: dict[str, bytes]) -> str:
+    """The page for people; a rendering failure costs the page's plots, never the report."""
+    try:
+        return html_report.render(record, tables, files)
+    except Exception as e:
+        log.exception("summary.html could not be rendered; writing a minimal page instead")
+        return html_report.minimal_page(record, f"{type(e).__name__}: {e}")
+
+
 def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manifest: dict, summary: str,
-                 files: dict[str, bytes] | None = None) -> Path:
+                 files: dict[str, bytes] | None = None, linked: dict[str, Path] | None = None) -> Path:
     """Write a complete report folder at ``out_dir``, replacing any previous one atomically.
 
     Parameters
@@ -81,9 +100,13 @@ def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manife
     out_dir : the report folder
     tables : file name (e.g. ``"indicators.parquet"``) -> pandas frame, written without index
     manifest : JSON-serialisable run record; ``files`` (name -> rows) is added
-    summary : Markdown text for ``summary.md``
+    summary : Markdown text for ``summary.md`` (``summary.html`` is rendered from the manifest, the
+        tables and the files by :func:`pipelines.html_report.render`)
     files : optional file name (e.g. ``"sharpe_heatmap.png"``) -> raw bytes, written as they are
         (recorded in the manifest's ``files`` with their size)
+    linked : optional name -> a finished file (e.g. a partition written by a Dask worker), hard-linked
+        (copied across filesystems) into the report; a name may have one folder, e.g.
+        ``"indicators/part-00000.parquet"``
 
     Returns
     -------
@@ -102,14 +125,31 @@ def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manife
             frame.to_parquet(path, index=False)
             written[name] = {"rows": int(len(frame)), "columns": [str(c) for c in frame.columns]}
         for name, data in (files or {}).items():
-            if name in written or name in (MANIFEST, SUMMARY):
+            if name in written or name in (MANIFEST, SUMMARY, SUMMARY_HTML):
                 raise ReportError(f"report file name {name!r} given twice")
             (tmp / _safe_name(name)).write_bytes(bytes(data))
             written[name] = {"bytes": len(data)}
+        for name, src in (linked or {}).items():
+            dest = tmp.joinpath(*(_safe_name(p) for p in name.split("/", 1)))
+            if name in written or dest.exists():
+                raise ReportError(f"report file name {name!r} given twice")
+            dest.parent.mkdir(exist_ok=True)
+            _link_or_copy(Path(src), dest)
+            written[name] = {"bytes": dest.stat().st_size}
+            if dest.suffix == ".parquet":  # rows and columns as for tables (from the footer only)
+                import pyarrow.parquet as pq
+
+                meta = pq.read_metadata(dest)
+                written[name] = {"rows": meta.num_rows, "columns": [c for c in meta.schema.to_arrow_schema().names
+                                                                    if not c.startswith("__index_level_")]}
         record = {**manifest, "files": written}
         (tmp / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
         (tmp / SUMMARY).write_text(summary)
-        for f in tmp.iterdir():
+        (tmp / SUMMARY_HTML).write_text(_summary_html(record, tables, files or {}), encoding="utf-8")
+        for f in tmp.rglob("*"):
+            if f.is_dir():
+                _fsync_dir(f)
+                continue
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)

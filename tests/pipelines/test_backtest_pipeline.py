@@ -261,7 +261,8 @@ def test_report_files_are_present_and_consistent(tmp_path):
     out = result.out_dir
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "backtest_metrics.parquet", "backtest_summary.parquet", "equity.parquet", "best_equity_by_symbol.parquet",
-        "sharpe_heatmap.png", "walk_forward.parquet", "rejected.parquet", "manifest.json", "summary.md"])
+        "sharpe_heatmap.png", "walk_forward.parquet", "rejected.parquet", "manifest.json", "summary.md",
+        "summary.html"])
     manifest = json.loads((out / "manifest.json").read_text())
     n_comb = len(request.plan.combos)
     assert manifest["grid"]["size"] == 9 and manifest["grid"]["skipped"] == 9 - n_comb

@@ -31,14 +31,14 @@ def report(tmp_path_factory):
 
 FILES = ("covariance.parquet", "weights.parquet", "fallbacks.parquet", "correlation.parquet",
          "correlation_summary.parquet", "regimes.parquet", "regime_centres.parquet", "regime_runs.parquet",
-         "risk.parquet", "excluded.parquet", "rejected.parquet", "manifest.json", "summary.md")
+         "risk.parquet", "excluded.parquet", "rejected.parquet", "manifest.json", "summary.md", "summary.html")
 
 
 def test_report_files(report):
     assert sorted(p.name for p in report.out_dir.iterdir()) == sorted(FILES)
     manifest = json.loads((report.out_dir / "manifest.json").read_text())
     assert manifest["pipeline"] == "portfolio"
-    assert set(manifest["files"]) == set(FILES) - {"manifest.json", "summary.md"}
+    assert set(manifest["files"]) == set(FILES) - {"manifest.json", "summary.md", "summary.html"}
 
 
 def test_weights_sum_to_one(report):
