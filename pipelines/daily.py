@@ -1,11 +1,24 @@
-"""The daily pipeline: load -> validate -> indicators -> report.
+"""The daily pipeline: plan -> (load -> validate -> indicators -> part file) per partition -> report.
 
 Each stage is a plain function, so the Prefect flow (``flows.daily``), a test or a notebook runs
 the same code; :func:`run_daily` chains them without Prefect.
+
+Larger than memory: parquet input with more than ``data.bars_per_partition`` bars is processed in
+partitions of whole symbols (:mod:`pipelines.partitions`), one at a time (or one per Dask worker
+in the flow), each written to its own part file, so memory is bounded by a partition, not by the
+input. The report then holds ``indicators/part-00000.parquet``, ... (one per partition, in symbol
+order; ``pandas.read_parquet(report / "indicators")`` reads them all) instead of
+``indicators.parquet``; ``manifest.json``'s ``output.path`` names which. Rejected rows are
+collected from every partition into one ``rejected.parquet``. The part files are hard-linked into
+the report folder, which is swapped in atomically as before.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,11 +26,13 @@ import pandas as pd
 
 from pipelines import frames
 from pipelines.backend import Backend, choose_backend
+from pipelines.cluster import resolve_cluster
 from pipelines.config import Config
-from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
+from pipelines.data import DataError, InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.panel import bars_to_panel, panel_to_frame
+from pipelines.partitions import Partition, load_partition, plan_partitions
 from pipelines.report import check_out_dir, markdown_table, write_report
-from pipelines.stages import StageTimer, run_record
+from pipelines.stages import StageTimer, run_record, stage_errors
 from transforms.indicators import INDICATORS, compute_indicators, lookback
 
 log = logging.getLogger(__name__)
@@ -32,20 +47,54 @@ class DailyRequest:
     data_path: str
     out_dir: Path
     backend: str = "auto"
+    cluster: str | None = None
 
 
 @dataclass
 class DailyResult:
     out_dir: Path
     manifest: dict
-    indicators: pd.DataFrame = field(repr=False)
+
+    @property
+    def indicators(self) -> pd.DataFrame:
+        """The report's indicators (all partitions), read back from the report folder."""
+        return pd.read_parquet(self.out_dir / self.manifest["output"]["path"])
+
+
+@dataclass
+class PartitionResult:
+    """What one partition's work leaves for the report (its indicators are in the file ``path``).
+
+    Attributes
+    ----------
+    index, whole : the partition's position, and whether it is the whole input
+    path : the part file (parquet: ``timestamp, symbol, <outputs>`` sorted by (symbol, timestamp))
+    rows, columns : of the part file
+    rejected : the partition's rejected rows (``pipelines.data`` layout)
+    stats : the loader's counts for the partition
+    short : symbols with fewer bars than the longest lookback + 1 -> bars
+    latest : the last row of each of its first 20 symbols (for ``summary.md``)
+    seconds : stage -> seconds (load_validate, indicators, write_part)
+    """
+
+    index: int
+    whole: bool
+    path: str
+    rows: int
+    columns: list[str]
+    rejected: pd.DataFrame = field(repr=False)
+    stats: dict = field(repr=False)
+    short: dict = field(repr=False)
+    latest: pd.DataFrame = field(repr=False)
+    seconds: dict = field(default_factory=dict)
 
 
 def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
-                  backend: str = "auto") -> DailyRequest:
+                  backend: str = "auto", cluster: str | None = "config") -> DailyRequest:
     """Resolve paths from arguments and config, and check them cheaply (headers, not data).
 
-    Raises ``DataError`` / ``ReportError`` / ``ValueError`` with a one-line message.
+    ``cluster``: where the flow's tasks run (see :mod:`pipelines.cluster`); "config" takes
+    ``cluster.address``. Raises ``DataError`` / ``ReportError`` / ``ValueError`` with a one-line message.
     """
     data_path = data_path or config.data.path
     out_dir = out_dir or config.report.out_dir
@@ -57,12 +106,65 @@ def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str 
         raise ValueError(f"unknown backend {backend!r}: expected auto, cpu or gpu")
     if not config.indicator_specs():
         raise ValueError("no indicators configured (the indicators: block is empty)")
+    cluster = resolve_cluster(cluster, config)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
-    return DailyRequest(config, inputs, str(data_path), check_out_dir(out_dir), backend)
+    return DailyRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend, cluster)
 
 
 def load_stage(request: DailyRequest, backend: Backend) -> LoadedBars:
     return load_bars(request.inputs, lib=backend.frames, symbols_per_partition=request.config.data.symbols_per_partition)
+
+
+def plan_stage(request: DailyRequest) -> list[Partition]:
+    """The partitions of the request's input (one whole partition when it fits)."""
+    with stage_errors("plan", request.data_path, passthrough=(DataError,)):
+        return plan_partitions(request.inputs, bars_per_partition=request.config.data.bars_per_partition)
+
+
+def partition_key(request: DailyRequest, backend: Backend, part: Partition) -> str:
+    """What a partition's results depend on: the config, the backend and dtype, and the files'
+    fingerprint (path, size, mtime) with the partition's symbols. The flow's cache key."""
+    text = "\0".join([request.config.hash(), backend.name, str(backend.dtype), part.fingerprint,
+                      "whole" if part.whole else "part"])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _write_part(frame: pd.DataFrame, dest: Path) -> None:
+    """Write a part file whole or not at all (a killed writer leaves no half file at ``dest``)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def compute_partition(request: DailyRequest, backend: Backend, part: Partition, *, total: int,
+                      dest: str | Path) -> PartitionResult:
+    """Load, validate and compute one partition, and write its indicators to ``dest``.
+
+    Bad input raises ``DataError`` as the loader does; anything else raises
+    :class:`pipelines.stages.StageError` naming the stage (load, indicators, write) and the partition.
+    """
+    where = part.label(total)
+    timer = StageTimer()
+    with timer.stage("load_validate"), stage_errors("load", where, passthrough=(DataError,)):
+        if part.whole:
+            loaded = load_stage(request, backend)
+        else:
+            loaded = load_partition(request.inputs, part, lib=backend.frames)
+    with timer.stage("indicators"), stage_errors("indicators", where):
+        indicators = indicators_stage(loaded.bars, request, backend)
+        short = short_history(loaded.bars, request.config.indicator_specs())
+        latest = indicators.sort_values("timestamp").groupby("symbol", sort=True).tail(1).sort_values("symbol")
+    del loaded.bars
+    with timer.stage("write_part"), stage_errors("write", where):
+        _write_part(indicators, Path(dest))
+    return PartitionResult(part.index, part.whole, str(dest), int(len(indicators)), [str(c) for c in indicators.columns],
+                           loaded.rejected, loaded.stats, short, latest.head(20).reset_index(drop=True), timer.seconds)
 
 
 def short_history(bars, specs) -> dict[str, int]:
@@ -85,7 +187,7 @@ def indicators_stage(bars, request: DailyRequest, backend: Backend) -> pd.DataFr
     return frames.to_host(frame)
 
 
-def _summary_md(manifest: dict, short: dict, indicators: pd.DataFrame) -> str:
+def _summary_md(manifest: dict, short: dict, last: pd.DataFrame) -> str:
     inp, be = manifest["input"], manifest["backend"]
     lines = [
         "# AlphaPulse daily report",
@@ -102,7 +204,6 @@ def _summary_md(manifest: dict, short: dict, indicators: pd.DataFrame) -> str:
     if short:
         lines += ["", f"## Short histories ({len(short)} symbols with fewer bars than the longest lookback + 1)",
                   "", ", ".join(f"{k} ({v} bars)" for k, v in short.items())]
-    last = indicators.sort_values("timestamp").groupby("symbol", sort=True).tail(1).sort_values("symbol")
     cols = [c for c in ("close_rsi", "rsi_14", "macd_hist_12_26_9", "atr_14", "sma_20", "sma_50") if c in last]
     if cols:
         snap = last[["symbol", "timestamp", *cols]].head(20)
@@ -112,34 +213,74 @@ def _summary_md(manifest: dict, short: dict, indicators: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_stage(request: DailyRequest, backend: Backend, loaded: LoadedBars, indicators: pd.DataFrame,
-                 stages: dict[str, float], *, run_id: str | None = None) -> DailyResult:
-    """Write ``indicators.parquet``, ``rejected.parquet`` (if any), ``manifest.json`` and
-    ``summary.md`` atomically into the request's output folder."""
+def _combined_stats(parts: list[PartitionResult]) -> dict:
+    """The loader's counts over all partitions (as one whole load reports them)."""
+    stats = {"rows_read": 0, "rows_accepted": 0, "rows_rejected": 0, "rejected_by_reason": {}, "symbols": 0}
+    for p in parts:
+        for k in ("rows_read", "rows_accepted", "rows_rejected", "symbols"):
+            stats[k] += p.stats[k]
+        for k, v in p.stats["rejected_by_reason"].items():
+            stats["rejected_by_reason"][k] = stats["rejected_by_reason"].get(k, 0) + v
+    stats["rejected_by_reason"] = dict(sorted(stats["rejected_by_reason"].items()))
+    stats["partitions"] = parts[0].stats["partitions"] if parts[0].whole else len(parts)
+    firsts = [p.stats["first_timestamp"] for p in parts if "first_timestamp" in p.stats]
+    if firsts:
+        stats["first_timestamp"] = min(firsts, key=pd.Timestamp)
+        stats["last_timestamp"] = max((p.stats["last_timestamp"] for p in parts if "last_timestamp" in p.stats),
+                                      key=pd.Timestamp)
+    return stats
+
+
+def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionResult],
+                 stages: dict[str, float], *, run_id: str | None = None, cluster: dict | None = None) -> DailyResult:
+    """Write the report atomically into the request's output folder: the part files (as
+    ``indicators.parquet``, or ``indicators/part-NNNNN.parquet`` for several partitions),
+    ``rejected.parquet`` (if any), ``manifest.json`` and ``summary.md``.
+
+    ``stages`` holds the flow's own stages; the partitions' stage times are added up into it.
+    """
     config = request.config
-    short = short_history(loaded.bars, config.indicator_specs())
+    parts = sorted(parts, key=lambda p: p.index)
+    if parts[0].whole:
+        linked, out_path = {"indicators.parquet": Path(parts[0].path)}, "indicators.parquet"
+    else:
+        linked = {f"indicators/part-{p.index:05d}.parquet": Path(p.path) for p in parts}
+        out_path = "indicators"
+    stages = dict(stages)
+    for p in parts:
+        for k, v in p.seconds.items():
+            stages[k] = round(stages.get(k, 0.0) + v, 4)
+    short = dict(sorted(kv for p in parts for kv in p.short.items()))
+    frames_ = [p.rejected for p in parts if len(p.rejected)]
+    rejected = pd.concat(frames_, ignore_index=True) if frames_ else parts[0].rejected
+    loaded = LoadedBars(None, rejected, [str(f) for f in request.inputs.paths], 0, _combined_stats(parts))
     manifest = {
         **run_record("daily", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
                      run_id=run_id),
-        "output": {"rows": int(len(indicators)), "columns": [c for c in indicators.columns]},
+        "cluster": cluster or {"kind": "in-process", "workers": 1},
+        "output": {"path": out_path, "partitions": len(parts), "rows": sum(p.rows for p in parts),
+                   "columns": parts[0].columns},
         "short_history": short,
-        "stages": dict(stages),
+        "stages": stages,
     }
-    tables = {"indicators.parquet": indicators}
-    if len(loaded.rejected):
-        tables["rejected.parquet"] = loaded.rejected
-    out = write_report(request.out_dir, tables=tables, manifest=manifest,
-                       summary=_summary_md(manifest, short, indicators))
-    return DailyResult(out, manifest, indicators)
+    tables = {"rejected.parquet": rejected} if len(rejected) else {}
+    latest = pd.concat([p.latest for p in parts], ignore_index=True).head(20)
+    out = write_report(request.out_dir, tables=tables, manifest=manifest, linked=linked,
+                       summary=_summary_md(manifest, short, latest))
+    return DailyResult(out, manifest)
 
 
 def run_daily(request: DailyRequest) -> DailyResult:
-    """The whole daily pipeline without Prefect."""
+    """The whole daily pipeline without Prefect, one partition after the other (bounded memory)."""
     timer = StageTimer()
     with timer.stage("backend"):
         backend = choose_backend(request.config.gpu, override=request.backend)
-    with timer.stage("load_validate"):
-        loaded = load_stage(request, backend)
-    with timer.stage("indicators"):
-        indicators = indicators_stage(loaded.bars, request, backend)
-    return report_stage(request, backend, loaded, indicators, timer.seconds)
+    with timer.stage("plan"):
+        plan = plan_stage(request)
+    scratch = request.out_dir.parent / f".{request.out_dir.name}.parts-{uuid.uuid4().hex[:12]}"
+    try:
+        parts = [compute_partition(request, backend, part, total=len(plan),
+                                   dest=scratch / f"part-{part.index:05d}.parquet") for part in plan]
+        return report_stage(request, backend, parts, timer.seconds)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -12,6 +12,7 @@ import ctypes
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -32,11 +33,31 @@ class ReportError(OSError):
     """The report cannot be written where asked."""
 
 
-def check_out_dir(out_dir: str | Path) -> Path:
-    """Validate an output folder before a run: not a file, parent exists and is writable."""
+def check_out_dir(out_dir: str | Path, *, inputs=()) -> Path:
+    """Validate an output folder before a run: not a file; not an input path, a folder holding one,
+    or a folder inside an input folder; if it exists, empty or a previous report (a report replaces
+    its folder whole, so ``--out ~`` must not delete a home folder); parent writable.
+
+    Parameters
+    ----------
+    out_dir : the report folder
+    inputs : the run's input paths (files or folders)
+    """
     out = Path(out_dir).absolute()
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out}: output path exists and is not a folder")
+    real = out.resolve()
+    for p in inputs:
+        src = Path(p).resolve()
+        if src == real or src.is_relative_to(real):
+            raise ReportError(f"{out}: the input {p} is inside it, and a report replaces its folder whole; "
+                              "give another output folder")
+        if src.is_dir() and real.is_relative_to(src):
+            raise ReportError(f"{out}: inside the input folder {p} (the next run would read the report as bars); "
+                              "give a folder outside it")
+    if out.is_dir() and not (out / MANIFEST).is_file() and any(out.iterdir()):
+        raise ReportError(f"{out}: folder exists, is not empty and is not a report (no {MANIFEST}); a report "
+                          "replaces its folder whole, so give a new or empty folder")
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
@@ -46,8 +67,14 @@ def check_out_dir(out_dir: str | Path) -> Path:
 
 
 def _safe_name(name: str) -> str:
-    if not name or Path(name).name != name or name.startswith("."):
+    """``name`` if it is a plain file name inside the report folder: no folder part (``/``, ``\\``,
+    ``..``), not hidden, no control characters, at most 255 bytes, not a file write_report writes
+    itself; else :class:`ReportError`."""
+    if (not isinstance(name, str) or not name or Path(name).name != name or name.startswith(".")
+            or "\\" in name or re.search(r"[\x00-\x1f\x7f]", name) or len(name.encode("utf-8", "replace")) > 255):
         raise ReportError(f"report file name {name!r} must be a plain name inside the report folder")
+    if name in (MANIFEST, SUMMARY, SUMMARY_HTML):
+        raise ReportError(f"report file name {name!r} is reserved for the report's own {name}")
     return name
 
 
