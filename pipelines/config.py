@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import re
+import reprlib
 import typing
 from importlib import resources
 from pathlib import Path
@@ -71,12 +73,16 @@ class Operations(_Frozen):
 
 class Fallback(_Frozen):
     cpu_fallback: bool = True
-    min_speedup: float = Field(1.0, ge=0)
+    min_speedup: float = Field(1.0, ge=0, description="run an operation on the GPU only where its measured "
+                                                      "speedup at that size is at least this (pipelines.routing)")
+    speedup_cache: str | None = Field(None, description="JSON of measured speedups per device; null: "
+                                                        "$ALPHAPULSE_CACHE_DIR/speedups.json or ~/.cache/alphapulse/speedups.json")
 
 
 class Monitoring(_Frozen):
     track_utilization: bool = False
     alert_on_oom: bool = True
+    sample_interval_s: float = Field(1.0, gt=0, description="seconds between utilisation samples")
 
 
 class GpuConfig(_Frozen):
@@ -288,14 +294,140 @@ class PortfolioConfig(_Frozen):
         return v
 
 
+
+MODEL_KINDS = ("ridge", "logistic", "random_forest", "knn")
+ENSEMBLE_METHODS = ("mean", "weighted", "stacking")
+
+
+class ModelFeaturesConfig(_Frozen):
+    """Features at each bar's close (``transforms.features.feature_panel``)."""
+
+    return_lags: int = Field(5, ge=0, description="one-bar returns at lags 0 .. n-1 (ret_1_lag<L>)")
+    return_windows: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [5, 21])
+    volatility_windows: list[Annotated[int, Field(ge=2)]] = Field(default_factory=lambda: [21])
+    indicators: dict[str, list[Union[StrictInt, StrictFloat, dict]]] = Field(
+        default_factory=lambda: {"rsi": [14], "natr": [14], "willr": [14], "adx": [14], "cci": [14]},
+        description="same syntax as the top-level indicators block; OBV is refused (no stationary scale)")
+    rank_features: list[str] = Field(default_factory=lambda: ["ret_5", "ret_21", "vol_21", "rsi_14"],
+                                     description="features that also get a per-date cross-sectional rank")
+
+    @field_validator("indicators")
+    @classmethod
+    def _indicators(cls, v):
+        for name, entries in v.items():
+            if name == "obv":
+                raise ValueError("obv has no stationary scale and cannot be a model feature")
+            _indicator_specs(name, entries)
+        return v
+
+    def indicator_specs(self) -> list[IndicatorSpec]:
+        return [s for name, entries in self.indicators.items() for s in _indicator_specs(name, entries)]
+
+
+class ModelConfig(_Frozen):
+    """One model of the walk-forward; the parameters a kind does not use are ignored."""
+
+    kind: Literal[MODEL_KINDS]
+    name: str | None = Field(None, description="column name in predictions.parquet (default: the kind)")
+    scope: Literal["per_symbol", "pooled"] = Field(
+        "per_symbol", description="per_symbol: one model per symbol (batched); pooled: one model over all symbols")
+    alpha: float = Field(1.0, gt=0, description="ridge: L2 penalty")
+    C: float = Field(1.0, gt=0, description="logistic: inverse L2 penalty")
+    max_iter: int = Field(100, gt=0, description="logistic: iterations")
+    n_neighbors: int = Field(25, gt=0, description="knn")
+    n_estimators: int = Field(50, gt=0, description="random_forest")
+    max_depth: int | None = Field(6, gt=0, description="random_forest")
+    min_samples_leaf: int = Field(50, gt=0, description="random_forest")
+    max_features: float = Field(0.5, gt=0, le=1, description="random_forest: share of features per split")
+    max_samples: float = Field(0.25, gt=0, le=1, description="random_forest: share of rows per tree")
+    seed: int = 0
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v, info: ValidationInfo):
+        if info.data.get("kind") == "random_forest" and v != "pooled":
+            raise ValueError("random_forest is a pooled model (per-symbol forests on a few hundred rows overfit); "
+                             "set scope: pooled")
+        return v
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class ModelWalkForwardConfig(_Frozen):
+    train_bars: int = Field(504, gt=1, description="rows of each (first, if expanding) train window")
+    test_bars: int = Field(63, gt=0, description="rows of each test window, and the step")
+    validation_bars: int = Field(63, ge=0, description="end of each train window scored for the ensembles (0: none)")
+    purge_bars: int | None = Field(None, ge=1, description="rows between train and test; null = horizon_bars")
+    expanding: bool = False
+    min_train_rows: int = Field(100, ge=2, description="a per-symbol model needs this many valid rows")
+
+
+class ModelEnsembleConfig(_Frozen):
+    methods: list[Literal[ENSEMBLE_METHODS]] = Field(default_factory=lambda: list(ENSEMBLE_METHODS))
+    stacking_alpha: float = Field(1.0, gt=0, description="ridge penalty of the stacking meta-model")
+
+
+class ModelSignalConfig(_Frozen):
+    """The backtest of an ensemble's out-of-sample signal (long where its score > threshold)."""
+
+    ensemble: Literal[ENSEMBLE_METHODS] = "stacking"
+    long_threshold: float = Field(0.0, description="z-score above which a symbol is held (0: above the average)")
+    trade_on: Literal["open", "close"] = "open"
+    commission_bps: float = Field(0.0, ge=0)
+    slippage_bps: float = Field(0.0, ge=0)
+    periods_per_year: float = Field(252.0, gt=0)
+
+
+class ModelsConfig(_Frozen):
+    horizon_bars: int = Field(5, ge=1, description="target: the return over the next horizon_bars bars")
+    features: ModelFeaturesConfig = ModelFeaturesConfig()
+    models: list[ModelConfig] = Field(default_factory=lambda: [
+        ModelConfig(kind="ridge"), ModelConfig(kind="logistic"), ModelConfig(kind="knn"),
+        ModelConfig(kind="random_forest", scope="pooled")], min_length=1)
+    walk_forward: ModelWalkForwardConfig = ModelWalkForwardConfig()
+    ensemble: ModelEnsembleConfig = ModelEnsembleConfig()
+    signal: ModelSignalConfig = ModelSignalConfig()
+    min_symbols: int = Field(5, ge=2, description="symbols a date needs for an IC")
+    save_models: bool = Field(True, description="write the last step's fitted models into the report")
+    out_dir: str | None = "reports/models"
+
+    @field_validator("models")
+    @classmethod
+    def _names(cls, v):
+        labels = [m.label for m in v]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"model name(s) {dup} used twice: give each model a distinct name")
+        bad = [x for x in labels if x in ENSEMBLE_METHODS or x in ("timestamp", "symbol", "target")
+               or x.startswith("ensemble")]
+        if bad:
+            raise ValueError(f"model name(s) {bad} clash with report columns")
+        return v
+
+    def purge(self) -> int:
+        return self.walk_forward.purge_bars or self.horizon_bars
+
+
+class CostConfig(_Frozen):
+    """Hourly prices a run's GPU-seconds and CPU-seconds are costed at (pipelines.cost)."""
+
+    gpu_per_hour: float = Field(3.0, ge=0, description="price of one GPU for an hour")
+    cpu_core_per_hour: float = Field(0.045, ge=0, description="price of one CPU core for an hour")
+    currency: str = Field("USD", min_length=1)
+
+
 class Config(_Frozen):
     gpu: GpuConfig = GpuConfig()
+    cost: CostConfig = CostConfig()
     data: DataConfig = DataConfig()
     indicators: dict[str, list[Union[StrictInt, StrictFloat, dict]]] = Field(default_factory=dict)
     report: ReportConfig = ReportConfig()
     cluster: ClusterConfig = ClusterConfig()
     backtest: BacktestConfig = BacktestConfig()
     portfolio: PortfolioConfig = PortfolioConfig()
+    models: ModelsConfig = ModelsConfig()
 
     @field_validator("indicators")
     @classmethod
@@ -338,11 +470,16 @@ def _indicator_specs(name: str, entries) -> list[IndicatorSpec]:
                 raise ValueError(f"{name}: unknown parameter {key!r}{_suggest(key, ind.params)}; "
                                  f"known: {', '.join(ind.params)}")
             kind = ind.params[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or (kind is int and value != int(value)):
                 raise ValueError(f"{name}.{key}: expected {kind.__name__}, got {value!r}")
             if value <= 0:
                 raise ValueError(f"{name}.{key}: must be positive, got {value!r}")
             params[key] = kind(value)
+        try:  # the indicator's own bounds (TA-Lib's), checked here so that the error names the file
+            ind.resolve(**params)
+        except ValueError as e:
+            raise ValueError(f"{name}.{e}") from None
         specs.append(IndicatorSpec(name, params))
     return specs
 
@@ -358,8 +495,16 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"{source}: {where}: unknown key{hint}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {where}: {msg} (got {e.get('input')!r})")
-    return "\n".join(lines)
+            # reprlib: a YAML alias bomb or a huge list must not become a gigabyte error message
+            lines.append(f"{source}: {where}: {msg} (got {_SHORT.repr(e.get('input'))})")
+    return "; ".join(lines)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
+
+MAX_CONFIG_BYTES = 1 << 20
+"""A config is a few kilobytes; anything over 1 MiB is refused before it is parsed."""
 
 
 def _model_at(loc) -> type[BaseModel] | None:
@@ -401,13 +546,20 @@ def load_config(path: str | Path | None = None) -> Config:
         return parse_config(yaml.safe_load(default_config_text()), source="default config")
     path = Path(path)
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise ConfigError(f"{path}: not a regular file")  # a FIFO or /dev/zero would block or never end
+        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config: {e}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
     return parse_config(data, source=str(path))
