@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import platform
 import sys
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -40,18 +41,205 @@ def stage_errors(stage: str, where: str = "", *, passthrough: tuple[type[BaseExc
         raise StageError(stage, where, e) from e
 
 
+class RunTracker:
+    """What one run did, stage by stage: the seam between the pipelines and GPU operations.
+
+    Records per stage: wall seconds, CPU seconds (process CPU time, this process's threads and its
+    live child processes, e.g. a local Dask cluster's workers), whether it ran on the GPU; the
+    run's routing decisions (:mod:`pipelines.routing`), out-of-memory alerts
+    (:mod:`pipelines.oom`) and, when ``gpu.monitoring.track_utilization`` is on, a
+    :class:`pipelines.gpu.UtilizationSampler` whose samples carry the active stage.
+    :meth:`sections` gives the manifest's ``monitoring``, ``routing``, ``alerts`` and ``cost``.
+
+    One run at a time per process is tracked: :class:`StageTimer` attaches to the active tracker
+    (so a timer made inside a task or a report stage adds to the run's record) and a new run
+    starts at a stage named ``backend`` (every pipeline's first) or after :meth:`sections`.
+    """
+
+    def __init__(self):
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.top_level: set[str] = set()
+        self.routing: list[dict] = []
+        self.alerts: list[dict] = []
+        self.sampler = None
+        self.gpu_backend = False
+        self.closed = False
+        self._active: list[str] = []
+        self._lock = threading.Lock()
+
+    # -- stages ---------------------------------------------------------------------------
+
+    @property
+    def active_stage(self) -> str | None:
+        """The innermost stage running now (None between stages)."""
+        with self._lock:
+            return self._active[-1] if self._active else None
+
+    @contextmanager
+    def track(self, name: str):
+        """Account the block to stage ``name``."""
+        with self._lock:
+            if not self._active:
+                self.top_level.add(name)
+            self._active.append(name)
+        if self.sampler is not None:
+            self.sampler.mark(name)
+        wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+        try:
+            yield
+        finally:
+            wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
+            with self._lock:
+                self.wall[name] = round(self.wall.get(name, 0.0) + wall, 4)
+                self.cpu[name] = round(self.cpu.get(name, 0.0) + cpu, 4)
+                if name in self._active:
+                    self._active.reverse()
+                    self._active.remove(name)
+                    self._active.reverse()
+                current = self._active[-1] if self._active else None
+            if self.sampler is not None:
+                self.sampler.mark(current)
+
+    # -- what the pipeline reports --------------------------------------------------------
+
+    def attach(self, gpu, backend) -> None:
+        """The run's backend is chosen (:func:`pipelines.backend.choose_backend` calls this):
+        remember whether it is the GPU and start the sampler if ``gpu.monitoring`` asks for it."""
+        self.gpu_backend = bool(backend.is_gpu)
+        mon = gpu.monitoring
+        if mon.track_utilization and self.sampler is None and not self.closed:
+            from pipelines.gpu import UtilizationSampler
+
+            self.sampler = UtilizationSampler(mon.sample_interval_s, device=backend.device or 0).start()
+            self.sampler.mark(self.active_stage)
+
+    def route(self, decision: dict) -> dict:
+        """Record a routing decision (``pipelines.routing``), tagged with the active stage."""
+        record = {**decision, "stage": decision.get("stage") or self.active_stage}
+        with self._lock:
+            self.routing.append(record)
+        return record
+
+    def alert(self, kind: str, *, message: str, batch_size: int | None = None, action: str = "",
+              stage: str | None = None) -> dict:
+        """Record an alert (the manifest's ``alerts``; the flow publishes them as a Prefect artifact)."""
+        record = {"kind": kind, "stage": stage or self.active_stage, "message": message,
+                  "batch_size": batch_size, "action": action}
+        with self._lock:
+            self.alerts.append(record)
+        return record
+
+    def gpu_stage(self, name: str) -> bool:
+        """Whether stage ``name`` ran on the GPU: a GPU backend, and not every operation in the
+        stage routed to the CPU."""
+        if not self.gpu_backend:
+            return False
+        routes = [r["backend"] for r in self.routing if r.get("stage") == name]
+        return not routes or "gpu" in routes
+
+    def sections(self, config=None, stages: dict | None = None, *, work: tuple[str, float] | None = None) -> dict:
+        """Stop the sampler, close the run, and give the manifest's sections: ``routing``,
+        ``alerts``, ``cost`` (:func:`pipelines.cost.run_cost`) and, when sampled, ``monitoring``.
+
+        Parameters
+        ----------
+        config : the run's :class:`pipelines.config.Config` (prices and the cost block); None:
+            default prices
+        stages : stage -> wall seconds as the pipeline reports them (default: the tracker's own)
+        work : (unit, amount) of the run's work, e.g. ("million bars", 2.1); None: per run
+        """
+        from pipelines.cost import run_cost
+
+        if self.sampler is not None:
+            self.sampler.stop()
+        self.closed = True
+        _deactivate(self)
+        out = {"routing": list(self.routing), "alerts": list(self.alerts)}
+        wall = dict(stages) if stages is not None else dict(self.wall)
+        out["cost"] = run_cost(wall, self.cpu, {k: self.gpu_stage(k) for k in wall},
+                               top_level=self.top_level or None,
+                               prices=getattr(config, "cost", None), work=work)
+        if self.sampler is not None:
+            out["monitoring"] = self.sampler.record()
+        return out
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process (all threads) and its live child processes."""
+    total = time.process_time()
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                t = child.cpu_times()
+                total += t.user + t.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+    except ImportError:
+        pass
+    return total
+
+
+_active_lock = threading.Lock()
+_active_tracker: list[RunTracker] = []
+
+
+def current_tracker() -> RunTracker | None:
+    """The tracker of the run in progress in this process, if any."""
+    with _active_lock:
+        return _active_tracker[0] if _active_tracker and not _active_tracker[0].closed else None
+
+
+def new_run() -> RunTracker:
+    """Start tracking a new run (the previous one, if any, is abandoned)."""
+    tracker = RunTracker()
+    with _active_lock:
+        old = _active_tracker[:1]
+        _active_tracker[:] = [tracker]
+    for t in old:
+        if t.sampler is not None:
+            t.sampler.stop()
+    return tracker
+
+
+def _deactivate(tracker: RunTracker) -> None:
+    with _active_lock:
+        if _active_tracker and _active_tracker[0] is tracker:
+            _active_tracker.clear()
+
+
+def run_sections(config=None, stages: dict | None = None, *, work: tuple[str, float] | None = None) -> dict:
+    """The active run's manifest sections (:meth:`RunTracker.sections`), closing the run; a report
+    written outside a tracked run (e.g. a test calling ``report_stage`` directly) gets the cost of
+    ``stages`` with unknown CPU seconds and no routing, alerts or monitoring."""
+    tracker = current_tracker() or RunTracker()
+    return tracker.sections(config, stages, work=work)
+
+
 class StageTimer:
-    """Times named stages and logs their start and end (the CLI's and Prefect's progress lines)."""
+    """Times named stages and logs their start and end (the CLI's and Prefect's progress lines).
+
+    Each stage is also accounted to the run's :class:`RunTracker` (CPU seconds, the sampler's
+    active stage, GPU or CPU), created here when no run is in progress or when a ``backend``
+    stage opens (the first stage of every pipeline)."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.tracker = current_tracker() or new_run()
 
     @contextmanager
     def stage(self, name: str):
+        if name == "backend" and ("backend" in self.tracker.wall or self.tracker.closed):
+            self.tracker = new_run()
+        elif self.tracker.closed:
+            self.tracker = current_tracker() or new_run()
         log.info("stage %s: started", name)
         start = time.perf_counter()
         try:
-            yield
+            with self.tracker.track(name):
+                yield
         finally:
             self.seconds[name] = round(time.perf_counter() - start, 4)
             log.info("stage %s: %.2f s", name, self.seconds[name])

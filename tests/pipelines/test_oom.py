@@ -1,0 +1,127 @@
+"""GPU out-of-memory handling, tested by injecting real OOM-typed errors into a chunked computation.
+
+The chunk function below computes a real result (rolling sums of a panel's columns) and raises
+an out-of-memory error when a chunk is larger than a threshold, on the GPU path only, as a device
+that fills up would. Results must equal an uninjected run's exactly.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from pipelines.oom import GpuOutOfMemory, is_gpu_oom, register_oom_type, run_chunks
+from pipelines.stages import RunTracker
+
+
+@register_oom_type
+class InjectedOOM(MemoryError):
+    """Out of device memory, as the allocator would raise it (registered like a new library's type)."""
+
+
+def _class_at(module: str, name: str, base=Exception):
+    """An exception class whose path is ``module.name``: how the recogniser sees the GPU
+    libraries' classes without importing them."""
+    return type(name, (base,), {"__module__": module})
+
+
+def test_recogniser():
+    assert is_gpu_oom(InjectedOOM("x"))
+    assert is_gpu_oom(_class_at("cupy.cuda.memory", "OutOfMemoryError")("Out of memory allocating 8 bytes"))
+    assert is_gpu_oom(_class_at("rmm._lib.memory_resource", "MemoryError", MemoryError)("std::bad_alloc"))
+    assert is_gpu_oom(MemoryError("std::bad_alloc: out_of_memory: RMM failure at: arena.hpp"))
+    assert is_gpu_oom(_class_at("cudf.core.column", "MemoryError", MemoryError)("x"))
+    cuda_err = _class_at("numba.cuda.cudadrv.driver", "CudaAPIError")
+    e = cuda_err("[2] Call to cuMemAlloc results in CUDA_ERROR_OUT_OF_MEMORY")
+    e.code = 2
+    assert is_gpu_oom(e)
+    other = cuda_err("[700] CUDA_ERROR_ILLEGAL_ADDRESS")
+    other.code = 700
+    assert not is_gpu_oom(other)
+    assert not is_gpu_oom(MemoryError())  # host memory: not the GPU's
+    assert not is_gpu_oom(ValueError("out of memory"))  # the text alone is not enough
+    assert not is_gpu_oom(_class_at("cupy.cuda.memory", "OutOfMemoryErrorX")("x"))
+
+
+def _panel():
+    return np.random.default_rng(3).normal(size=(300, 37))
+
+
+class Chunks:
+    """Cumulative sums of columns a:b; raises InjectedOOM on the GPU path above ``limit`` columns."""
+
+    def __init__(self, x, limit=None):
+        self.x, self.limit, self.calls = x, limit, []
+
+    def __call__(self, a, b, on_gpu):
+        self.calls.append((a, b, on_gpu))
+        if on_gpu and self.limit is not None and b - a > self.limit:
+            raise InjectedOOM(f"Out of memory allocating {(b - a) * 8 * 300:,} bytes")
+        return np.cumsum(self.x[:, a:b], axis=0)
+
+
+SPANS = [(0, 16), (16, 32), (32, 37)]
+
+
+def _run(chunks, **kw):
+    return np.concatenate(run_chunks(SPANS, chunks, **kw), axis=1)
+
+
+def test_halving_gives_identical_results_and_alerts():
+    x = _panel()
+    want = _run(Chunks(x), tracker=RunTracker())
+    tracker = RunTracker()
+    chunks = Chunks(x, limit=5)
+    got = _run(chunks, tracker=tracker, stage="indicators")
+    np.testing.assert_array_equal(got, want)
+    # 16 -> 8 -> 4 (two halvings per big chunk); the last chunk 5 fits
+    gpu_sizes = [b - a for a, b, g in chunks.calls if g]
+    assert gpu_sizes[:4] == [16, 8, 4, 4] and 5 in gpu_sizes
+    assert not any(not g for _, _, g in chunks.calls)  # never needed the CPU
+    assert all(a["kind"] == "gpu_oom" and a["stage"] == "indicators" for a in tracker.alerts)
+    assert [a["batch_size"] for a in tracker.alerts] == [16, 8, 8, 16, 8, 8]
+    assert "retrying as two chunks of 8 and 8" in tracker.alerts[0]["action"]
+
+
+def test_cpu_fallback_at_the_floor(caplog):
+    x = _panel()
+    want = _run(Chunks(x), tracker=RunTracker())
+    tracker = RunTracker()
+    chunks = Chunks(x, limit=0)  # the device can hold nothing
+    with caplog.at_level(logging.WARNING, logger="pipelines.oom"):
+        got = _run(chunks, tracker=tracker, min_batch=4, cpu_fallback=True)
+    np.testing.assert_array_equal(got, want)
+    cpu = [(a, b) for a, b, g in chunks.calls if not g]
+    assert cpu and all(b - a < 8 for a, b in cpu)  # below twice the floor: not split further
+    assert sum(b - a for a, b in cpu) == 37  # every column computed once on the CPU
+    assert any("on the CPU" in a["action"] for a in tracker.alerts)
+    assert "GPU out of memory" in caplog.text
+
+
+def test_no_fallback_raises_one_clear_error():
+    tracker = RunTracker()
+    with pytest.raises(GpuOutOfMemory, match="gpu.fallback.cpu_fallback is false"):
+        _run(Chunks(_panel(), limit=0), tracker=tracker, min_batch=8, cpu_fallback=False)
+    assert tracker.alerts[-1]["action"].startswith("failing")
+
+
+def test_merge_and_no_alerts_when_off():
+    x = _panel()
+    tracker = RunTracker()
+    parts = run_chunks([(0, 37)], Chunks(x, limit=10), tracker=tracker, alert=False,
+                       merge=lambda p: np.concatenate(p, axis=1))
+    assert len(parts) == 1  # the halves merged back into the span's one result
+    np.testing.assert_array_equal(parts[0], np.cumsum(x, axis=0))
+    assert tracker.alerts == []
+
+
+def test_other_errors_and_cpu_runs_are_not_retried():
+    def bad(a, b, on_gpu):
+        raise ValueError("a real bug")
+
+    with pytest.raises(ValueError, match="a real bug"):
+        run_chunks(SPANS, bad, tracker=RunTracker())
+    chunks = Chunks(_panel(), limit=0)
+    run_chunks(SPANS, chunks, on_gpu=False, tracker=RunTracker())  # the CPU path never raises the OOM
+    assert [c[2] for c in chunks.calls] == [False, False, False]
