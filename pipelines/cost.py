@@ -71,7 +71,7 @@ def run_cost(wall: dict[str, float], cpu: dict[str, float], on_gpu: dict[str, bo
 def _money(v: float | None, currency: str) -> str:
     if v is None:
         return ""
-    return f"{v:.6f} {currency}" if v < 0.01 else f"{v:.4f} {currency}"
+    return f"{v:.3g} {currency}" if v < 0.01 else f"{v:.4f} {currency}"
 
 
 def stage_table_lines(manifest: dict) -> list[str]:

@@ -28,11 +28,14 @@ from pipelines import frames
 from pipelines.backend import Backend, choose_backend
 from pipelines.cluster import resolve_cluster
 from pipelines.config import Config
+from pipelines.cost import stage_table_lines
 from pipelines.data import DataError, InputFiles, LoadedBars, inspect_input, load_bars
+from pipelines.oom import chunked_columns
 from pipelines.panel import bars_to_panel, panel_to_frame
 from pipelines.partitions import Partition, load_partition, plan_partitions
 from pipelines.report import check_out_dir, markdown_table, write_report
-from pipelines.stages import StageTimer, run_record, stage_errors
+from pipelines.routing import route
+from pipelines.stages import StageTimer, run_record, run_sections, stage_errors
 from transforms.indicators import INDICATORS, compute_indicators, lookback
 
 log = logging.getLogger(__name__)
@@ -96,8 +99,8 @@ def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str 
     ``cluster``: where the flow's tasks run (see :mod:`pipelines.cluster`); "config" takes
     ``cluster.address``. Raises ``DataError`` / ``ReportError`` / ``ValueError`` with a one-line message.
     """
-    data_path = data_path or config.data.path
-    out_dir = out_dir or config.report.out_dir
+    data_path = config.data.path if data_path is None else data_path  # "" is no input, not the default
+    out_dir = config.report.out_dir if out_dir is None else out_dir
     if not data_path:
         raise ValueError("no input: give --data or set data.path in the config")
     if not out_dir:
@@ -181,8 +184,14 @@ def indicators_stage(bars, request: DailyRequest, backend: Backend) -> pd.DataFr
     long pandas frame (``timestamp, symbol, <outputs>``) sorted by (symbol, timestamp)."""
     specs = request.config.indicator_specs()
     needed = sorted({i for s in specs for i in INDICATORS[s.name].inputs} | {"close"})
+    gpu = request.config.gpu
+    backend = route("indicators", len(bars), backend, gpu)  # gpu.fallback.min_speedup, recorded
+    if not backend.is_gpu:
+        bars = frames.to_host(bars)  # routed off the GPU (a no-op on a CPU run)
     panel = bars_to_panel(bars, fields=needed, dtype=backend.dtype, xp=backend.xp, order=backend.panel_order)
-    values = compute_indicators(panel.fields, specs)
+    values = chunked_columns(panel.fields, lambda f: compute_indicators(f, specs), on_gpu=backend.is_gpu,
+                             cpu_fallback=gpu.fallback.cpu_fallback, alert=gpu.monitoring.alert_on_oom,
+                             stage="indicators")
     frame = panel_to_frame(panel, values, keys=bars[["timestamp", "symbol"]])
     return frames.to_host(frame)
 
@@ -208,8 +217,7 @@ def _summary_md(manifest: dict, short: dict, last: pd.DataFrame) -> str:
     if cols:
         snap = last[["symbol", "timestamp", *cols]].head(20)
         lines += ["", "## Latest values (first 20 symbols)", "", markdown_table(snap)]
-    lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in manifest["stages"].items()]
+    lines += stage_table_lines(manifest)
     return "\n".join(lines) + "\n"
 
 
@@ -263,6 +271,7 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
         "short_history": short,
         "stages": stages,
     }
+    manifest.update(run_sections(config, stages, work=("million bars", loaded.stats["rows_accepted"] / 1e6)))
     tables = {"rejected.parquet": rejected} if len(rejected) else {}
     latest = pd.concat([p.latest for p in parts], ignore_index=True).head(20)
     out = write_report(request.out_dir, tables=tables, manifest=manifest, linked=linked,

@@ -95,7 +95,8 @@ def run_chunks(spans: Sequence[tuple[int, int]], compute: Callable[[int, int, bo
     cpu_fallback : after the floor, run the chunk on the CPU (``gpu.fallback.cpu_fallback``), else raise
     alert : record alerts (``gpu.monitoring.alert_on_oom``); the retry/fallback happens either way
     stage : the stage named in the alerts (default: the tracker's active stage)
-    on_gpu : whether the chunks start on the GPU (on the CPU nothing is retried)
+    on_gpu : whether the chunks start on the GPU (the CPU fallback is for GPU chunks only; a
+        chunk is halved on an out-of-memory error wherever it ran)
     tracker : where alerts go (default: the active run tracker of :mod:`pipelines.stages`)
 
     Returns
@@ -122,7 +123,7 @@ def run_chunks(spans: Sequence[tuple[int, int]], compute: Callable[[int, int, bo
         try:
             return [compute(a, b, gpu)]
         except Exception as e:
-            if not gpu or not is_gpu_oom(e):
+            if not is_gpu_oom(e):
                 raise
             free_gpu_memory()
             size = b - a
@@ -132,15 +133,61 @@ def run_chunks(spans: Sequence[tuple[int, int]], compute: Callable[[int, int, bo
                 note(message, size, f"retrying as two chunks of {half - a:,} and {b - half:,}")
                 parts = one(a, half, True) + one(half, b, True)
                 return [merge(parts)] if merge is not None else parts
-            if cpu_fallback:
+            if gpu and cpu_fallback:
                 note(message, size, "running the chunk on the CPU (gpu.fallback.cpu_fallback)")
                 return [compute(a, b, False)]
-            note(message, size, "failing: gpu.fallback.cpu_fallback is false")
+            why = "gpu.fallback.cpu_fallback is false" if gpu else "it already ran on the CPU"
+            note(message, size, f"failing: {why}")
             raise GpuOutOfMemory(f"GPU out of memory on a chunk of {size:,} items (the floor of "
-                                 f"{min_batch:,}) and gpu.fallback.cpu_fallback is false: lower "
-                                 f"gpu.operations.batch_size or allow the CPU fallback") from e
+                                 f"{min_batch:,}) and {why}: lower gpu.operations.batch_size"
+                                 + (" or allow the CPU fallback" if gpu else "")) from e
 
     out = []
     for a, b in spans:
         out.extend(one(int(a), int(b), on_gpu))
     return out
+
+
+def chunked_columns(fields: dict, compute: Callable[[dict], dict], *, on_gpu: bool, min_columns: int = 1,
+                    cpu_fallback: bool = True, alert: bool = True, stage: str | None = None, tracker=None) -> dict:
+    """``compute(fields)`` for panels of shape (n_bars, n_columns) whose columns are independent
+    series (indicators per symbol), split by columns on a GPU out-of-memory error.
+
+    The whole panel is tried first (no overhead when it fits); an OOM halves the columns
+    (:func:`run_chunks`), and at ``min_columns`` a GPU chunk runs on NumPy copies when
+    ``cpu_fallback`` allows, its outputs copied back to the device. The pieces are concatenated
+    along the columns, so every output equals the unsplit computation's (each column's series
+    is computed the same way whatever its neighbours).
+
+    Parameters
+    ----------
+    fields : dict of name -> array of shape (n_bars, n_columns) (NumPy or CuPy)
+    compute : maps such a dict (any column subset) to a dict of output arrays of the same shape
+
+    Returns
+    -------
+    dict of name -> array of shape (n_bars, n_columns), in the array module of ``fields``.
+    """
+    import numpy as np
+
+    first = next(iter(fields.values()))
+    if isinstance(first, np.ndarray):
+        xp = np
+    else:
+        import cupy as xp  # the fields are CuPy arrays: already imported
+    n_cols = first.shape[1]
+
+    def part(a: int, b: int, gpu: bool) -> dict:
+        if a == 0 and b == n_cols and (gpu or xp is np):
+            return compute(fields)
+        if gpu or xp is np:
+            lay = np.asfortranarray if xp is np else xp.ascontiguousarray
+            return compute({k: lay(v[:, a:b]) for k, v in fields.items()})
+        host = {k: np.asfortranarray(v[:, a:b].get()) for k, v in fields.items()}
+        return {k: xp.asarray(v) for k, v in compute(host).items()}
+
+    def merge(pieces: list) -> dict:
+        return {k: xp.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
+
+    return run_chunks([(0, n_cols)], part, merge=merge, min_batch=min_columns, cpu_fallback=cpu_fallback,
+                      alert=alert, stage=stage, on_gpu=on_gpu, tracker=tracker)[0]

@@ -125,3 +125,34 @@ def test_other_errors_and_cpu_runs_are_not_retried():
     chunks = Chunks(_panel(), limit=0)
     run_chunks(SPANS, chunks, on_gpu=False, tracker=RunTracker())  # the CPU path never raises the OOM
     assert [c[2] for c in chunks.calls] == [False, False, False]
+
+
+def test_chunked_columns_on_injected_indicators():
+    """The indicators' column chunking: the GPU path's logic on NumPy arrays, an OOM injected
+    above 7 columns: identical outputs, halvings recorded."""
+    from pipelines.oom import chunked_columns
+    from transforms.indicators import IndicatorSpec, compute_indicators
+
+    rng = np.random.default_rng(5)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (400, 23)), axis=0))
+    close[:150, ::5] = np.nan  # late listings
+    fields = {"close": np.asfortranarray(close), "high": np.asfortranarray(close * 1.01),
+              "low": np.asfortranarray(close * 0.99)}
+    specs = [IndicatorSpec("rsi", {"period": 14}), IndicatorSpec("atr", {"period": 14}),
+             IndicatorSpec("macd", {"fast": 12, "slow": 26, "signal": 9})]
+    want = compute_indicators(fields, specs)
+    widths = []
+
+    def injected(part):
+        widths.append(part["close"].shape[1])
+        if part["close"].shape[1] > 7:
+            raise InjectedOOM("out of memory")
+        return compute_indicators(part, specs)
+
+    tracker = RunTracker()
+    got = chunked_columns(fields, injected, on_gpu=True, tracker=tracker, stage="indicators")
+    assert widths[:3] == [23, 11, 5]
+    assert set(got) == set(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    assert [a["batch_size"] for a in tracker.alerts] == [23, 11, 12]  # 23 -> 11 + 12 -> 5 + 6 + 6 + 6
