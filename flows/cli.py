@@ -15,8 +15,18 @@ from pipelines.backend import BackendError
 from pipelines.config import ConfigError, load_config
 from pipelines.data import DataError
 from pipelines.report import ReportError
+from pipelines.stages import StageError
 
 _USER_ERRORS = (ConfigError, DataError, ReportError, BackendError, ValueError)
+"""Bad arguments, config or input: one line on stderr, exit status 2."""
+_RUN_ERRORS = (StageError, OSError)
+"""A run that failed on something else (a stage, the disk): one line on stderr, exit status 1."""
+
+
+def _error(e: BaseException, status: int) -> int:
+    # one line even when a path or a quoted value holds a newline
+    print("alphapulse: error: " + str(e).replace("\r", " ").replace("\n", " "), file=sys.stderr)
+    return status
 
 # Subcommands kept in their own modules, each with ``add_parser(subparsers)`` and ``run(args) -> int``
 # (``run`` may raise one of ``_USER_ERRORS``: main prints it as one line and exits 2). Importing them
@@ -205,22 +215,25 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return importlib.import_module(_MODULES[args.command]).run(args)
         except _USER_ERRORS as e:
-            print(f"alphapulse: error: {e}", file=sys.stderr)
-            return 2
+            return _error(e, 2)
+        except _RUN_ERRORS as e:
+            return _error(e, 1)
     if args.command == "portfolio":
         try:
             manifest, out_dir = _portfolio(args)
         except _USER_ERRORS as e:
-            print(f"alphapulse: error: {e}", file=sys.stderr)
-            return 2
+            return _error(e, 2)
+        except _RUN_ERRORS as e:
+            return _error(e, 1)
         _print_portfolio_summary(manifest, out_dir, time.perf_counter() - start)
         return 0
     if args.command == "backtest":
         try:
             manifest, summary, out_dir = _backtest(args)
         except _USER_ERRORS as e:
-            print(f"alphapulse: error: {e}", file=sys.stderr)
-            return 2
+            return _error(e, 2)
+        except _RUN_ERRORS as e:
+            return _error(e, 1)
         _print_backtest_summary(manifest, summary, out_dir, time.perf_counter() - start)
         return 0
     try:
@@ -240,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
                                  config_path=args.config, backend=args.backend)
             manifest = json.loads((request.out_dir / "manifest.json").read_text())
     except _USER_ERRORS as e:
-        print(f"alphapulse: error: {e}", file=sys.stderr)
-        return 2
+        return _error(e, 2)
+    except _RUN_ERRORS as e:
+        return _error(e, 1)
     _print_summary(manifest, out_dir, time.perf_counter() - start)
     return 0
 

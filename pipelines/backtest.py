@@ -138,8 +138,8 @@ def prepare_backtest(config: Config, *, data_path: str | None = None, out_dir: s
     Raises ``ValueError`` (``GridError``), ``DataError`` or ``ReportError`` with a one-line message.
     """
     bt = config.backtest
-    data_path = data_path or config.data.path
-    out_dir = out_dir or bt.out_dir
+    data_path = config.data.path if data_path is None else data_path  # "" is no input, not the default
+    out_dir = bt.out_dir if out_dir is None else out_dir
     if not data_path:
         raise ValueError("no input: give --data or set data.path in the config")
     if not out_dir:
@@ -173,7 +173,8 @@ def prepare_backtest(config: Config, *, data_path: str | None = None, out_dir: s
         cluster = bt.cluster if bt.cluster is not None else config.cluster.address
     check_cluster_spec(cluster)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
-    return BacktestRequest(config, inputs, str(data_path), check_out_dir(out_dir), strat, values, source,
+    out = check_out_dir(out_dir, inputs=[data_path])
+    return BacktestRequest(config, inputs, str(data_path), out, strat, values, source,
                            grid_size(values), plan, backend, cluster)
 
 

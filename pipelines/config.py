@@ -372,7 +372,7 @@ class ModelEnsembleConfig(_Frozen):
 class ModelSignalConfig(_Frozen):
     """The backtest of an ensemble's out-of-sample signal (long where its score > threshold)."""
 
-    ensemble: Literal[ENSEMBLE_METHODS] = "stacking"
+    ensemble: Literal[ENSEMBLE_METHODS] = Field("mean", description="which ensemble trades (mean: the most robust on the sample)")
     long_threshold: float = Field(0.0, description="z-score above which a symbol is held (0: above the average)")
     trade_on: Literal["open", "close"] = "open"
     commission_bps: float = Field(0.0, ge=0)

@@ -6,10 +6,26 @@ folder of files. Loading goes through Dask (pandas partitions on the CPU, cuDF o
 file is read, renamed, parsed and row-checked as one partition, then rows are shuffled so that a
 partition holds whole symbols, where the per-symbol checks run.
 
-Validation. Schema problems (a file that cannot be read, missing or unexpected columns, a column
-of the wrong type, no rows at all) are errors naming the file and column: :class:`DataError`.
-Bad rows are rejected, never dropped silently: each gets one reason (the first rule it breaks, in
-the order of :data:`REASONS`) and goes to ``rejected.parquet`` with its file and row number.
+Validation. Schema problems (a path that is not a regular file or folder, a file that cannot be
+read, missing, repeated or unexpected columns, a column of the wrong type, such as nested parquet
+values or timestamps given as bare numbers, no rows at all, every row rejected) are errors naming
+the file and column: :class:`DataError`. Bad rows are rejected, never dropped silently: each gets
+one reason (the first rule it breaks, in the order of :data:`REASONS`) and goes to
+``rejected.parquet`` with its file and row number.
+
+Row rules, besides missing and unparseable values:
+
+- timestamps: text is parsed as ISO 8601 (any offsets, converted to UTC; naive ones are taken as
+  UTC), or, where that parses fewer rows, in the one format pandas infers from the column; rows in
+  no such format are rejected. Timestamps before 1678 or more than a day after the run's UTC clock
+  are rejected (a bar cannot come from the future; outside those bounds nanosecond timestamps
+  overflow).
+- symbols: text (integers, and integral floats of an integer column with gaps, print as
+  integers); blank ones, ones padded with whitespace and ones holding control characters are
+  rejected, so that ``"AAA "`` never becomes a second ``AAA``.
+- prices must lie in [:data:`MIN_PRICE`, :data:`MAX_PRICE`] and volumes in [0,
+  :data:`MAX_VOLUME`]: within these bounds the squares and window sums the indicators take stay
+  finite and normal even in float32 (see the constants).
 
 Rows are returned sorted by (symbol, timestamp), whatever the input order.
 """
@@ -18,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,20 +49,35 @@ log = logging.getLogger(__name__)
 
 PRICES = ("open", "high", "low", "close")
 NUMERIC = PRICES + ("volume",)
+MIN_PRICE = 1e-15
+"""Smallest accepted price: its square (1e-30) is still a normal float32 (>= 1.2e-38)."""
+MAX_PRICE = 1e15
+"""Largest accepted price: a window sum of squares over 100,000 bars (1e35) stays below float32's
+3.4e38 (1e308 passes ``isfinite`` but overflows the first square)."""
+MAX_VOLUME = 1e18
+"""Largest accepted volume: OBV's running sum over a million bars (1e24) stays finite in float32."""
+EARLIEST = pd.Timestamp("1678-01-01")
+"""Earliest accepted timestamp (datetime64[ns] starts in September 1677)."""
+FUTURE_SLACK = pd.Timedelta(days=1)
+"""How far past the run's UTC clock a timestamp may lie (local exchange times ahead of UTC)."""
 _SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".csv.bz2": "csv", ".csv.zst": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 def _reasons():
-    reasons = ["ok", "bad_timestamp: unparseable or missing", "missing_symbol"]
+    reasons = ["ok", "bad_timestamp: unparseable or missing", OUT_OF_TIME, "missing_symbol", BAD_SYMBOL]
     for c in NUMERIC:
         reasons += [f"not_a_number: {c}", f"nan: {c}", f"inf: {c}"]
     reasons += [f"non_positive: {c}" for c in PRICES]
-    reasons += ["negative: volume", "high_below_low", "open_outside_low_high", "close_outside_low_high",
-                DUPLICATE]
+    reasons += ["negative: volume"]
+    reasons += [f"out_of_range: {c} (outside [{MIN_PRICE:g}, {MAX_PRICE:g}])" for c in PRICES]
+    reasons += [f"out_of_range: volume (above {MAX_VOLUME:g})"]
+    reasons += ["high_below_low", "open_outside_low_high", "close_outside_low_high", DUPLICATE]
     return reasons
 
 
 DUPLICATE = "duplicate: (symbol, timestamp) seen earlier"
+OUT_OF_TIME = "bad_timestamp: before 1678 or more than a day in the future"
+BAD_SYMBOL = "bad_symbol: blank, padded with whitespace or holding control characters"
 REASONS: list[str] = _reasons()
 """Rejection reasons by code (0 = accepted), in the order the rules are applied."""
 _CODE = {r: i for i, r in enumerate(REASONS)}
@@ -89,16 +121,45 @@ def _format_of(path: Path, fmt: str) -> str:
     for suffix, kind in _SUFFIXES.items():
         if name.endswith(suffix):
             return kind
+    if name == "manifest.json":
+        raise DataError(f"{path.parent}: an AlphaPulse report inside the input folder; keep reports outside it")
     raise DataError(f"{path}: cannot tell the format from the extension; set data.format to csv or parquet")
 
 
-def _file_columns(path: Path, kind: str) -> list[str]:
+def _arrow_type_problem(column: str, typ) -> str | None:
+    """Why a parquet column of arrow type ``typ`` cannot be the standard ``column`` (None: it can)."""
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_dictionary(typ):
+        typ = typ.value_type
+    text = t.is_string(typ) or t.is_large_string(typ) or getattr(t, "is_string_view", lambda _: False)(typ)
+    if t.is_null(typ) or text:
+        return None
+    if column == "timestamp":
+        if t.is_timestamp(typ) or t.is_date(typ):
+            return None
+        if t.is_integer(typ) or t.is_floating(typ) or t.is_decimal(typ):
+            return (f"holds numbers ({typ}); give timestamps as a timestamp/date type or ISO 8601 text "
+                    "(bare numbers are ambiguous: seconds, milliseconds or nanoseconds since 1970?)")
+    elif column == "symbol":
+        if t.is_integer(typ) or t.is_floating(typ):
+            return None
+    elif t.is_integer(typ) or t.is_floating(typ) or t.is_decimal(typ):
+        return None
+    wanted = {"timestamp": "dates or text", "symbol": "text or numbers"}.get(column, "numbers")
+    return f"has dtype {typ}; expected {wanted}"
+
+
+def _file_columns(path: Path, kind: str) -> list[tuple[str, object]]:
+    """(name, arrow type) of each column; the type is None for CSV (known only once parsed)."""
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq
 
-            return list(pq.read_schema(path).names)
-        return list(pd.read_csv(path, nrows=0).columns)
+            schema = pq.read_schema(path)
+            return list(zip(schema.names, schema.types))
+        return [(c, None) for c in pd.read_csv(path, nrows=0).columns]
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file (no header, no rows)") from None
     except UnicodeDecodeError as e:
@@ -115,21 +176,28 @@ def inspect_input(path: str | Path, *, columns: dict[str, str] | None = None, fm
     """
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(f"{path}: a broken or looping symbolic link")
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
         if not files:
             raise DataError(f"{path}: folder holds no data files")
-    else:
+    elif path.is_file():
         files = [path]
+    else:  # a FIFO or a device would block or never end
+        raise DataError(f"{path}: not a regular file or folder")
     kinds = {_format_of(p, fmt) for p in files}
     if len(kinds) > 1:
         raise DataError(f"{path}: mixes CSV and parquet files; give one format per input")
     kind = kinds.pop()
     mapping = dict(columns or {})
     rename = {v: k for k, v in mapping.items()}
+    seen: set[str] = set()
     for p in files:
-        cols = _file_columns(p, kind)
+        typed = _file_columns(p, kind)
+        cols = [c for c, _ in typed]
+        seen.update(cols)
         # pandas renames a repeated CSV header "close" to "close.1"; parquet keeps both names
         dupes = sorted({c for c in cols if cols.count(c) > 1} |
                        {m.group(1) for c in cols if (m := re.fullmatch(r"(.+)\.\d+", str(c))) and m.group(1) in cols})
@@ -145,7 +213,13 @@ def inspect_input(path: str | Path, *, columns: dict[str, str] | None = None, fm
         if extra:
             raise DataError(f"{p}: unexpected column(s) {extra}; expected {list(STANDARD_COLUMNS)} "
                             f"(map other names in data.columns)")
-    return InputFiles(tuple(files), kind, rename)
+        for (c, typ), n in zip(typed, named):
+            problem = None if typ is None else _arrow_type_problem(n, typ)
+            if problem:
+                raise DataError(f"{p}: column {c!r} {problem}")
+    # only the mappings the files use: a file that already says "symbol" keeps it (readers that
+    # look a standard column up by its file name, such as pipelines.partitions, find it)
+    return InputFiles(tuple(files), kind, {k: v for k, v in rename.items() if k in seen})
 
 
 def _meta(lib):
@@ -172,17 +246,25 @@ def check_rows(raw, *, lib, source_file: int = 0, source: str = "input"):
     data row in its file) and ``code`` (index into :data:`REASONS`; 0 = accepted).
     """
     n = len(raw)
-    out = lib.DataFrame({"timestamp": frames.to_datetime(lib, raw["timestamp"])})
+    ts = _timestamps(lib, raw["timestamp"], source)
+    # compared before the cast: a year-9999 timestamp of a coarser unit would overflow nanoseconds
+    late = pd.Timestamp.now(tz="UTC").tz_localize(None) + FUTURE_SLACK
+    out_of_time = (ts < EARLIEST) | (ts > late)
+    out = lib.DataFrame({"timestamp": ts.mask(out_of_time).astype("datetime64[ns]")})
     sym = raw["symbol"]
-    out["symbol"] = sym if str(sym.dtype) in ("str", "string", "object") else sym.astype(str)
+    text = _symbol_text(lib, sym)
+    out["symbol"] = text
     xp = _array_module(lib)
     code = xp.zeros(n, dtype=xp.int16)
 
     def flag(mask, reason):
         code[(code == 0) & mask] = _CODE[reason]
 
-    flag(frames.isna(out["timestamp"]), "bad_timestamp: unparseable or missing")
+    flag(frames.isna(ts), "bad_timestamp: unparseable or missing")
+    flag(frames.values(out_of_time.fillna(False)), OUT_OF_TIME)
     flag(frames.isna(sym), "missing_symbol")
+    flag(frames.values(((text == "") | (text.str.strip() != text) | text.str.contains(r"[\x00-\x1f\x7f]", regex=True))
+                       .fillna(False)), BAD_SYMBOL)
     for c in NUMERIC:
         try:
             x = frames.to_float(lib, raw[c])
@@ -199,6 +281,9 @@ def check_rows(raw, *, lib, source_file: int = 0, source: str = "input"):
     for c, v in zip(PRICES, (o, h, l, cl)):
         flag(v <= 0, f"non_positive: {c}")
     flag(vol < 0, "negative: volume")
+    for c, v in zip(PRICES, (o, h, l, cl)):
+        flag((v < MIN_PRICE) | (v > MAX_PRICE), f"out_of_range: {c} (outside [{MIN_PRICE:g}, {MAX_PRICE:g}])")
+    flag(vol > MAX_VOLUME, f"out_of_range: volume (above {MAX_VOLUME:g})")
     flag(h < l, "high_below_low")
     flag((o < l) | (o > h), "open_outside_low_high")
     flag((cl < l) | (cl > h), "close_outside_low_high")
@@ -206,6 +291,51 @@ def check_rows(raw, *, lib, source_file: int = 0, source: str = "input"):
     out["source_row"] = xp.arange(n, dtype=xp.int64)
     out["code"] = code
     return out
+
+
+def _timestamps(lib, s, source: str):
+    """Timestamps of a raw column, naive UTC in whatever unit the parse gave (NaT where
+    unparseable); see the module docstring for the rules."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert("UTC").dt.tz_localize(None)
+    kind = s.dtype.kind
+    if kind == "M":
+        return s
+    if kind in "iufcb":
+        example = s.dropna().head(1)
+        example = f", e.g. {frames.to_host(example).iloc[0]!r}" if len(example) else ""
+        raise DataError(f"{source}: column 'timestamp' holds numbers ({s.dtype}{example}); give dates as text "
+                        "such as 2024-01-02 or 2024-01-02T14:30:00Z, or a timestamp type (bare numbers are "
+                        "ambiguous: seconds, milliseconds or nanoseconds since 1970?)")
+    if frames.is_cudf(lib):
+        return frames.to_datetime(lib, s)
+    iso = pd.to_datetime(s, errors="coerce", format="ISO8601", utc=True)
+    if iso.isna().sum() > s.isna().sum():
+        # not all ISO 8601: the column's own format (inferred from its first value) may fit more rows
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "could not infer format": then it parses per row
+            try:
+                inferred = pd.to_datetime(s, errors="coerce", utc=True)
+            except (ValueError, TypeError, OverflowError):
+                inferred = iso
+        if inferred.notna().sum() > iso.notna().sum():
+            iso = inferred
+    return iso.dt.tz_localize(None)
+
+
+def _symbol_text(lib, sym):
+    """Symbols as text: integers print as integers, also where an integer column with gaps was read
+    as floats (7203.0 -> "7203", as arrow's cast prints it)."""
+    if str(sym.dtype) in ("str", "string", "object"):
+        return sym
+    if sym.dtype.kind != "f":
+        return sym.astype(str)
+    host = sym.to_pandas() if hasattr(sym, "to_pandas") else sym
+    v = host.to_numpy(dtype=np.float64, na_value=np.nan)
+    whole = np.isfinite(v) & (np.abs(v) < 2.0**53) & (v == np.floor(v))
+    text = host.astype(str).to_numpy(dtype=object)
+    text[whole] = v[whole].astype(np.int64).astype(str)
+    return lib.Series(text, index=sym.index if lib is pd else None, dtype="str")
 
 
 def _array_module(lib):
@@ -273,7 +403,21 @@ def load_bars(inputs: InputFiles, *, lib=pd, symbols_per_partition: int = 100, s
     ddf = ddf.map_partitions(check_symbols, meta=_meta(lib))
     with dask.config.set(scheduler=scheduler) if scheduler else nullcontext():
         checked = ddf.compute()
-    return split_checked(checked, inputs, partitions=int(ddf.npartitions))
+    return require_accepted(split_checked(checked, inputs, partitions=int(ddf.npartitions)))
+
+
+def require_accepted(loaded: LoadedBars) -> LoadedBars:
+    """``loaded`` itself, or a :class:`DataError` when every row was rejected: a report of nothing
+    would look like a run that worked. The message gives the commonest reasons and the first row."""
+    if len(loaded.bars):
+        return loaded
+    counts = loaded.stats["rejected_by_reason"]
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{k}: {v:,}" for k, v in top[:3]) + (f", {len(top) - 3} more reasons" if len(top) > 3 else "")
+    first = loaded.rejected.sort_values(["source_file", "source_row"]).iloc[0]
+    where = f"{loaded.files[int(first['source_file'])]} row {int(first['source_row'])} (0-based data row)"
+    raise DataError(f"{', '.join(loaded.files)}: all {loaded.rows_read:,} rows rejected ({shown}); "
+                    f"first: {where}: {first['reason']}")
 
 
 def split_checked(checked, inputs: InputFiles, *, partitions: int = 1) -> LoadedBars:

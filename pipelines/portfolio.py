@@ -89,8 +89,8 @@ def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: 
     Raises ``DataError`` / ``ReportError`` / ``ValueError`` with a one-line message.
     """
     pc = config.portfolio
-    data_path = data_path or config.data.path
-    out_dir = out_dir or pc.out_dir
+    data_path = config.data.path if data_path is None else data_path  # "" is no input, not the default
+    out_dir = pc.out_dir if out_dir is None else out_dir
     if not data_path:
         raise ValueError("no input: give --data or set data.path in the config")
     if not out_dir:
@@ -107,7 +107,7 @@ def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: 
     if pc.ensemble == "adaptive" and len(pc.methods) < 2:
         raise ValueError("portfolio.ensemble: adaptive needs at least two methods")
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
-    return PortfolioRequest(config, inputs, str(data_path), check_out_dir(out_dir), backend)
+    return PortfolioRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend)
 
 
 def load_stage(request: PortfolioRequest, backend: Backend) -> LoadedBars:
