@@ -12,9 +12,11 @@ ensemble is a weighted sum of those z-scores, with weights fixed per walk-forwar
   validation slice (the end of the train window, predicted by a model fitted before it and its
   purge), negative scores clipped to zero; equal weights when no model scores above zero
   (recorded by the caller through the returned weights);
-- ``stacking``: a ridge meta-model (no intercept, penalty ``alpha``) from the models' validation
-  z-scores to the validation target's per-date z-score, pooled over the slice's (date, symbol)
-  rows. The validation predictions are out of sample for the models that made them and every
+- ``stacking``: a ridge meta-model (no intercept) from the models' validation z-scores to the
+  validation target's per-date z-score, pooled over the slice's (date, symbol) rows, its
+  weights shrunk towards the mean ensemble's (scaled by the size of its own least-squares fit) with
+  penalty ``alpha`` per row: the models' z-scores are nearly collinear, and an unshrunk
+  meta-model trades them off against each other on noise. The validation predictions are out of sample for the models that made them and every
   validation label ends before the test window (the purge), so the meta-model sees nothing of
   the test period: no leakage.
 
@@ -92,7 +94,15 @@ def ensemble_weights(method: str, validation, val_target, *, alpha: float = 1.0,
         return equal, "too few validation rows for stacking: equal weights"
     A = z[:, ok].T  # (rows, M)
     b = t[ok]
-    coef = xp.linalg.solve(A.T @ A + alpha * xp.eye(n_models, dtype=A.dtype), A.T @ b)
+    # min |b - A w|^2 + alpha * n * |w - w_eq|^2, w_eq = equal weights scaled to A's fit: the
+    # models' z-scores are nearly collinear, and an unshrunk fit trades them off against each
+    # other on noise. The penalty is per row, so alpha means the same for any slice size.
+    n = A.shape[0]
+    eq = xp.full(n_models, 1.0 / n_models, dtype=A.dtype)
+    ae = A @ eq
+    eq = eq * abs(float((ae @ b) / (ae @ ae))) if float(ae @ ae) > 0 else eq
+    lam = alpha * n
+    coef = xp.linalg.solve(A.T @ A + lam * xp.eye(n_models, dtype=A.dtype), A.T @ b + lam * eq)
     w = np.asarray(coef.get() if hasattr(coef, "get") else coef, dtype=np.float64)
     return w, ""
 
