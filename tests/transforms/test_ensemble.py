@@ -1,0 +1,107 @@
+"""Ensembles and signal metrics: IC against SciPy's spearmanr, noise has no IC, a planted signal
+is found, and each ensemble method does what it says."""
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from tests.transforms.gpu_testlib import cupy_or_skip
+from transforms.batched_models import fit_ridge
+from transforms.ensemble import combine, cross_sectional_zscore, ensemble_weights
+from transforms.signal_metrics import hit_rate, ic_summary, information_coefficient
+from transforms.walkforward import ModelSpec, walk_forward, walk_forward_splits
+
+
+def test_ic_matches_scipy_with_ties_and_gaps():
+    rng = np.random.default_rng(0)
+    pred = rng.integers(0, 5, size=(40, 30)).astype(float)  # many ties
+    target = pred * 0.3 + rng.normal(size=pred.shape)
+    pred[rng.random(pred.shape) < 0.1] = np.nan
+    target[rng.random(pred.shape) < 0.1] = np.nan
+    target[3, :] = np.nan
+    pred[4, 5:] = np.nan  # five symbols: the minimum
+    pred[5, 4:] = np.nan  # four: below it
+    ic = information_coefficient(pred, target, min_symbols=5)
+    for t in range(40):
+        ok = np.isfinite(pred[t]) & np.isfinite(target[t])
+        if ok.sum() < 5:
+            assert np.isnan(ic[t])
+        else:
+            assert ic[t] == pytest.approx(spearmanr(pred[t, ok], target[t, ok]).statistic, abs=1e-12)
+
+
+def test_hit_rate_by_hand():
+    pred = np.array([[1.0, 2.0, 3.0, np.nan], [4.0, 3.0, 2.0, 1.0]])
+    target = np.array([[0.1, 0.0, 0.3, 0.5], [0.2, 0.1, 0.3, 0.0]])
+    # row 0 (three pairs): medians 2 and 0.1, so symbols 0 and 1 sit at a median and are not
+    # counted; symbol 2 (+, +) hits. Row 1: medians 2.5 and 0.15: (4: +, +) hit, (3: +, -) miss,
+    # (2: -, +) miss, (1: -, -) hit. 3 hits of 5.
+    assert hit_rate(pred, target) == pytest.approx(3 / 5)
+
+
+def _panel(seed, n_bars=600, n_sym=60, beta=0.0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_bars, n_sym, 4))
+    y = beta * X[:, :, 0] + rng.normal(size=(n_bars, n_sym))
+    return X, y
+
+
+def _oos_ic(X, y, horizon=1):
+    splits = walk_forward_splits(X.shape[0], train_bars=150, test_bars=50, purge_bars=horizon, horizon_bars=horizon)
+    res = walk_forward(X, y, splits, [ModelSpec("ridge", "per_symbol", "return",
+                                                lambda a, b, m: fit_ridge(a, b, m, alpha=1.0))])
+    return ic_summary(information_coefficient(res.predictions[0], y), horizon_bars=horizon)
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_noise_has_no_ic(seed):
+    s = _oos_ic(*_panel(seed))
+    assert s["n_dates"] == 600 - 151 and abs(s["ic_tstat"]) < 3
+
+
+def test_planted_signal_is_found():
+    s = _oos_ic(*_panel(5, beta=0.2))
+    assert s["ic_mean"] > 0.05 and s["ic_tstat"] > 10
+
+
+def test_zscore_and_mean_combine():
+    rng = np.random.default_rng(2)
+    p = rng.normal(size=(3, 20, 8)) * np.array([1.0, 100.0, 0.01])[:, None, None]
+    p[1, 0, :4] = np.nan
+    z = cross_sectional_zscore(p)
+    ok = np.isfinite(z)
+    assert np.allclose(np.nanmean(z, axis=-1), 0, atol=1e-12) and np.allclose(np.nanstd(z, axis=-1), 1)
+    e = combine(p, None)
+    np.testing.assert_allclose(e[1:], z[:, 1:].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(e[0], np.nansum(z[:, 0], axis=0) / ok[:, 0].sum(axis=0), rtol=1e-12)
+
+
+def test_weighted_and_stacking_follow_validation():
+    rng = np.random.default_rng(4)
+    target = rng.normal(size=(60, 50))
+    good = target + rng.normal(size=target.shape)  # IC ~ 0.7
+    noise = rng.normal(size=target.shape)
+    anti = -target + 3 * rng.normal(size=target.shape)
+    val = np.stack([good, noise, anti])
+    w, note = ensemble_weights("weighted", val, target)
+    assert note == "" and w[0] > 0.9 and w[2] == 0 and w.sum() == pytest.approx(1)
+    w, _ = ensemble_weights("stacking", val, target, alpha=1e-3)
+    assert w[0] > 0.3 and abs(w[1]) < 0.05 and w[2] < 0  # the meta-model uses the anti-signal too
+    w, note = ensemble_weights("weighted", np.stack([anti, -good]), target)
+    assert "no model has a positive validation IC" in note and np.allclose(w, 0.5)
+    assert ensemble_weights("mean", val, target) == (None, "")
+
+
+@pytest.mark.gpu
+def test_ic_and_ensembles_cupy_match_numpy():
+    cp = cupy_or_skip()
+    rng = np.random.default_rng(9)
+    p = rng.normal(size=(3, 30, 40))
+    t = rng.normal(size=(30, 40)) + p[0]
+    p[0, 2, :7] = np.nan
+    np.testing.assert_allclose(information_coefficient(cp.asarray(p[0]), cp.asarray(t)).get(),
+                               information_coefficient(p[0], t), atol=1e-12, equal_nan=True)
+    for method in ("weighted", "stacking"):
+        wc, _ = ensemble_weights(method, cp.asarray(p), cp.asarray(t))
+        wn, _ = ensemble_weights(method, p, t)
+        np.testing.assert_allclose(wc, wn, rtol=1e-10)
+        np.testing.assert_allclose(combine(cp.asarray(p), wc).get(), combine(p, wn), atol=1e-12, equal_nan=True)
