@@ -60,14 +60,17 @@ import numpy as np
 import pandas as pd
 
 from pipelines import frames
-from pipelines.backend import Backend, choose_backend
+from pipelines.backend import Backend, choose_backend, cpu_backend
 from pipelines.cluster import check_cluster_spec, open_client, worker_threads
 from pipelines.config import Config
+from pipelines.cost import stage_table_lines
 from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.grid import GridError, check_grid, expand_grid, grid_size, parse_grid
+from pipelines.oom import run_chunks
 from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, format_value, markdown_table, write_report
-from pipelines.stages import StageTimer, run_record
+from pipelines.routing import route
+from pipelines.stages import StageTimer, run_record, run_sections
 from transforms import backtest as engine
 from transforms.metrics import METRICS, metrics_from_acc
 from transforms.returns_metrics import (RETURN_METRICS, equal_weight_accumulate, equal_weight_returns,
@@ -253,6 +256,8 @@ class SweepJob:
     portfolio: bool = True
     full: bool = True
     windows: tuple = ()
+    cpu_fallback: bool = True   # gpu.fallback.cpu_fallback: a chunk the GPU cannot hold runs on the CPU
+    alert_on_oom: bool = True   # gpu.monitoring.alert_on_oom
 
 
 @dataclass
@@ -406,7 +411,6 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
     counts = xp.zeros((n_bars, n_comb), dtype=xp.int64) if job.portfolio else None
     result = BlockResult(block.index, block.start, block.start + n_sym)
     stats = Counter()
-    biggest = 0
     for group, g0, g1 in block.groups:
         sums = xp.zeros((n_bars, n_comb), dtype=xp.float64) if job.portfolio else None
         for s0, s1 in sub_blocks(g0, g1, subs):
@@ -416,20 +420,32 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
             bank = engine.indicator_bank(plan.bank, p, sub_n)
             stats["sub_blocks"] += 1
             if job.full:
-                for c0 in range(0, n_comb, c_full):
-                    c1 = min(n_comb, c0 + c_full)
-                    tg = _targets(job, p, c0, c1, be) if target else None
-                    acc, ret, _ = engine.run_backtest(p, sub_n, bank=bank, legs=legs[c0:c1], levels=levels[c0:c1],
-                                                      targets=tg, rows=sub_rows, n_rows_out=n_bars,
+                def launch(c0, c1, on_gpu, p=p, sub_n=sub_n, sub_rows=sub_rows, bank=bank, s0=s0, s1=s1):
+                    # One engine launch for combinations c0:c1; on_gpu False on a GPU run is the
+                    # CPU fallback of pipelines.oom (host copies in, results back to the device).
+                    run_be, ins, lg, lv, bk = be, (p, sub_n, sub_rows), legs, levels, bank
+                    if be.is_gpu and not on_gpu:
+                        run_be = cpu_backend("GPU out of memory: chunk on the CPU", precision=str(be.dtype))
+                        ins = ({k: np.asfortranarray(_to_host(v)) for k, v in p.items()}, _to_host(sub_n),
+                               np.asfortranarray(_to_host(sub_rows)))
+                        lg, lv = _to_host(legs), _to_host(levels)
+                        bk = np.ascontiguousarray(_to_host(bank).transpose(0, 2, 1)).transpose(0, 2, 1)
+                    tg = _targets(job, ins[0], c0, c1, run_be) if target else None
+                    acc, ret, _ = engine.run_backtest(ins[0], ins[1], bank=bk, legs=lg[c0:c1], levels=lv[c0:c1],
+                                                      targets=tg, rows=ins[2], n_rows_out=n_bars,
                                                       want_returns=job.portfolio, **kw)
+                    acc, ret = xp.asarray(acc), (xp.asarray(ret) if ret is not None else None)
                     stats["launches"] += 1
-                    biggest = max(biggest, (c1 - c0) * (s1 - s0) * (n_bars if job.portfolio else len(engine.ACC)))
+                    stats["largest"] = max(stats["largest"],
+                                           (c1 - c0) * (s1 - s0) * (n_bars if job.portfolio else len(engine.ACC)))
                     for name, v in metrics_from_acc(acc, periods_per_year=job.periods_per_year,
                                                     definitions=job.definitions).items():
                         metrics[name][c0:c1, s0:s1] = v.reshape(c1 - c0, s1 - s0)
-                    if job.portfolio:
+                    if job.portfolio:  # last: the kernel allocates nothing, so an OOM never leaves a half sum
                         equal_weight_accumulate(ret, n_symbols=s1 - s0, sums=sums, counts=counts, offset=c0)
-                    del acc, ret, tg
+
+                run_chunks([(c0, min(n_comb, c0 + c_full)) for c0 in range(0, n_comb, c_full)], launch,
+                           on_gpu=be.is_gpu, cpu_fallback=job.cpu_fallback, alert=job.alert_on_oom, stage="sweep")
             for w, (t0, t1) in enumerate(job.windows):
                 p_w, n_w, bank_w, idx = _window_slice(p, sub_n, sub_rows, bank, t0, t1, be)
                 rows_w = lay(xp.take_along_axis(sub_rows, idx, axis=0))  # unused: same kernel types
@@ -452,7 +468,7 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
     result.counts = _to_host(counts) if counts is not None else None
     result.stats = {"sub_blocks": stats["sub_blocks"], "launches": stats["launches"],
                     "symbols_per_sub_block": subs, "combinations_per_chunk": c_full,
-                    "largest_chunk_elements": int(biggest), "seconds": round(time.perf_counter() - started, 4)}
+                    "largest_chunk_elements": int(stats["largest"]), "seconds": round(time.perf_counter() - started, 4)}
     return result
 
 
@@ -527,7 +543,8 @@ def make_job(request: BacktestRequest, prepared: PreparedPanel, backend: Backend
     bt = request.config.backtest
     return SweepJob(backend, request.plan, request.strategy.targets, _engine_params(request.config),
                     bt.periods_per_year, bt.definitions, request.config.gpu.operations.batch_size,
-                    prepared.shape[0], **kw)
+                    prepared.shape[0], cpu_fallback=request.config.gpu.fallback.cpu_fallback,
+                    alert_on_oom=request.config.gpu.monitoring.alert_on_oom, **kw)
 
 
 def run_tasks(blocks: list[SymbolBlock], job: SweepJob, client=None, *, on_result: Callable) -> None:
@@ -593,9 +610,10 @@ def sweep_stage(prepared: PreparedPanel, request: BacktestRequest, backend: Back
     """Every (symbol, combination), sharded in symbol blocks; the portfolio of each combination."""
     n_bars, n_sym = prepared.shape
     n_comb = len(request.plan.combos)
+    backend = route("backtest", n_sym * n_comb, backend, request.config.gpu)  # gpu.fallback.min_speedup
     job = make_job(request, prepared, backend)
     size = _task_plan(request, prepared, client, 1.0)
-    blocks = make_blocks(prepared, size, host=client is not None)
+    blocks = make_blocks(prepared, size, host=client is not None or not backend.is_gpu)
     metrics = {m: np.full((n_comb, n_sym), np.nan) for m in METRICS}
     counts = np.zeros((n_bars, n_comb), dtype=np.int64)
     sums = np.zeros((n_bars, n_comb), dtype=np.float64)
@@ -980,8 +998,7 @@ def _summary_md(manifest: dict, summary: pd.DataFrame, wf: pd.DataFrame | None, 
         agg["is_start"] = agg["is_start"].dt.date
         agg["oos_end"] = agg["oos_end"].dt.date
         lines += ["", f"## Walk-forward (select: {wf['select'].iloc[0]})", "", markdown_table(agg)]
-    lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in manifest["stages"].items()]
+    lines += stage_table_lines(manifest)
     return "\n".join(lines) + "\n"
 
 
@@ -1034,6 +1051,8 @@ def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars,
         "heatmap": "sharpe_heatmap.png" if png else "not drawn: the grid varies no parameter",
         "stages": {**stages, **timer.seconds},
     })
+    backtests = len(request.plan.combos) * prepared.shape[1]
+    manifest.update(run_sections(config, manifest["stages"], work=("million backtests", backtests / 1e6)))
     out = write_report(request.out_dir, tables=tables, manifest=manifest,
                        summary=_summary_md(manifest, summary, wf_frame, list(request.strategy.params)),
                        files={"sharpe_heatmap.png": png} if png else None)

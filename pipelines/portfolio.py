@@ -43,12 +43,14 @@ import pandas as pd
 
 from pipelines import frames
 from pipelines.backend import Backend, choose_backend
-from pipelines.config import Config, PortfolioConfig
+from pipelines.config import Config, GpuConfig, PortfolioConfig
+from pipelines.cost import stage_table_lines
 from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.models import kmeans_model
 from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, markdown_table, write_report
-from pipelines.stages import StageTimer, run_record
+from pipelines.routing import route
+from pipelines.stages import StageTimer, run_record, run_sections
 from transforms import covariance as cov_mod
 from transforms.correlation import absorption_ratio, average_pairwise_correlation, rolling_corr
 from transforms.montecarlo import monte_carlo_var_cvar, normal_var_cvar
@@ -160,8 +162,11 @@ def returns_stage(bars, pc: PortfolioConfig, backend: Backend) -> Returns:
     return Returns(r, timestamps, symbols, window, block)
 
 
-def covariance_stage(rets: Returns, pc: PortfolioConfig, backend: Backend) -> np.ndarray:
-    """Annualised covariance of the common window's returns (host array)."""
+def covariance_stage(rets: Returns, pc: PortfolioConfig, backend: Backend, gpu: GpuConfig | None = None) -> np.ndarray:
+    """Annualised covariance of the common window's returns (host array); with ``gpu`` (the
+    config's block) routed by measured speedup (:mod:`pipelines.routing`)."""
+    if gpu is not None:
+        backend = route("covariance", rets.block.shape[1], backend, gpu)
     x = backend.xp.asarray(rets.block)
     ppy = pc.periods_per_year
     if pc.covariance == "sample":
@@ -308,17 +313,23 @@ def regimes_stage(rets: Returns, pc: PortfolioConfig, backend: Backend):
 
 
 def risk_stage(rets: Returns, cov_annual: np.ndarray, weights: np.ndarray, pc: PortfolioConfig,
-               method: str = "ensemble") -> pd.DataFrame:
+               method: str = "ensemble", *, backend: Backend | None = None, gpu: GpuConfig | None = None) -> pd.DataFrame:
     """Monte Carlo VaR/CVaR (per configured model and horizon) of a portfolio, per-bar moments of
-    the common window (the covariance estimator's, de-annualised)."""
+    the common window (the covariance estimator's, de-annualised). The simulation runs on
+    ``backend`` (routed by measured speedup with ``gpu``, the config's block; default NumPy);
+    CuPy's random stream differs from NumPy's, so GPU figures agree within standard errors."""
     mc = pc.monte_carlo
     mean = rets.block.mean(axis=0)
     cov = cov_annual / pc.periods_per_year
+    if backend is not None and gpu is not None:
+        backend = route("montecarlo", mc.n_paths, backend, gpu)
+    xp = backend.xp if backend is not None else np
+    d_weights, d_mean, d_cov, d_block = (xp.asarray(a) for a in (weights, mean, cov, rets.block))
     rows = []
     for h in mc.horizons_bars:
         for model in mc.models:
-            out = monte_carlo_var_cvar(weights, model=model, levels=mc.levels, horizon_bars=h, n_paths=mc.n_paths,
-                                       seed=mc.seed, mean=mean, cov=cov, returns=rets.block,
+            out = monte_carlo_var_cvar(d_weights, model=model, levels=mc.levels, horizon_bars=h, n_paths=mc.n_paths,
+                                       seed=mc.seed, mean=d_mean, cov=d_cov, returns=d_block,
                                        dof=mc.student_t_dof if model == "student_t" else None)
             var, cvar = _host(out["var"]), _host(out["cvar"])
             rows += [{"method": method, "model": model, "level": lv, "horizon": h, "VaR": float(v), "CVaR": float(c)}
@@ -365,8 +376,7 @@ def _summary_md(manifest: dict, t: dict) -> str:
     runs = t["regime_runs.parquet"]
     dur = runs.groupby("regime")["bars"].agg(runs="count", mean_bars="mean", max_bars="max", total_bars="sum")
     lines += ["", "Durations (runs of consecutive bars):", "", markdown_table(dur.reset_index().astype({"mean_bars": float}))]
-    lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in manifest["stages"].items()]
+    lines += stage_table_lines(manifest)
     return "\n".join(lines) + "\n"
 
 
@@ -410,6 +420,7 @@ def report_stage(request: PortfolioRequest, backend: Backend, loaded: LoadedBars
         "notes": opt.notes,
         "stages": dict(stages),
     }
+    manifest.update(run_sections(config, manifest["stages"]))  # cost per run
     out = write_report(request.out_dir, tables=tables, manifest=manifest, summary=_summary_md(manifest, tables))
     return PortfolioResult(out, manifest, tables)
 
@@ -420,7 +431,7 @@ def analyse(request: PortfolioRequest, backend: Backend, bars, timer: StageTimer
     with timer.stage("returns"):
         rets = returns_stage(bars, pc, backend)
     with timer.stage("covariance"):
-        cov = covariance_stage(rets, pc, backend)
+        cov = covariance_stage(rets, pc, backend, request.config.gpu)
     with timer.stage("optimise"):
         opt = optimise_stage(rets, cov, pc)
     with timer.stage("correlation"):
@@ -428,7 +439,7 @@ def analyse(request: PortfolioRequest, backend: Backend, bars, timer: StageTimer
     with timer.stage("regimes"):
         regimes = regimes_stage(rets, pc, backend)
     with timer.stage("monte_carlo"):
-        risk = risk_stage(rets, cov, opt.ensemble, pc)
+        risk = risk_stage(rets, cov, opt.ensemble, pc, backend=backend, gpu=request.config.gpu)
     return rets, cov, opt, corr, regimes, risk
 
 
