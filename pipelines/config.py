@@ -330,7 +330,7 @@ class ModelConfig(_Frozen):
     kind: Literal[MODEL_KINDS]
     name: str | None = Field(None, description="column name in predictions.parquet (default: the kind)")
     scope: Literal["per_symbol", "pooled"] = Field(
-        "per_symbol", description="per_symbol: one model per symbol (batched); pooled: one model over all symbols")
+        "per_symbol", validate_default=True, description="per_symbol: one model per symbol (batched); pooled: one model over all symbols")
     alpha: float = Field(1.0, gt=0, description="ridge: L2 penalty")
     C: float = Field(1.0, gt=0, description="logistic: inverse L2 penalty")
     max_iter: int = Field(100, gt=0, description="logistic: iterations")
@@ -497,6 +497,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
             msg = e["msg"].removeprefix("Value error, ")
             # reprlib: a YAML alias bomb or a huge list must not become a gigabyte error message
             lines.append(f"{source}: {where}: {msg} (got {_SHORT.repr(e.get('input'))})")
+    if len(lines) > 5:
+        lines = lines[:5] + [f"and {len(lines) - 5} more"]
     return "; ".join(lines)
 
 

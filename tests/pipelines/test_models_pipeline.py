@@ -1,0 +1,167 @@
+"""The models pipeline on the bundled sample: report files, out-of-sample predictions, scores,
+the signal's backtest, model files (round trip, wrong features, untrusted content), config
+checks and the CLI."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.config import ConfigError, parse_config
+from pipelines.models import ModelFileError, load_model
+from pipelines.modelling import prepare_models, run_models
+from tests.pipelines.conftest import SAMPLE, SP500_COLUMNS
+
+FAST = {"data": {"columns": SP500_COLUMNS},
+        "models": {"walk_forward": {"train_bars": 252, "test_bars": 126, "validation_bars": 42},
+                   "models": [{"kind": "ridge", "alpha": 2.0}, {"kind": "logistic", "C": 0.5},
+                              {"kind": "knn", "n_neighbors": 15},
+                              {"kind": "random_forest", "scope": "pooled", "n_estimators": 8, "max_depth": 4},
+                              {"kind": "ridge", "name": "ridge_pooled", "scope": "pooled"}]}}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    config = parse_config(FAST)
+    out = tmp_path_factory.mktemp("models") / "rep"
+    result = run_models(prepare_models(config, data_path=str(SAMPLE), out_dir=str(out), backend="cpu"))
+    return result, config
+
+
+def test_report_files(report):
+    result, _ = report
+    names = {p.name for p in result.out_dir.iterdir()}
+    assert {"predictions.parquet", "model_scores.parquet", "ensemble_weights.parquet", "backtest.parquet",
+            "manifest.json", "summary.md", "model_ridge.npz", "model_ridge.json", "model_knn.npz",
+            "model_random_forest.skops", "model_random_forest.json"} <= names
+    manifest = json.loads((result.out_dir / "manifest.json").read_text())
+    assert manifest["pipeline"] == "models" and manifest["walk_forward"]["purge_bars"] == 5
+    assert [m["scope"] for m in manifest["models"]] == ["per_symbol"] * 3 + ["pooled"] * 2
+    assert "Signal backtest" in (result.out_dir / "summary.md").read_text()
+
+
+def test_predictions_out_of_sample_only(report):
+    result, config = report
+    pred = pd.read_parquet(result.out_dir / "predictions.parquet")
+    splits = result.manifest["walk_forward"]["splits"]
+    assert list(pred.columns[:2]) == ["timestamp", "symbol"] and pred.columns[-1] == "target"
+    assert {"ridge", "logistic", "knn", "random_forest", "ridge_pooled", "ensemble_mean", "ensemble_weighted",
+            "ensemble_stacking"} <= set(pred.columns)
+    ts = pd.DatetimeIndex(sorted(pred["timestamp"].unique()))
+    assert len(ts) == splits[-1]["test_stop"] - splits[0]["test_start"]
+    # the target is the realised 5-bar forward return of the sample's closes
+    bars = pd.read_parquet(SAMPLE).rename(columns={"date": "timestamp", "Name": "symbol"})
+    bars["timestamp"] = pd.to_datetime(bars["timestamp"])
+    aapl = bars[bars["symbol"] == "AAPL"].set_index("timestamp")["close"].sort_index()
+    got = pred[pred["symbol"] == "AAPL"].set_index("timestamp")["target"]
+    want = (aapl.shift(-5) / aapl - 1).reindex(got.index)
+    np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
+    assert got.iloc[-5:].isna().all() and pred[pred["timestamp"] == ts[-1]]["ridge"].notna().sum() >= 45  # live predictions
+    # probabilities for the classifier, z-scores for the ensembles
+    assert pred["logistic"].dropna().between(0, 1).all()
+    day = pred[pred["timestamp"] == ts[10]]["ensemble_mean"]
+    assert abs(day.mean()) < 1e-9
+
+
+def test_scores_and_backtest(report):
+    result, _ = report
+    scores = pd.read_parquet(result.out_dir / "model_scores.parquet")
+    allp = scores[scores["step"] == -1].set_index("model")
+    assert set(allp.index) >= {"ridge", "ensemble_stacking"}
+    assert allp["n_dates"].min() > 500 and allp["ic_mean"].abs().max() < 0.2
+    assert allp["hit_rate"].between(0.4, 0.6).all()
+    assert (scores[scores["step"] >= 0].groupby("model")["step"].nunique() == len(result.manifest["walk_forward"]["splits"])).all()
+    bt = pd.read_parquet(result.out_dir / "backtest.parquet").set_index("strategy")
+    assert set(bt.index) == {"signal", "buy_and_hold"}
+    assert 0 < bt.loc["signal", "avg_long_fraction"] < 1 and bt.loc["buy_and_hold", "avg_long_fraction"] == 1
+    assert bt.loc["buy_and_hold", "total_return"] > 0
+
+
+def test_saved_models_round_trip(report):
+    result, _ = report
+    out = result.out_dir
+    pred = pd.read_parquet(out / "predictions.parquet")
+    feats = result.manifest["features"]
+    last = result.manifest["walk_forward"]["splits"][-1]
+    model, meta = load_model(out / "model_ridge.json", features=feats)
+    assert meta["kind"] == "ridge" and meta["config_hash"] == result.manifest["config_hash"]
+    assert meta["training_window"]["end"] < str(pred["timestamp"].max())
+    # re-predict the last test window from the loaded model: the report's numbers
+    from pipelines.backend import choose_backend
+    from pipelines.data import load_bars
+    from pipelines.modelling import features_stage
+
+    request = prepare_models(parse_config(FAST), data_path=str(SAMPLE), out_dir=str(out.parent / "x"), backend="cpu")
+    fs = features_stage(load_bars(request.inputs).bars, request.config.models,
+                        choose_backend(request.config.gpu, override="cpu"))
+    Xq = np.ascontiguousarray(fs.features[last["test_start"]:last["test_stop"]].transpose(1, 0, 2))
+    n_test = last["test_stop"] - last["test_start"]
+    for name in ("ridge", "knn"):
+        model, meta = load_model(out / f"model_{name}.json", features=feats)
+        stored = pred.pivot(index="timestamp", columns="symbol", values=name).reindex(columns=fs.symbols)
+        np.testing.assert_allclose(model.predict(Xq).T, stored.to_numpy()[-n_test:], rtol=1e-12, equal_nan=True)
+    rf, meta = load_model(out / "model_random_forest.json", features=feats)
+    X_last = fs.features[last["test_stop"] - 1]
+    ok = np.isfinite(X_last).all(axis=1)
+    rf_stored = pred[pred["timestamp"] == pred["timestamp"].max()].set_index("symbol")["random_forest"]
+    np.testing.assert_allclose(rf.predict(X_last[ok]), rf_stored.reindex(np.asarray(fs.symbols)[ok]), rtol=1e-12)
+
+
+def test_model_files_refuse_wrong_features_and_untrusted_types(report, tmp_path):
+    result, _ = report
+    out = result.out_dir
+    feats = result.manifest["features"]
+    with pytest.raises(ModelFileError, match="other features .missing \\['rsi_14'\\]"):
+        load_model(out / "model_ridge.json", features=[f for f in feats if f != "rsi_14"])
+    with pytest.raises(ModelFileError, match="same names, other order"):
+        load_model(out / "model_ridge.json", features=feats[::-1])
+    # a skops file holding a type a random forest never contains is refused before loading
+    import skops.io as sio
+    from sklearn.neighbors import KNeighborsRegressor
+
+    for name in ("model_random_forest.json", "model_random_forest.npz"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    knn = KNeighborsRegressor(2, algorithm="kd_tree").fit(np.random.rand(10, len(feats)), np.random.rand(10))
+    (tmp_path / "model_random_forest.skops").write_bytes(sio.dumps(knn))
+    with pytest.raises(ModelFileError, match="refusing to load types not expected in a random_forest model: "
+                                             ".*KDTree"):
+        load_model(tmp_path / "model_random_forest.json", features=feats)
+
+
+@pytest.mark.parametrize("models,match", [
+    ({"features": {"rank_features": ["nope"]}}, "rank_features: unknown feature 'nope'"),
+    ({"walk_forward": {"purge_bars": 2}}, "purge_bars .2. must be at least models.horizon_bars .5."),
+    ({"walk_forward": {"validation_bars": 0}}, "need a validation slice"),
+    ({"walk_forward": {"validation_bars": 500}}, "validation_bars \\+ purge"),
+    ({"signal": {"ensemble": "stacking"}, "ensemble": {"methods": ["mean"]}}, "models.signal.ensemble 'stacking'"),
+])
+def test_cross_field_checks(models, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        prepare_models(parse_config({"models": models}), data_path=str(SAMPLE), out_dir=str(tmp_path / "r"))
+
+
+@pytest.mark.parametrize("models,match", [
+    ({"models": [{"kind": "random_forest"}]}, "random_forest is a pooled model"),
+    ({"models": [{"kind": "ridge"}, {"kind": "ridge"}]}, "used twice"),
+    ({"models": [{"kind": "svm"}]}, "models.models.0.kind"),
+    ({"features": {"indicators": {"obv": []}}}, "obv has no stationary scale"),
+    ({"walk_forward": {"train_bar": 5}}, "unknown key .did you mean 'train_bars'"),
+])
+def test_config_errors_name_the_key(models, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_config({"models": models})
+
+
+def test_cli(tmp_path, capsys):
+    from flows.cli import main
+
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text(yaml.safe_dump({**FAST, "models": {**FAST["models"], "models": [{"kind": "ridge"}]}}))
+    assert main(["models", "--data", str(SAMPLE), "--out", str(tmp_path / "r"), "--config", str(cfg),
+                 "--no-prefect", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "ridge" in text and "backtest signal" in text and (tmp_path / "r" / "predictions.parquet").exists()
+    assert main(["models", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "r2")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
