@@ -1,0 +1,584 @@
+"""Broken input tried as a hostile user would, through the real entry point.
+
+Every case runs ``alphapulse <command> ... --no-prefect`` (``flows.cli.main``) and asserts one of
+three outcomes, never a traceback and never a silently wrong report:
+
+- ``error``: exit status 2 and exactly one stderr line, ``alphapulse: error: ...``, naming the
+  file / column / key / row at fault;
+- ``quarantine``: exit status 0, the bad rows in ``rejected.parquet`` with their reason, file and
+  row, ``summary.md`` pointing at it, and no trace of them in the indicators;
+- ``accepted``: input that is odd but well defined (mixed UTC offsets, numeric symbols), loaded
+  to the documented values.
+
+The data are 2 symbols x 40 daily bars, small enough that a case takes well under a second.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flows.cli import main
+from pipelines.data import BAD_SYMBOL, DUPLICATE, OUT_OF_TIME
+
+N_BARS = 40
+ROWS = 2 * N_BARS
+
+
+def bars() -> pd.DataFrame:
+    """Valid bars: AAA and BBB, 40 days each, timestamps as ISO text."""
+    ts = pd.date_range("2024-01-01", periods=N_BARS, freq="D")
+    parts = []
+    for sym, base in (("AAA", 10.0), ("BBB", 50.0)):
+        c = base + np.arange(N_BARS) * 0.1
+        parts.append(pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%d"), "symbol": sym, "open": c,
+                                   "high": c + 1, "low": c - 1, "close": c + 0.5, "volume": 1000.0}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def typed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(timestamp=pd.to_datetime(frame["timestamp"]))
+
+
+def run(tmp_path, capsys, *args, cmd="daily", out="out"):
+    """``alphapulse cmd args --no-prefect``: (exit status, stdout, stderr)."""
+    argv = [cmd, *args]
+    if out is not None and "--out" not in args:
+        argv += ["--out", str(tmp_path / out)]
+    argv += ["--backend", "cpu", "--no-prefect", "-q"]
+    capsys.readouterr()
+    rc = main(argv)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def assert_error(rc, err, *fragments):
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, err
+    assert len(lines) == 1 and lines[0].startswith("alphapulse: error: "), err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def assert_quarantined(tmp_path, rc, err, reason, rows):
+    """Exit 0; exactly ``rows`` (0-based data rows) rejected for ``reason`` and the report says so."""
+    assert rc == 0, err
+    out = tmp_path / "out"
+    rejected = pd.read_parquet(out / "rejected.parquet")
+    hit = rejected[rejected["reason"] == reason]
+    assert sorted(hit["source_row"]) == sorted(rows), rejected
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["input"]["rows_accepted"] + manifest["input"]["rows_rejected"] == manifest["input"]["rows_read"]
+    assert manifest["input"]["rejected_by_reason"][reason] == len(rows)
+    summary = (out / "summary.md").read_text()
+    assert "rejected.parquet" in summary and reason in summary
+    return rejected
+
+
+def indicators(tmp_path) -> pd.DataFrame:
+    out = tmp_path / "out"
+    if (out / "indicators.parquet").exists():
+        return pd.read_parquet(out / "indicators.parquet")
+    return pd.read_parquet(out / "indicators")  # a partitioned run writes a folder of parts
+
+
+def write_csv(tmp_path, frame, name="bars.csv", **kw):
+    path = tmp_path / name
+    frame.to_csv(path, index=False, **kw)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Data files: errors
+# ---------------------------------------------------------------------------------------------
+
+
+def test_truncated_parquet(tmp_path, capsys):
+    full = tmp_path / "full.parquet"
+    typed(bars()).to_parquet(full, index=False)
+    data = full.read_bytes()
+    (tmp_path / "trunc.parquet").write_bytes(data[: len(data) // 2])
+    assert_error(*run(tmp_path, capsys, "--data", str(tmp_path / "trunc.parquet"))[::2],
+                 "trunc.parquet: cannot read as parquet")
+
+
+def test_csv_with_semicolons(tmp_path, capsys):
+    path = write_csv(tmp_path, bars(), "semi.csv", sep=";")
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2],
+                 "semi.csv: missing column(s)", "found ['timestamp;symbol;open;high;low;close;volume']")
+
+
+def test_non_utf8_bytes(tmp_path, capsys):
+    text = bars().assign(symbol=["Zürich"] * N_BARS + ["BBB"] * N_BARS).to_csv(index=False)
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(text.encode("latin-1"))
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2], "latin1.csv: not UTF-8 text")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty.csv: empty file (no header, no rows)"),
+    (b"timestamp,symbol,open,high,low,close,volume\n", "empty.csv: no rows"),
+])
+def test_empty_file(tmp_path, capsys, content, message):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(content)
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2], message)
+
+
+def test_empty_partition_among_good_ones_and_alone(tmp_path, capsys):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    typed(bars()).to_parquet(folder / "part-0.parquet", index=False)
+    typed(bars()).iloc[:0].to_parquet(folder / "part-1.parquet", index=False)
+    rc, out, err = run(tmp_path, capsys, "--data", str(folder))
+    assert rc == 0, err
+    assert f"rows: {ROWS} read, {ROWS} accepted, 0 rejected" in out
+    only_empty = tmp_path / "empty_parts"
+    only_empty.mkdir()
+    typed(bars()).iloc[:0].to_parquet(only_empty / "part-0.parquet", index=False)
+    assert_error(*run(tmp_path, capsys, "--data", str(only_empty), out="out2")[::2], "part-0.parquet: no rows")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_duplicate_columns(tmp_path, capsys, fmt):
+    frame = typed(bars())
+    if fmt == "csv":
+        path = tmp_path / "dup.csv"
+        path.write_text("timestamp,symbol,open,high,low,close,volume,close\n2024-01-02,A,1,2,0.5,1.5,10,1.5\n")
+    else:
+        path = tmp_path / "dup.parquet"
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table.append_column("close", table.column("close")), path)
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2], f"dup.{fmt}: duplicate column name(s) ['close']")
+
+
+def test_missing_required_column(tmp_path, capsys):
+    path = write_csv(tmp_path, bars().drop(columns="volume"))
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2], "bars.csv: missing column(s) 'volume'")
+
+
+def test_all_rows_rejected(tmp_path, capsys):
+    path = write_csv(tmp_path, bars().assign(close=-1.0))
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2],
+                 f"all {ROWS} rows rejected (non_positive: close: {ROWS})", "bars.csv row 0 (0-based data row)")
+    assert not (tmp_path / "out").exists()  # no report of nothing
+
+
+@pytest.mark.parametrize("cmd, extra", [("backtest", ["--strategy", "sma_cross"]), ("portfolio", [])])
+def test_all_rows_rejected_in_the_other_pipelines(tmp_path, capsys, cmd, extra):
+    path = write_csv(tmp_path, bars().assign(volume=-1.0))
+    assert_error(*run(tmp_path, capsys, "--data", str(path), *extra, cmd=cmd)[::2],
+                 f"all {ROWS} rows rejected (negative: volume: {ROWS})")
+
+
+def test_folder_mixing_csv_and_parquet(tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    bars().to_csv(folder / "a.csv", index=False)
+    typed(bars()).to_parquet(folder / "b.parquet", index=False)
+    assert_error(*run(tmp_path, capsys, "--data", str(folder))[::2], "mixed: mixes CSV and parquet files")
+
+
+def test_folder_without_data_files(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".hidden.csv").write_text("x")  # hidden and _private files are not data
+    assert_error(*run(tmp_path, capsys, "--data", str(empty))[::2], "empty: folder holds no data files")
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "readme.txt").write_text("hello")
+    assert_error(*run(tmp_path, capsys, "--data", str(other))[::2], "readme.txt: cannot tell the format")
+
+
+def test_symlink_loop_and_dangling_link(tmp_path, capsys):
+    os.symlink(tmp_path / "b.csv", tmp_path / "a.csv")
+    os.symlink(tmp_path / "a.csv", tmp_path / "b.csv")
+    assert_error(*run(tmp_path, capsys, "--data", str(tmp_path / "a.csv"))[::2],
+                 "a.csv: a broken or looping symbolic link")
+    os.symlink(tmp_path / "gone.csv", tmp_path / "dangling.csv")
+    assert_error(*run(tmp_path, capsys, "--data", str(tmp_path / "dangling.csv"))[::2], "dangling.csv: a broken")
+
+
+def test_folder_with_a_symlink_to_itself_reads_each_file_once(tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    bars().to_csv(folder / "a.csv", index=False)
+    os.symlink(folder, folder / "loop")
+    rc, out, err = run(tmp_path, capsys, "--data", str(folder))
+    assert rc == 0, err
+    assert f"rows: {ROWS} read, {ROWS} accepted, 0 rejected" in out
+
+
+@pytest.mark.parametrize("path", ["fifo.csv", "/dev/zero", "/dev/null"])
+def test_not_a_regular_file(tmp_path, capsys, path):
+    """Root reads any file, so unreadable is shown with files that would block or never end."""
+    if path == "fifo.csv":
+        path = str(tmp_path / "fifo.csv")
+        os.mkfifo(path)
+    assert_error(*run(tmp_path, capsys, "--data", path)[::2], f"{path}: not a regular file or folder")
+
+
+@pytest.mark.parametrize("cut", ["half", "garbage"])
+def test_corrupt_gzip_csv(tmp_path, capsys, cut):
+    data = gzip.compress(bars().to_csv(index=False).encode())
+    path = tmp_path / "bars.csv.gz"
+    path.write_bytes(data[: len(data) // 2] if cut == "half" else b"\x1f\x8b\x08\x00" + b"garbage" * 10)
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2], "bars.csv.gz: cannot read as csv")
+
+
+@pytest.mark.parametrize("column, values, shown", [
+    ("close", lambda c: pa.array([{"v": x} for x in c]), "column 'close' has dtype struct<v: double>"),
+    ("volume", lambda c: pa.array([[x] for x in c]), "column 'volume' has dtype list<element: double>"),
+    ("symbol", lambda c: pa.array([b"AAA"] * len(c)), "column 'symbol' has dtype binary"),
+])
+def test_parquet_nested_or_binary_column(tmp_path, capsys, column, values, shown):
+    frame = typed(bars())
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    i = table.schema.get_field_index(column)
+    table = table.set_column(i, column, values(frame[column].tolist()))
+    pq.write_table(table, tmp_path / "nested.parquet")
+    assert_error(*run(tmp_path, capsys, "--data", str(tmp_path / "nested.parquet"))[::2], "nested.parquet: " + shown)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_timestamps_as_epoch_numbers(tmp_path, capsys, fmt):
+    """1704067200 read as nanoseconds would be 1970-01-01 00:00:01.7: silently wrong, so refused."""
+    frame = bars()
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"]).astype("int64") // 10**9
+    if fmt == "csv":
+        path = write_csv(tmp_path, frame, "epoch.csv")
+    else:
+        path = tmp_path / "epoch.parquet"
+        frame.to_parquet(path, index=False)
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2],
+                 f"epoch.{fmt}: column 'timestamp' holds numbers (int64", "ambiguous")
+
+
+def test_ragged_csv_row(tmp_path, capsys):
+    path = tmp_path / "ragged.csv"
+    path.write_text(bars().to_csv(index=False) + "2024-03-01,AAA,1,2,0.5,1.5,10,EXTRA\n")
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2],
+                 "ragged.csv: cannot read as csv", "Expected 7 columns, got 8")
+
+
+@pytest.mark.parametrize("name, writer, message", [
+    ("real.csv", "parquet", "real.csv: not UTF-8 text"),
+    ("real.parquet", "csv", "real.parquet: cannot read as parquet"),
+])
+def test_wrong_extension(tmp_path, capsys, name, writer, message):
+    path = tmp_path / name
+    if writer == "parquet":
+        typed(bars()).to_parquet(path, index=False)
+    else:
+        bars().to_csv(path, index=False)
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2], message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data files: bad rows quarantined
+# ---------------------------------------------------------------------------------------------
+
+
+def with_row(frame, row, **values):
+    frame = frame.astype(object).copy()
+    for col, value in values.items():
+        frame.loc[row, col] = value
+    return frame
+
+
+@pytest.mark.parametrize("value", ["2200-01-01", "9999-12-31", "1500-06-01"])
+def test_timestamps_out_of_range_csv(tmp_path, capsys, value):
+    """2200 fits datetime64[ns] but is in the future; 9999 and 1500 do not fit it at all."""
+    path = write_csv(tmp_path, with_row(bars(), 5, timestamp=value))
+    rc, out, err = run(tmp_path, capsys, "--data", str(path))
+    assert_quarantined(tmp_path, rc, err, OUT_OF_TIME, [5])
+    assert indicators(tmp_path)["timestamp"].max() < pd.Timestamp("2025-01-01")
+
+
+def test_timestamp_far_future_parquet_microseconds(tmp_path, capsys):
+    frame = typed(bars())
+    frame["timestamp"] = frame["timestamp"].astype("datetime64[us]")
+    frame.loc[7, "timestamp"] = pd.Timestamp("3000-01-01")
+    frame.to_parquet(tmp_path / "future.parquet", index=False)
+    rc, out, err = run(tmp_path, capsys, "--data", str(tmp_path / "future.parquet"))
+    assert_quarantined(tmp_path, rc, err, OUT_OF_TIME, [7])
+
+
+def test_huge_prices(tmp_path, capsys):
+    """1e308 passes isfinite but its square overflows: rejected, and no inf reaches the report."""
+    path = write_csv(tmp_path, with_row(bars(), 3, open=1e308, high=1e308, low=1e308, close=1e308))
+    rc, out, err = run(tmp_path, capsys, "--data", str(path))
+    assert_quarantined(tmp_path, rc, err, "out_of_range: open (outside [1e-15, 1e+15])", [3])
+    values = indicators(tmp_path).select_dtypes("number").to_numpy()
+    assert not np.isinf(values).any()
+
+
+def test_inf_and_nan_strings(tmp_path, capsys):
+    frame = with_row(bars(), 3, close="inf")
+    frame = with_row(frame, 4, close="-inf")
+    frame = with_row(frame, 5, close="NaN")
+    frame = with_row(frame, 6, open="Infinity")
+    rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame)))
+    assert_quarantined(tmp_path, rc, err, "inf: close", [3, 4])
+    assert_quarantined(tmp_path, rc, err, "nan: close", [5])
+    assert_quarantined(tmp_path, rc, err, "inf: open", [6])
+
+
+def test_duplicate_timestamp_symbol_rows(tmp_path, capsys):
+    frame = pd.concat([bars(), bars().iloc[[2, 3]]], ignore_index=True)
+    rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame)))
+    assert_quarantined(tmp_path, rc, err, DUPLICATE, [ROWS, ROWS + 1])
+
+
+@pytest.mark.parametrize("values, reason", [
+    ({"close": 0.0, "low": 0.0}, "non_positive: low"),
+    ({"open": -3.0}, "non_positive: open"),
+    ({"high": 1.0}, "high_below_low"),
+    ({"volume": -10.0}, "negative: volume"),
+    ({"volume": "lots"}, "not_a_number: volume"),
+    ({"volume": 1e19}, "out_of_range: volume (above 1e+18)"),
+    ({"open": 1e-300, "low": 1e-300}, "out_of_range: open (outside [1e-15, 1e+15])"),
+    ({"close": "12,5"}, "not_a_number: close"),
+])
+def test_bad_values_in_one_row(tmp_path, capsys, values, reason):
+    rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, with_row(bars(), 2, **values))))
+    assert_quarantined(tmp_path, rc, err, reason, [2])
+    assert len(indicators(tmp_path)) == ROWS - 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_blank_and_padded_symbols(tmp_path, capsys, fmt):
+    frame = with_row(bars(), 1, symbol="   ")
+    frame = with_row(frame, 2, symbol=" AAA")
+    frame = with_row(frame, 3, symbol="AA\tA")
+    frame = with_row(frame, 4, symbol="" if fmt == "parquet" else None)
+    if fmt == "csv":
+        path = write_csv(tmp_path, frame)
+    else:
+        path = tmp_path / "bars.parquet"
+        typed(frame).astype({"symbol": "str"}).to_parquet(path, index=False)
+    rc, out, err = run(tmp_path, capsys, "--data", str(path))
+    blank = [1, 2, 3, 4] if fmt == "parquet" else [1, 2, 3]
+    assert_quarantined(tmp_path, rc, err, BAD_SYMBOL, blank)
+    if fmt == "csv":  # an empty CSV field is a missing value
+        assert_quarantined(tmp_path, rc, err, "missing_symbol", [4])
+    assert sorted(indicators(tmp_path)["symbol"].unique()) == ["AAA", "BBB"]
+
+
+def test_timestamps_as_strings_in_several_formats(tmp_path, capsys):
+    """ISO 8601 in any spelling is parsed (offsets to UTC); rows in another format are rejected."""
+    frame = with_row(bars(), 0, timestamp="2024-01-01T00:00:00Z")
+    frame = with_row(frame, 1, timestamp="20240102")              # ISO 8601 basic format
+    frame = with_row(frame, 2, timestamp="2024-01-03 05:00:00+05:00")
+    frame = with_row(frame, 3, timestamp="Jan 4 2024")            # not ISO: rejected
+    frame = with_row(frame, 4, timestamp="01/05/2024")            # not ISO: rejected
+    frame = with_row(frame, 5, timestamp="not a date")
+    rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame)))
+    assert_quarantined(tmp_path, rc, err, "bad_timestamp: unparseable or missing", [3, 4, 5])
+    aaa = indicators(tmp_path).query("symbol == 'AAA'")["timestamp"]
+    assert list(aaa.iloc[:3]) == list(pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]))
+
+
+def test_one_consistent_non_iso_format_is_parsed(tmp_path, capsys):
+    frame = bars()
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.strftime("%m/%d/%Y")
+    rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame)))
+    assert rc == 0, err
+    assert indicators(tmp_path)["timestamp"].min() == pd.Timestamp("2024-01-01")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data files: odd but well defined
+# ---------------------------------------------------------------------------------------------
+
+
+def test_mixed_time_zones_become_utc(tmp_path, capsys):
+    """+00:00, -05:00 and +09:00 offsets (and naive text, taken as UTC) in one column."""
+    frame = bars()
+    days = pd.to_datetime(frame["timestamp"])
+    offsets = ["+00:00", "-05:00", "+09:00", ""]
+    local = [(d + pd.Timedelta(hours=12)).strftime("%Y-%m-%dT%H:%M:%S") + offsets[i % 4] for i, d in enumerate(days)]
+    rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame.assign(timestamp=local))))
+    assert rc == 0, err
+    assert f"{ROWS} accepted, 0 rejected" in out
+    shift = {"+00:00": 0, "-05:00": 5, "+09:00": -9, "": 0}
+    expected = sorted(d + pd.Timedelta(hours=12 + shift[offsets[i % 4]]) for i, d in enumerate(days[:N_BARS]))
+    got = indicators(tmp_path).query("symbol == 'AAA'")["timestamp"]
+    assert list(got) == expected
+
+
+def test_symbol_column_of_numbers(tmp_path, capsys):
+    """Integer symbols are text; an integer column with a gap (read as floats) prints them the same."""
+    frame = typed(bars()).assign(symbol=[7203.0] * N_BARS + [6758.0] * N_BARS)
+    frame.loc[5, "symbol"] = np.nan
+    frame.to_parquet(tmp_path / "num.parquet", index=False)
+    rc, out, err = run(tmp_path, capsys, "--data", str(tmp_path / "num.parquet"))
+    assert_quarantined(tmp_path, rc, err, "missing_symbol", [5])
+    assert sorted(indicators(tmp_path)["symbol"].unique()) == ["6758", "7203"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------
+
+
+def config_case(tmp_path, capsys, text: str | bytes, *fragments):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(text if isinstance(text, bytes) else text.encode())
+    data = write_csv(tmp_path, bars())
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--config", str(cfg))[::2], *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("gpu:\n  enabled: maybe\n", ["c.yaml: gpu.enabled: Input should be a valid boolean"]),
+    ("gpu:\n  enabled: maybe\ndata:\n  symbols_per_partition: lots\n",
+     ["gpu.enabled", "; ", "data.symbols_per_partition"]),                    # two problems, one line
+    ("indicators:\n  sma: [-5]\n", ["c.yaml: indicators: sma.period: must be positive, got -5"]),
+    ("indicators:\n  sma: [.inf]\n", ["sma.period: expected int, got inf"]),  # was an OverflowError
+    ("indicators:\n  sma: [.nan]\n", ["sma.period: expected int, got nan"]),
+    ("indicators:\n  bbands: [{period: 20, nbdev: .inf}]\n", ["bbands.nbdev: expected float, got inf"]),
+    ("indicators:\n  sma: [1000000000000]\n", ["c.yaml: indicators: sma.period: must be in [1, 100000]"]),
+    ("indicators:\n  smaa: [5]\n", ["unknown indicator 'smaa' (did you mean 'sma'?)"]),
+    ("indicators:\n  sma: ['20']\n", ["c.yaml: indicators.sma"]),
+    ("- a\n- b\n", ["c.yaml: expected a mapping at the top level, got list"]),
+    ("gpu:\n  enabled: [true\n", ["c.yaml: not valid YAML at line 3, column 1"]),
+    ("gpu:\n\tenabled: true\n", ["c.yaml: not valid YAML at line 2"]),
+    (b"\xff\xfe\x00garbage", ["c.yaml: cannot read config"]),
+    ("data:\n  columns: {timestamp: date, timestmp: x}\n", ["unknown standard column 'timestmp'"]),
+    ("portfolio:\n  min_weight: 0.5\n  max_weight: 0.1\n", ["max_weight 0.1 is below min_weight 0.5"]),
+])
+def test_bad_config(tmp_path, capsys, text, fragments):
+    config_case(tmp_path, capsys, text, *fragments)
+
+
+def test_yaml_python_tag_is_refused_and_nothing_runs(tmp_path, capsys):
+    marker = tmp_path / "PWNED"
+    config_case(tmp_path, capsys, f"gpu: !!python/object/apply:os.system ['touch {marker}']\n",
+                "could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'")
+    assert not marker.exists()
+
+
+def test_yaml_alias_bomb_gives_a_short_error(tmp_path, capsys):
+    """A billion-laughs style config (9**7 leaves, shared by reference) fails fast with a short line."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for k in range(1, 7):
+        lines.append(f"a{k}: &a{k} [" + ", ".join([f"*a{k - 1}"] * 9) + "]")
+    text = "x:\n" + "\n".join("  " + line for line in lines) + "\nindicators:\n  sma: *a6\n"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    rc, _, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, bars())), "--config", str(cfg))
+    assert_error(rc, err, "c.yaml: indicators.sma.0", "more")
+    assert len(err) < 2000
+
+
+def test_config_that_is_not_a_regular_file(tmp_path, capsys):
+    data = write_csv(tmp_path, bars())
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--config", "/dev/zero")[::2],
+                 "/dev/zero: not a regular file")
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (2 << 20) + "\n")
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--config", str(big))[::2], "big.yaml: ", "bytes")
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line arguments and output paths
+# ---------------------------------------------------------------------------------------------
+
+
+def test_output_path_that_is_a_file_or_the_data_file(tmp_path, capsys):
+    data = write_csv(tmp_path, bars())
+    before = data.read_bytes()
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--out", str(data))[::2],
+                 "bars.csv: output path exists and is not a folder")
+    assert data.read_bytes() == before
+
+
+def test_output_inside_or_equal_to_the_input_folder(tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    bars().to_csv(folder / "a.csv", index=False)
+    assert_error(*run(tmp_path, capsys, "--data", str(folder), "--out", str(folder / "report"))[::2],
+                 "inside the input folder")
+    assert_error(*run(tmp_path, capsys, "--data", str(folder), "--out", str(folder))[::2],
+                 f"the input {folder} is inside it")
+    assert_error(*run(tmp_path, capsys, "--data", str(folder / "a.csv"), "--out", str(tmp_path))[::2],
+                 "a.csv is inside it")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.csv"]  # nothing written, nothing replaced
+
+
+def test_output_folder_that_is_not_a_report_is_never_replaced(tmp_path, capsys):
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("years of work")
+    data = write_csv(tmp_path, bars())
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--out", str(mine))[::2],
+                 "thesis: folder exists, is not empty and is not a report")
+    assert (mine / "chapter1.tex").read_text() == "years of work"
+    rc, out, err = run(tmp_path, capsys, "--data", str(data), "--out", str(tmp_path / "rep"))
+    assert rc == 0, err
+    rc, out, err = run(tmp_path, capsys, "--data", str(data), "--out", str(tmp_path / "rep"))
+    assert rc == 0, err  # a previous report is replaced
+
+
+@pytest.mark.parametrize("where", ["/proc/alphapulse-report", "/sys/alphapulse-report"])
+def test_output_where_nothing_can_be_created(tmp_path, capsys, where):
+    """os.access says yes to root everywhere; the check tries it (it was a traceback at the write)."""
+    data = write_csv(tmp_path, bars())
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--out", where, out=None)[::2],
+                 f"{where}: cannot create it")
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--data", "no input: give --data"),
+    ("--out", "no output folder: give --out"),
+])
+def test_empty_path_arguments_do_not_fall_back_to_the_config(tmp_path, capsys, flag, message):
+    """``--data "$UNSET"`` once ran on the config's bundled sample, a silently wrong report."""
+    data = write_csv(tmp_path, bars())
+    args = {"--data": str(data), "--out": str(tmp_path / "out"), flag: ""}
+    assert_error(*run(tmp_path, capsys, *[x for kv in args.items() for x in kv], out=None)[::2], message)
+
+
+def test_missing_data_path(tmp_path, capsys):
+    assert_error(*run(tmp_path, capsys, "--data", str(tmp_path / "nope.parquet"))[::2],
+                 "nope.parquet: no such file or folder")
+
+
+@pytest.mark.parametrize("grid, fragments", [
+    ("fast=1:100000,slow=1:100000", ["10,000,000,000 combinations (more than 1,000,000)", "random_sample"]),
+    ("fast=1:1000000", ["range '1:1000000' has 1,000,000 values (at most 100,000)"]),
+    ("fast=abc", ["grid parameter 'fast': 'abc' is not a number"]),
+    ("fast=5:50:0", ["range '5:50:0' needs a positive step"]),
+    ("fastt=5", ["grid parameter 'fastt': not a parameter of sma_cross (did you mean 'fast'?)"]),
+    ("fast=-5,slow=20", ["period: must be in [1, 100000], got -5"]),
+    ("fast=1e308", ["all 1 combinations are invalid"]),
+    ("", ["empty grid"]),
+])
+def test_bad_grid(tmp_path, capsys, grid, fragments):
+    data = write_csv(tmp_path, bars())
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--strategy", "sma_cross", "--grid", grid,
+                      cmd="backtest")[::2], *fragments)
+
+
+def test_unknown_strategy_and_cluster(tmp_path, capsys):
+    data = write_csv(tmp_path, bars())
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--strategy", "sma_crosss", cmd="backtest")[::2],
+                 "unknown strategy 'sma_crosss' (did you mean 'sma_cross'?)")
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--cluster", "ftp://x", cmd="backtest")[::2],
+                 "not 'ftp://x'")
+
+
+def test_argparse_errors_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["daily", "--backend", "tpu"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'tpu'" in err and "Traceback" not in err
