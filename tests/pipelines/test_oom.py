@@ -156,3 +156,72 @@ def test_chunked_columns_on_injected_indicators():
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
     assert [a["batch_size"] for a in tracker.alerts] == [23, 11, 12]  # 23 -> 11 + 12 -> 5 + 6 + 6 + 6
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipelines' wiring: an OOM injected into the real computation, on the CPU backend
+# ---------------------------------------------------------------------------------------------
+
+
+def _sample_config(**extra):
+    from pipelines.config import parse_config
+
+    return parse_config({"data": {"columns": {"timestamp": "date", "symbol": "Name"}}, "gpu": {"enabled": False},
+                         "indicators": {"sma": [20], "rsi": [14], "atr": [14]}, **extra})
+
+
+def test_daily_indicators_unchanged_under_injected_oom(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    import pipelines.daily as daily
+    from tests.pipelines.test_portfolio_pipeline import SAMPLE
+
+    cfg = _sample_config()
+    want = daily.run_daily(daily.prepare_daily(cfg, data_path=str(SAMPLE), out_dir=str(tmp_path / "a")))
+    real = daily.compute_indicators
+    widths = []
+
+    def injected(fields, specs):
+        widths.append(fields["close"].shape[1])
+        if fields["close"].shape[1] > 20:
+            raise InjectedOOM("out of memory allocating the indicator outputs")
+        return real(fields, specs)
+
+    monkeypatch.setattr(daily, "compute_indicators", injected)
+    got = daily.run_daily(daily.prepare_daily(cfg, data_path=str(SAMPLE), out_dir=str(tmp_path / "b")))
+    assert widths[:3] == [50, 25, 12]  # 50 symbols -> 25 + 25 -> 12 + 13 ...
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b" / "indicators.parquet"),
+                                  pd.read_parquet(tmp_path / "a" / "indicators.parquet"))
+    alerts = json.loads((tmp_path / "b" / "manifest.json").read_text())["alerts"]
+    assert [a["batch_size"] for a in alerts] == [50, 25, 25] and all(a["stage"] == "indicators" for a in alerts)
+    assert want.manifest["alerts"] == []
+    assert "gpu_oom" in (tmp_path / "b" / "summary.md").read_text()
+
+
+def test_backtest_unchanged_under_injected_oom(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import pipelines.backtest as bt
+    from tests.pipelines.test_portfolio_pipeline import SAMPLE
+
+    cfg = _sample_config(backtest={"grid": {"fast": [5, 10, 15], "slow": [20, 30, 40, 50]}})
+    want = bt.run_backtest_pipeline(bt.prepare_backtest(cfg, data_path=str(SAMPLE), out_dir=str(tmp_path / "a")))
+    real = bt.engine.run_backtest
+    launches = []
+
+    def injected(prices, n, *, legs, **kw):
+        launches.append(legs.shape[0])
+        if legs.shape[0] > 3:
+            raise InjectedOOM("out of memory allocating the returns buffer")
+        return real(prices, n, legs=legs, **kw)
+
+    monkeypatch.setattr(bt.engine, "run_backtest", injected)
+    got = bt.run_backtest_pipeline(bt.prepare_backtest(cfg, data_path=str(SAMPLE), out_dir=str(tmp_path / "b")))
+    assert launches[:3] == [12, 6, 3]
+    for name in ("backtest_metrics.parquet", "backtest_summary.parquet", "equity.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b" / name), pd.read_parquet(tmp_path / "a" / name))
+    sizes = [a["batch_size"] for a in got.manifest["alerts"]]
+    assert sizes[:2] == [12, 6] and all(a["stage"] == "sweep" for a in got.manifest["alerts"])
+    assert got.manifest["chunks"]["launches"] > want.manifest["chunks"]["launches"]
