@@ -11,9 +11,9 @@ from __future__ import annotations
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import publish_report_artifacts
 from pipelines import backtest
 from pipelines.backend import Backend, choose_backend
 from pipelines.config import load_config
@@ -73,6 +73,5 @@ def backtest_flow(data_path: str | None = None, out_dir: str | None = None, conf
     run_id = str(flow_run.get_id() or "")[:12] or None
     result = write_report_task(request, chosen, loaded, prepared, computed, {**timer.seconds, **computed.stages},
                                run_id)
-    create_markdown_artifact(key="backtest-summary", markdown=(result.out_dir / "summary.md").read_text(),
-                             description=f"AlphaPulse backtest report in {result.out_dir}")
+    publish_report_artifacts(result.out_dir, key="backtest")
     return str(result.out_dir)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
+from flows.artifacts import publish_report_artifacts
 from pipelines import portfolio
 from pipelines.backend import Backend, choose_backend
 from pipelines.config import load_config
@@ -56,6 +56,5 @@ def portfolio_flow(data_path: str | None = None, out_dir: str | None = None, con
     parts, seconds = analyse_task(request, chosen, loaded.bars)
     run_id = str(flow_run.get_id() or "")[:12] or None
     result = write_report_task(request, chosen, loaded, parts, {**timer.seconds, **seconds}, run_id)
-    create_markdown_artifact(key="portfolio-summary", markdown=(result.out_dir / "summary.md").read_text(),
-                             description=f"AlphaPulse portfolio report in {result.out_dir}")
+    publish_report_artifacts(result.out_dir, key="portfolio")
     return str(result.out_dir)

@@ -76,7 +76,8 @@ class PartitionResult:
     rejected : the partition's rejected rows (``pipelines.data`` layout)
     stats : the loader's counts for the partition
     short : symbols with fewer bars than the longest lookback + 1 -> bars
-    latest : the last row of each of its first 20 symbols (for ``summary.md``)
+    latest : the last row of each of its symbols (``summary.md`` shows the first 20, ``summary.html``
+        the first 100)
     seconds : stage -> seconds (load_validate, indicators, write_part)
     """
 
@@ -167,7 +168,7 @@ def compute_partition(request: DailyRequest, backend: Backend, part: Partition, 
     with timer.stage("write_part"), stage_errors("write", where):
         _write_part(indicators, Path(dest))
     return PartitionResult(part.index, part.whole, str(dest), int(len(indicators)), [str(c) for c in indicators.columns],
-                           loaded.rejected, loaded.stats, short, latest.head(20).reset_index(drop=True), timer.seconds)
+                           loaded.rejected, loaded.stats, short, latest.reset_index(drop=True), timer.seconds)
 
 
 def short_history(bars, specs) -> dict[str, int]:
@@ -273,9 +274,9 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
     }
     manifest.update(run_sections(config, stages, work=("million bars", loaded.stats["rows_accepted"] / 1e6)))
     tables = {"rejected.parquet": rejected} if len(rejected) else {}
-    latest = pd.concat([p.latest for p in parts], ignore_index=True).head(20)
+    latest = pd.concat([p.latest for p in parts], ignore_index=True)
     out = write_report(request.out_dir, tables=tables, manifest=manifest, linked=linked,
-                       summary=_summary_md(manifest, short, latest))
+                       summary=_summary_md(manifest, short, latest), page_tables={"indicators_latest": latest})
     return DailyResult(out, manifest)
 
 

@@ -7,7 +7,8 @@ JavaScript. Sections appear for whichever stages ran:
 
 - run: pipeline, run id, time, backend and why, device, input rows, cluster; alerts first
 - rejected rows by reason (and the first rejected rows)
-- indicator snapshot: the latest values per symbol (``indicators.parquet``)
+- indicator snapshot: the latest values per symbol (the page table ``indicators_latest``, else
+  ``indicators.parquet``)
 - correlation heatmap at the last month end (``correlation.parquet`` holds month-end upper
   triangles) and the average correlation over time (``correlation_summary.parquet``)
 - regime timeline: the equal-weight index with its regimes shaded (``regimes.parquet``)
@@ -15,7 +16,8 @@ JavaScript. Sections appear for whichever stages ran:
   VaR/CVaR (``risk.parquet``), excluded symbols
 - backtest: ``sharpe_heatmap.png`` (inlined), equity curves of the best combinations
   (``equity.parquet``), top combinations (``backtest_summary.parquet``)
-- GPU/CPU utilisation timeline and per-stage peaks (manifest ``monitoring``)
+- GPU/CPU utilisation timeline (drawn by :func:`pipelines.gpu.timeline_png`) and per-stage peaks
+  (manifest ``monitoring``)
 - stage timings and cost (manifest ``stages``, ``cost``), routing decisions (``routing``)
 - the files of the folder
 
@@ -180,6 +182,37 @@ def indicator_snapshot(indicators: pd.DataFrame) -> pd.DataFrame:
     return indicators.loc[last.to_numpy(), cols].reset_index(drop=True)
 
 
+def _snapshot(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame | None:
+    """The latest indicator values: the pipeline's own ``indicators_latest`` (a page table, when the
+    indicators are part files) or the snapshot of ``indicators.parquet``."""
+    if "indicators_latest" in tables:
+        latest = tables["indicators_latest"]
+        cols = ["symbol", "timestamp", *(c for c in latest.columns if c not in ("symbol", "timestamp"))]
+        return latest[cols].sort_values("symbol", kind="stable").reset_index(drop=True)
+    if "indicators.parquet" in tables:
+        return indicator_snapshot(tables["indicators.parquet"])
+    return None
+
+
+def correlation_matrix(day: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The full matrix of one date's upper triangle (``correlation.parquet`` rows ``symbol_i,
+    symbol_j, rho`` with ``symbol_i < symbol_j``).
+
+    Returns
+    -------
+    symbols : array of shape (n_symbols,), sorted
+    matrix : array of shape (n_symbols, n_symbols), symmetric, unit diagonal, NaN for pairs left out
+    """
+    si, sj = day["symbol_i"].astype(str).to_numpy(), day["symbol_j"].astype(str).to_numpy()
+    symbols = np.unique(np.concatenate([si, sj]))
+    pos = pd.Index(symbols)
+    mat = np.full((len(symbols), len(symbols)), np.nan)
+    ii, jj = pos.get_indexer(si), pos.get_indexer(sj)
+    mat[ii, jj] = mat[jj, ii] = day["rho"].to_numpy(dtype=float)
+    np.fill_diagonal(mat, 1.0)
+    return symbols, mat
+
+
 def top_combinations(summary: pd.DataFrame, params: list[str], n: int = 10) -> pd.DataFrame:
     """The ``n`` best rows of ``backtest_summary.parquet`` by rank, with the headline columns."""
     cols = ["rank", *params, "portfolio_sharpe", "portfolio_cagr", "portfolio_max_drawdown",
@@ -203,8 +236,9 @@ def stage_rows(manifest: dict) -> list[dict]:
 def headline_table(manifest: dict, tables: Mapping[str, pd.DataFrame]) -> tuple[str, pd.DataFrame] | None:
     """The run's main result as (title, frame): the indicator snapshot, the top backtest
     combinations, the weights per method, or else the first table of the report."""
-    if "indicators.parquet" in tables:
-        return "Latest indicator values", indicator_snapshot(tables["indicators.parquet"])
+    snap = _snapshot(tables)
+    if snap is not None:
+        return "Latest indicator values", snap
     if "backtest_summary.parquet" in tables:
         params = list((manifest.get("grid") or {}).get("parameters") or {})
         return "Top combinations by portfolio Sharpe", top_combinations(tables["backtest_summary.parquet"], params)
@@ -214,7 +248,7 @@ def headline_table(manifest: dict, tables: Mapping[str, pd.DataFrame]) -> tuple[
         order = "ensemble" if "ensemble" in wide.columns else wide.columns[0]
         return "Weights per method", wide.sort_values(order, ascending=False).reset_index()
     for name, frame in tables.items():
-        if name != "rejected.parquet":
+        if name.endswith(".parquet") and name != "rejected.parquet":
             return name, frame
     return None
 
@@ -268,10 +302,9 @@ def _section_rejected(m: dict, tables, files) -> str | None:
 
 
 def _section_indicators(m: dict, tables, files) -> str | None:
-    ind = tables.get("indicators.parquet")
-    if ind is None:
+    snap = _snapshot(tables)
+    if snap is None:
         return None
-    snap = indicator_snapshot(ind)
     out = [f"<h2>Indicator snapshot: latest values ({len(snap):,} symbols)</h2>",
            _table(snap, max_rows=100, note="full history in indicators.parquet")]
     short = m.get("short_history") or {}
@@ -287,14 +320,8 @@ def _section_correlation(m: dict, tables, files) -> str | None:
     if corr is None or corr.empty:
         return None
     last_date = corr["date"].max()
-    day = corr[corr["date"] == last_date]
-    symbols = np.unique(np.concatenate([day["symbol_i"].astype(str).to_numpy(), day["symbol_j"].astype(str).to_numpy()]))
-    pos = pd.Index(symbols)
+    symbols, mat = correlation_matrix(corr[corr["date"] == last_date])
     n = len(symbols)
-    mat = np.full((n, n), np.nan)
-    ii, jj = pos.get_indexer(day["symbol_i"].astype(str)), pos.get_indexer(day["symbol_j"].astype(str))
-    mat[ii, jj] = mat[jj, ii] = day["rho"].to_numpy(dtype=float)
-    np.fill_diagonal(mat, 1.0)
     with_summary = summ is not None and len(summ) > 1
     fig = _figure(13 if with_summary else 8, 6.3)
     ax = fig.add_subplot(1, 2, 1) if with_summary else fig.add_subplot()
@@ -440,42 +467,18 @@ def _section_backtest(m: dict, tables, files) -> str | None:
 
 def _section_monitoring(m: dict, tables, files) -> str | None:
     mon = m.get("monitoring") or {}
-    samples = mon.get("samples") or []
     out = []
-    if samples:
-        s = pd.DataFrame.from_records(samples)
-        t = s["t"].to_numpy(dtype=float)
-        fig = _figure(13, 4.0)
-        ax = fig.add_subplot(2, 1, 1)
-        for col, label, colour in (("gpu_util_pct", "GPU utilisation %", "#54a24b"), ("cpu_pct", "process CPU %", "#4c78a8")):
-            if col in s and s[col].notna().any():
-                ax.plot(t, pd.to_numeric(s[col], errors="coerce").to_numpy(dtype=float), label=label, color=colour, lw=1.2)
-        ax.set_ylabel("%", fontsize=8)
-        ax.set_title(f"utilisation every {mon.get('interval_s', '?')} s ({len(s)} samples)", fontsize=10)
-        ax2 = fig.add_subplot(2, 1, 2, sharex=ax)
-        for col, label, colour in (("gpu_mem_used_bytes", "GPU memory used", "#54a24b"), ("rss_bytes", "process RSS", "#4c78a8")):
-            if col in s and s[col].notna().any():
-                ax2.plot(t, pd.to_numeric(s[col], errors="coerce").to_numpy(dtype=float) / 2**30, label=label,
-                         color=colour, lw=1.2)
-        ax2.set_ylabel("GiB", fontsize=8)
-        ax2.set_xlabel("seconds since the run started", fontsize=8)
-        if "stage" in s:
-            # shade alternate stages and name each at the top of the plot
-            stage = s["stage"].astype(object).where(s["stage"].notna(), None).to_numpy()
-            starts = [0] + [i for i in range(1, len(stage)) if stage[i] != stage[i - 1]]
-            for k, a in enumerate(starts):
-                b = starts[k + 1] if k + 1 < len(starts) else len(stage) - 1
-                if stage[a] is None:
-                    continue
-                for axis in (ax, ax2):
-                    axis.axvspan(t[a], t[b], color="#d8dde4" if k % 2 else "#eef1f5", zorder=0)
-                ax.text((t[a] + t[b]) / 2, 1.0, str(stage[a]), transform=ax.get_xaxis_transform(), ha="center",
-                        va="bottom", fontsize=7)
-        for axis in (ax, ax2):
-            axis.legend(fontsize=8, loc="upper left")
-            axis.grid(alpha=0.3)
-        _margins(fig, left=0.7, bottom=0.5, top=0.45, hspace=0.12)
-        out.append(_img(_png(fig), "utilisation timeline"))
+    drawn = next((name for name in (files or {}) if name.endswith(".png") and "utili" in name), None)
+    png = bytes(files[drawn]) if drawn else None
+    if png is None and mon.get("samples"):
+        from pipelines.gpu import timeline_png  # the one drawing of a monitoring record
+
+        png = timeline_png(mon, title=f"utilisation every {mon.get('interval_s', '?')} s "
+                                      f"({len(mon['samples'])} samples)")
+    if png:
+        out.append(_img(png, "utilisation timeline"))
+    if mon.get("gpu_reason"):
+        out.append(f'<p class="note">GPU figures: {_e(mon["gpu_reason"])}</p>')
     peaks = mon.get("stage_peaks") or {}
     if peaks:
         out.append("<h3>Peaks per stage</h3>" + _table(pd.DataFrame.from_records(

@@ -122,7 +122,8 @@ def _summary_html(record: dict, tables: dict[str, pd.DataFrame], files: dict[str
 
 
 def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manifest: dict, summary: str,
-                 files: dict[str, bytes] | None = None, linked: dict[str, Path] | None = None) -> Path:
+                 files: dict[str, bytes] | None = None, linked: dict[str, Path] | None = None,
+                 page_tables: dict[str, pd.DataFrame] | None = None) -> Path:
     """Write a complete report folder at ``out_dir``, replacing any previous one atomically.
 
     Parameters
@@ -137,6 +138,8 @@ def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manife
     linked : optional name -> a finished file (e.g. a partition written by a Dask worker), hard-linked
         (copied across filesystems) into the report; a name may have one folder, e.g.
         ``"indicators/part-00000.parquet"``
+    page_tables : optional frames shown on ``summary.html`` but not written (e.g.
+        ``"indicators_latest"`` when the indicators themselves are linked part files)
 
     Returns
     -------
@@ -175,7 +178,8 @@ def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manife
         record = {**manifest, "files": written}
         (tmp / MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
         (tmp / SUMMARY).write_text(summary)
-        (tmp / SUMMARY_HTML).write_text(_summary_html(record, tables, files or {}), encoding="utf-8")
+        (tmp / SUMMARY_HTML).write_text(_summary_html(record, {**tables, **(page_tables or {})}, files or {}),
+                                        encoding="utf-8")
         for f in tmp.rglob("*"):
             if f.is_dir():
                 _fsync_dir(f)

@@ -1,0 +1,96 @@
+"""Prefect artifacts of a report folder, read back through the Prefect client (ephemeral server)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sp500_sample.parquet"
+
+
+def _artifacts(flow_run_id) -> dict:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+def _table(artifact) -> pd.DataFrame:
+    data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    return pd.DataFrame.from_records(data)
+
+
+@pytest.mark.slow
+def test_daily_flow_publishes_summary_stage_and_result_tables(prefect_ephemeral, tmp_path):
+    from prefect.states import StateType
+
+    from flows.daily import daily_flow
+
+    state = daily_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "rep"), backend="cpu", cluster=None,
+                       return_state=True)
+    assert state.type == StateType.COMPLETED, state.message
+    out = Path(state.result())
+    arts = _artifacts(state.state_details.flow_run_id)
+    assert {"daily-summary", "daily-stages", "daily-results"} <= set(arts)
+    md = arts["daily-summary"]
+    assert md.type == "markdown" and (out / "summary.md").read_text() in md.data
+    assert str(out / "summary.html") in md.data and (out / "summary.html").is_file()
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    stages = _table(arts["daily-stages"])
+    assert arts["daily-stages"].type == "table"
+    assert dict(zip(stages["stage"], stages["seconds"])) == manifest["stages"]
+
+    # the latest values per symbol, against pandas on the written indicators
+    results = _table(arts["daily-results"]).set_index("symbol")
+    ind = pd.read_parquet(out / "indicators.parquet")
+    oracle = ind.sort_values("timestamp").groupby("symbol").tail(1).set_index("symbol")
+    assert len(results) == manifest["input"]["symbols"] == 50
+    for col in ("rsi_14", "sma_20", "macd_hist_12_26_9"):
+        got = results.loc[oracle.index, col].astype(float).to_numpy()
+        np.testing.assert_array_equal(np.isnan(got), oracle[col].isna().to_numpy())  # NaN -> null -> NaN
+        np.testing.assert_allclose(got[~np.isnan(got)], oracle[col].dropna().to_numpy(), rtol=0, atol=0)
+    assert (pd.to_datetime(results.loc[oracle.index, "timestamp"]) == oracle["timestamp"]).all()
+
+
+def test_any_pipeline_report_publishes_alerts_costs_and_its_main_table(prefect_ephemeral, tmp_path):
+    """A report of a pipeline the module does not know (as flows.models is): the named main table,
+    the cost columns and the alerts artifact."""
+    from prefect import flow
+    from prefect.states import StateType
+
+    from flows.artifacts import publish_report_artifacts
+    from pipelines.report import write_report
+
+    preds = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=80), "symbol": ["<b>X</b>"] * 80,
+                          "prediction": np.linspace(-1, 1, 80), "target": np.r_[np.nan, np.ones(79)]})
+    manifest = {"run_id": "r1", "pipeline": "models", "stages": {"features": 1.5, "fit": 2.25},
+                "cost": {"currency": "USD", "total": 0.004, "stages": {"features": {"gpu_seconds": 0.0, "cpu_seconds": 3.0,
+                                                                                     "cost": 0.001},
+                                                              "fit": {"gpu_seconds": 2.0, "cpu_seconds": 1.0, "cost": 0.003}}},
+                "alerts": [{"kind": "gpu_oom", "stage": "fit", "message": "out of memory", "batch_size": 64,
+                            "action": "retried at 32"}]}
+    out = write_report(tmp_path / "models", tables={"metrics.parquet": preds.head(3), "predictions.parquet": preds},
+                       manifest=manifest, summary="# models\n")
+
+    @flow
+    def publish():
+        return publish_report_artifacts(out, key="models", main_table="predictions.parquet")
+
+    state = publish(return_state=True)
+    assert state.type == StateType.COMPLETED, state.message
+    assert set(state.result()) == {"summary", "stages", "results", "alerts"}
+    arts = _artifacts(state.state_details.flow_run_id)
+    stages = _table(arts["models-stages"])
+    assert stages.to_dict("records") == [
+        {"stage": "features", "seconds": 1.5, "gpu_seconds": 0.0, "cpu_seconds": 3.0, "cost": 0.001},
+        {"stage": "fit", "seconds": 2.25, "gpu_seconds": 2.0, "cpu_seconds": 1.0, "cost": 0.003}]
+    results = _table(arts["models-results"])
+    assert len(results) == 50 and results["symbol"].eq("<b>X</b>").all()
+    np.testing.assert_array_equal(results["prediction"].to_numpy(dtype=float), preds["prediction"].head(50).to_numpy())
+    assert results["target"].isna().iloc[0]
+    assert "retried at 32" in arts["models-alerts"].data and "Alerts (1)" in arts["models-summary"].data
