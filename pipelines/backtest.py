@@ -70,7 +70,7 @@ from pipelines.oom import run_chunks
 from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, format_value, markdown_table, write_report
 from pipelines.routing import route
-from pipelines.stages import StageTimer, run_record, run_sections
+from pipelines.stages import StageTimer, run_record, run_sections, set_queue
 from transforms import backtest as engine
 from transforms.metrics import METRICS, metrics_from_acc
 from transforms.returns_metrics import (RETURN_METRICS, equal_weight_accumulate, equal_weight_returns,
@@ -551,9 +551,11 @@ def run_tasks(blocks: list[SymbolBlock], job: SweepJob, client=None, *, on_resul
     """Run :func:`run_block` for every block, in-process or on ``client``'s workers, calling
     ``on_result`` with each :class:`BlockResult` as it completes (in any order)."""
     total = len(blocks)
+    set_queue(total)  # the utilisation samples' queue length
     if client is None:
         for k, block in enumerate(blocks):
             on_result(run_block(block, job))
+            set_queue(total - k - 1)
             log.info("backtest: task %d/%d done", k + 1, total)
         return
     from distributed import as_completed
@@ -564,6 +566,7 @@ def run_tasks(blocks: list[SymbolBlock], job: SweepJob, client=None, *, on_resul
     for k, future in enumerate(as_completed(futures)):
         on_result(future.result())
         future.release()
+        set_queue(total - k - 1)
         log.info("backtest: task %d/%d done", k + 1, total)
 
 

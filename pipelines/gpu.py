@@ -199,19 +199,23 @@ class UtilizationSampler:
     since start, "stage": the stage active then (None outside stages), "gpu_util_pct",
     "gpu_mem_used_bytes" (None without a GPU), "cpu_pct", "rss_bytes"}``; ``device`` picks the GPU
     read (the backend's device; default 0). A sample is also taken at start and at stop, so even a
-    run shorter than the interval has a timeline.
+    run shorter than the interval has a timeline. ``context``, if given, is called at each sample
+    and its dict merged in (the run tracker adds ``active``: the stages running, and ``queue``:
+    the tasks not finished yet).
 
     Parameters
     ----------
     interval_s : float, seconds between samples (> 0)
     device : int, the NVML device index to read
+    context : callable returning a dict of extra fields, optional
     """
 
-    def __init__(self, interval_s: float = 1.0, *, device: int = 0):
+    def __init__(self, interval_s: float = 1.0, *, device: int = 0, context=None):
         if not interval_s > 0:
             raise ValueError(f"sample interval must be positive, got {interval_s!r}")
         self.interval_s = float(interval_s)
         self.device = int(device)
+        self.context = context
         self.samples: list[dict] = []
         self.reason: str | None = None
         self._stage: str | None = None
@@ -240,10 +244,12 @@ class UtilizationSampler:
             cpu, rss = float(self._proc.cpu_percent(None)), int(self._proc.memory_info().rss)
         except Exception:  # the process reading cannot fail in practice; a missing sample is no error
             return
+        sample = {"t": round(time.perf_counter() - self._start, 3), "stage": self._stage,
+                  "gpu_util_pct": gpu_util, "gpu_mem_used_bytes": gpu_mem, "cpu_pct": cpu, "rss_bytes": rss}
+        if self.context is not None:
+            sample.update(self.context())
         with self._lock:
-            self.samples.append({"t": round(time.perf_counter() - self._start, 3), "stage": self._stage,
-                                 "gpu_util_pct": gpu_util, "gpu_mem_used_bytes": gpu_mem,
-                                 "cpu_pct": cpu, "rss_bytes": rss})
+            self.samples.append(sample)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -1,4 +1,11 @@
-"""Stage timing and the run record's environment: shared by every pipeline."""
+"""Stage timing, the run's tracker and the run record's environment: shared by every pipeline.
+
+:class:`StageTimer` times stages for the logs and the manifest; behind it one :class:`RunTracker`
+per run gathers what GPU operations report (CPU-seconds per stage, routing decisions, alerts,
+utilisation samples tagged with the active stages and the task queue) and
+:func:`run_sections` turns it into the manifest's ``routing``, ``alerts``, ``cost`` and
+``monitoring`` sections.
+"""
 from __future__ import annotations
 
 import logging
@@ -65,6 +72,7 @@ class RunTracker:
         self.sampler = None
         self.gpu_backend = False
         self.closed = False
+        self.queue: int | None = None  # tasks of the current stage not finished yet, where known
         self._active: list[str] = []
         self._lock = threading.Lock()
 
@@ -98,6 +106,8 @@ class RunTracker:
                     self._active.remove(name)
                     self._active.reverse()
                 current = self._active[-1] if self._active else None
+                if current is None:
+                    self.queue = None  # a queue belongs to the stage that set it
             if self.sampler is not None:
                 self.sampler.mark(current)
 
@@ -111,8 +121,15 @@ class RunTracker:
         if mon.track_utilization and self.sampler is None and not self.closed:
             from pipelines.gpu import UtilizationSampler
 
-            self.sampler = UtilizationSampler(mon.sample_interval_s, device=backend.device or 0).start()
+            self.sampler = UtilizationSampler(mon.sample_interval_s, device=backend.device or 0,
+                                              context=self._context)
             self.sampler.mark(self.active_stage)
+            self.sampler.start()
+
+    def _context(self) -> dict:
+        """What each utilisation sample adds: the active stages and the task queue's length."""
+        with self._lock:
+            return {"active": list(self._active), "queue": self.queue}
 
     def route(self, decision: dict) -> dict:
         """Record a routing decision (``pipelines.routing``), tagged with the active stage."""
@@ -208,6 +225,13 @@ def _deactivate(tracker: RunTracker) -> None:
     with _active_lock:
         if _active_tracker and _active_tracker[0] is tracker:
             _active_tracker.clear()
+
+
+def set_queue(n: int | None) -> None:
+    """Tell the active run how many of the stage's tasks are not finished (None: unknown)."""
+    tracker = current_tracker()
+    if tracker is not None:
+        tracker.queue = n
 
 
 def run_sections(config=None, stages: dict | None = None, *, work: tuple[str, float] | None = None) -> dict:
