@@ -5,8 +5,7 @@ tables in memory, the raw files) into one HTML page with no external resources: 
 matplotlib (Agg) PNGs inlined as base64 ``data:`` URIs, the style sheet is inline, there is no
 JavaScript. Sections appear for whichever stages ran:
 
-- run: pipeline, run id, time, backend and why, device, input rows, cluster; alerts first
-- rejected rows by reason (and the first rejected rows)
+- alerts first; run: pipeline, run id, time, backend and why, device, input rows, cluster
 - indicator snapshot: the latest values per symbol (the page table ``indicators_latest``, else
   ``indicators.parquet``)
 - correlation heatmap at the last month end (``correlation.parquet`` holds month-end upper
@@ -19,7 +18,7 @@ JavaScript. Sections appear for whichever stages ran:
 - GPU/CPU utilisation timeline (drawn by :func:`pipelines.gpu.timeline_png`) and per-stage peaks
   (manifest ``monitoring``)
 - stage timings and cost (manifest ``stages``, ``cost``), routing decisions (``routing``)
-- the files of the folder
+- rejected rows by reason (and the first rejected rows); the files of the folder
 
 Every value that comes from data or the manifest is HTML-escaped (a symbol called ``<script>``
 is shown as text). A section that fails to render is replaced by a one-line note naming the
@@ -60,6 +59,7 @@ table.t{border-collapse:collapse;font-size:12.5px;background:#fff}
 table.t th,table.t td{border:1px solid #e1e5ea;padding:3px 7px;text-align:right;white-space:nowrap}
 table.t th{background:#eef1f5;position:sticky;top:0}
 table.t td.s,table.t th.s{text-align:left}
+table.t td.s{white-space:normal;max-width:640px;overflow-wrap:anywhere}
 .bar{display:inline-block;height:10px;background:#4c78a8;border-radius:2px;vertical-align:middle}
 .alert{background:#fdecea;border:1px solid #f5c2bd;color:#8a1c12;border-radius:6px;padding:10px 14px;margin:10px 0}
 .note{color:#5a6472;font-size:12.5px}
@@ -258,6 +258,14 @@ def headline_table(manifest: dict, tables: Mapping[str, pd.DataFrame]) -> tuple[
 # ---------------------------------------------------------------------------------------------
 
 
+def _when(v) -> str:
+    """A manifest timestamp without a midnight time ("2018-02-07"), else as written."""
+    try:
+        return _fmt(pd.Timestamp(v))
+    except (ValueError, TypeError):
+        return str(v)
+
+
 def _section_run(m: dict, tables, files) -> str:
     be, inp = m.get("backend") or {}, m.get("input") or {}
     name = str(be.get("name", "?"))
@@ -270,7 +278,7 @@ def _section_run(m: dict, tables, files) -> str:
         ("rows", f"{inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected"
          if {"rows_read", "rows_accepted", "rows_rejected"} <= inp.keys() else None),
         ("symbols", inp.get("symbols")),
-        ("period", f"{inp['first_timestamp']} .. {inp['last_timestamp']}"
+        ("period", f"{_when(inp['first_timestamp'])} .. {_when(inp['last_timestamp'])}"
          if "first_timestamp" in inp and "last_timestamp" in inp else None),
         ("config hash", m.get("config_hash")),
     ]
@@ -481,8 +489,9 @@ def _section_monitoring(m: dict, tables, files) -> str | None:
         out.append(f'<p class="note">GPU figures: {_e(mon["gpu_reason"])}</p>')
     peaks = mon.get("stage_peaks") or {}
     if peaks:
-        out.append("<h3>Peaks per stage</h3>" + _table(pd.DataFrame.from_records(
-            [{"stage": k, **v} for k, v in peaks.items()])))
+        rows = [{"stage": k, **{c: (_bytes(x) if c.endswith("_bytes") and x is not None else x) for c, x in v.items()}}
+                for k, v in peaks.items()]
+        out.append("<h3>Peaks per stage</h3>" + _table(pd.DataFrame.from_records(rows)))
     if not out:
         return None
     return "<h2>GPU / CPU utilisation</h2>" + "".join(out)
@@ -533,12 +542,12 @@ def _section_files(m: dict, tables, files) -> str | None:
         return None
     rows = [{"file": k, "rows": v.get("rows"), "columns": len(v["columns"]) if "columns" in v else None,
              "size": _bytes(v["bytes"]) if "bytes" in v else None} for k, v in rec.items()]
-    return "<h2>Files</h2>" + _table(pd.DataFrame.from_records(rows))
+    return "<h2>Files</h2>" + _table(pd.DataFrame.from_records(rows).dropna(axis=1, how="all"))
 
 
-_SECTIONS = (_section_alerts, _section_run, _section_rejected, _section_indicators, _section_backtest,
-             _section_weights, _section_correlation, _section_regimes, _section_monitoring, _section_stages,
-             _section_routing, _section_files)
+_SECTIONS = (_section_alerts, _section_run, _section_indicators, _section_backtest, _section_weights,
+             _section_correlation, _section_regimes, _section_monitoring, _section_stages, _section_routing,
+             _section_rejected, _section_files)
 
 
 # ---------------------------------------------------------------------------------------------
