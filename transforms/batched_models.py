@@ -42,17 +42,28 @@ class Scaler:
 def standardise(X, mask) -> Scaler:
     """``StandardScaler`` statistics of each symbol's valid rows (population std; a constant
     feature gets scale 1, as scikit-learn's ``_handle_zeros_in_scale``)."""
+    return _standardised(X, mask)[0]
+
+
+def _standardised(X, mask):
+    """(Scaler, Z): the statistics and the standardised rows, masked rows exactly 0.
+
+    Sums over rows are batched matrix products with the 0/1 row weights (BLAS), and only a few
+    full-size elementwise passes are made: these dominate the fit's cost.
+    """
     xp = namespace(X)
-    w = mask.astype(X.dtype)[:, :, None]
-    n = xp.maximum(w.sum(axis=1), 1.0)
-    Xz = xp.where(w > 0, X, 0.0)
-    mean = Xz.sum(axis=1) / n
-    var = (w * (Xz - mean[:, None, :]) ** 2).sum(axis=1) / n
+    w = mask.astype(X.dtype)
+    n = xp.maximum(w.sum(axis=1), 1.0)[:, None]
+    Xz = xp.where(mask[:, :, None], X, 0.0)
+    mean = (w[:, None, :] @ Xz)[:, 0, :] / n
+    D = Xz - mean[:, None, :]
+    var = (w[:, None, :] @ (D * D))[:, 0, :] / n
     eps = np.finfo(np.float64).eps
     # scikit-learn's _is_constant_feature: the variance is zero within its rounding error.
     upper = n * eps * var + (n * mean * eps) ** 2
     scale = xp.where(var <= upper, 1.0, xp.sqrt(var))
-    return Scaler(mean, scale)
+    Z = D * (w[:, :, None] / scale[:, None, :])
+    return Scaler(mean, scale), Z
 
 
 @dataclass
@@ -78,7 +89,7 @@ class LinearModel:
         """``standardise(X) @ coef + intercept``, shape (n_symbols, n_rows)."""
         xp = namespace(X)
         Z = self.scaler.transform(X)
-        out = xp.einsum("smf,sf->sm", Z, self.coef) + self.intercept[:, None]
+        out = (Z @ self.coef[:, :, None])[:, :, 0] + self.intercept[:, None]
         return xp.where(self.fitted[:, None], out, xp.nan)
 
     def predict(self, X):
@@ -111,18 +122,20 @@ def fit_ridge(X, y, mask, *, alpha: float = 1.0, min_rows: int = 2) -> LinearMod
     """
     xp = namespace(X)
     mask, fitted = _valid_rows(X, y, mask, min_rows)
-    scaler = standardise(X, mask)
+    scaler, Z = _standardised(X, mask)
     w = mask.astype(X.dtype)
     n = xp.maximum(w.sum(axis=1), 1.0)
-    Z = xp.where(mask[:, :, None], scaler.transform(xp.where(mask[:, :, None], X, 0.0)), 0.0)
     yz = xp.where(mask, y, 0.0)
-    z_mean = Z.sum(axis=1) / n[:, None]
     y_mean = yz.sum(axis=1) / n
-    Zc = xp.where(mask[:, :, None], Z - z_mean[:, None, :], 0.0)
     yc = xp.where(mask, yz - y_mean[:, None], 0.0)
+    Zt = Z.transpose(0, 2, 1)
+    # Z is centred on the valid rows up to rounding; Ridge centres again: sum (z - zbar)(z - zbar)'
+    # = Z'Z - n zbar zbar', and sum (z - zbar)(y - ybar) = Z'(y - ybar).
+    z_mean = (w[:, None, :] @ Z)[:, 0, :] / n[:, None]
     n_feat = X.shape[2]
-    A = xp.einsum("snf,sng->sfg", Zc, Zc) + alpha * xp.eye(n_feat, dtype=X.dtype)[None]
-    b = xp.einsum("snf,sn->sf", Zc, yc)
+    A = Zt @ Z - n[:, None, None] * (z_mean[:, :, None] * z_mean[:, None, :]) \
+        + alpha * xp.eye(n_feat, dtype=X.dtype)[None]
+    b = (Zt @ yc[:, :, None])[:, :, 0]
     coef = xp.linalg.solve(A, b[:, :, None])[:, :, 0]
     intercept = y_mean - (z_mean * coef).sum(axis=1)
     return LinearModel("ridge", coef, intercept, scaler, fitted)
@@ -150,10 +163,10 @@ def fit_logistic(X, y, mask, *, C: float = 1.0, max_iter: int = 100, tol: float 
     w = mask.astype(X.dtype)
     pos = (w * xp.where(mask, labels, 0.0)).sum(axis=1)
     fitted = fitted & (pos > 0) & (pos < w.sum(axis=1))  # both classes present
-    scaler = standardise(X, mask)
-    Z = xp.where(mask[:, :, None], scaler.transform(xp.where(mask[:, :, None], X, 0.0)), 0.0)
+    scaler, Z = _standardised(X, mask)
     n_sym, n_rows, n_feat = X.shape
     Z1 = xp.concatenate([Z, xp.ones((n_sym, n_rows, 1), dtype=X.dtype)], axis=2)
+    Z1t = Z1.transpose(0, 2, 1)
     t = xp.where(mask, labels, 0.0)
     penalty = xp.full(n_feat + 1, 1.0 / C, dtype=X.dtype)
     penalty[-1] = 0.0
@@ -161,9 +174,9 @@ def fit_logistic(X, y, mask, *, C: float = 1.0, max_iter: int = 100, tol: float 
     beta = xp.zeros((n_sym, n_feat + 1), dtype=X.dtype)
     active = fitted.copy()
     for _ in range(int(max_iter)):
-        p = 1.0 / (1.0 + xp.exp(-xp.einsum("snf,sf->sn", Z1, beta)))
-        grad = xp.einsum("snf,sn->sf", Z1, w * (p - t)) + penalty * beta
-        H = xp.einsum("snf,sn,sng->sfg", Z1, w * p * (1.0 - p), Z1) + xp.diag(penalty)[None]
+        p = 1.0 / (1.0 + xp.exp(-(Z1 @ beta[:, :, None])[:, :, 0]))
+        grad = (Z1t @ (w * (p - t))[:, :, None])[:, :, 0] + penalty * beta
+        H = Z1t @ (Z1 * (w * p * (1.0 - p))[:, :, None]) + xp.diag(penalty)[None]
         # Symbols that are done (or never fitted) take a zero step on an identity system.
         H = xp.where(active[:, None, None], H, eye[None])
         grad = xp.where(active[:, None], grad, 0.0)
@@ -213,7 +226,7 @@ class KNNModel:
             b = min(n_sym, a + per)
             q = xp.where(xp.isfinite(Q[a:b]), Q[a:b], 0.0)
             # |q|^2 + |x|^2 - 2 q.x, scikit-learn's euclidean_distances expansion
-            d2 = (q ** 2).sum(axis=2)[:, :, None] + tr_sq[a:b, None, :] - 2.0 * xp.einsum("sqf,snf->sqn", q, self.train[a:b])
+            d2 = (q ** 2).sum(axis=2)[:, :, None] + tr_sq[a:b, None, :] - 2.0 * (q @ self.train[a:b].transpose(0, 2, 1))
             d2 = xp.where(self.mask[a:b, None, :], d2, xp.inf)
             out[a:b] = xp.argpartition(d2, k - 1, axis=2)[:, :, :k]
         return out
@@ -242,6 +255,5 @@ def fit_knn(X, y, mask, *, n_neighbors: int = 25, min_rows: int = 2, max_element
     """
     xp = namespace(X)
     mask, fitted = _valid_rows(X, y, mask, max(int(min_rows), int(n_neighbors)))
-    scaler = standardise(X, mask)
-    Z = xp.where(mask[:, :, None], scaler.transform(xp.where(mask[:, :, None], X, 0.0)), 0.0)
+    scaler, Z = _standardised(X, mask)
     return KNNModel(int(n_neighbors), Z, xp.where(mask, y, 0.0), mask, scaler, fitted, int(max_elements))
