@@ -225,3 +225,38 @@ def test_backtest_unchanged_under_injected_oom(tmp_path, monkeypatch):
     sizes = [a["batch_size"] for a in got.manifest["alerts"]]
     assert sizes[:2] == [12, 6] and all(a["stage"] == "sweep" for a in got.manifest["alerts"])
     assert got.manifest["chunks"]["launches"] > want.manifest["chunks"]["launches"]
+
+
+@pytest.mark.gpu
+def test_real_gpu_oom_is_halved_then_falls_back():
+    """On a device: fill the memory but ~40 MB, then compute indicators whose outputs need ~100 MB:
+    CuPy's own OutOfMemoryError must be recognised, the columns halved (and, when even a small
+    chunk does not fit, run on the CPU), and the outputs equal the CPU's."""
+    from tests.transforms.gpu_testlib import cupy_or_skip
+
+    cupy = cupy_or_skip()
+    from pipelines.oom import chunked_columns
+    from transforms.indicators import IndicatorSpec, compute_indicators
+
+    rng = np.random.default_rng(1)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (1000, 4000)), axis=0))
+    host = {"close": close, "high": close * 1.01, "low": close * 0.99}
+    specs = [IndicatorSpec("sma", {"period": 20}), IndicatorSpec("rsi", {"period": 14}),
+             IndicatorSpec("atr", {"period": 14})]
+    want = compute_indicators({k: np.asfortranarray(v) for k, v in host.items()}, specs)
+    fields = {k: cupy.asarray(v, order="C") for k, v in host.items()}
+    pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    blocker = cupy.empty(max(0, free - 40 * 2**20), dtype=cupy.uint8)
+    try:
+        tracker = RunTracker()
+        got = chunked_columns(fields, lambda f: compute_indicators(f, specs), on_gpu=True, min_columns=256,
+                              cpu_fallback=True, tracker=tracker, stage="indicators")
+        got = {k: cupy.asnumpy(v) for k, v in got.items()}
+    finally:
+        del blocker
+        pool.free_all_blocks()
+    assert tracker.alerts and tracker.alerts[0]["batch_size"] == 4000
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-9, atol=1e-9, equal_nan=True)
