@@ -54,12 +54,12 @@ class Page(HTMLParser):
         if self._cell is not None:
             self._cell.append(data)
 
-    def table(self, header_cell: str) -> pd.DataFrame:
-        """The first table whose header row has ``header_cell``, as text."""
+    def table(self, *header_cells: str) -> pd.DataFrame:
+        """The first table whose header row has all ``header_cells``, as text."""
         for t in self.tables:
-            if t and header_cell in t[0]:
+            if t and set(header_cells) <= set(t[0]):
                 return pd.DataFrame(t[1:], columns=t[0])
-        raise AssertionError(f"no table with a {header_cell!r} column")
+        raise AssertionError(f"no table with columns {header_cells}")
 
     def img(self, alt: str) -> bytes:
         for a in self.imgs:
@@ -119,7 +119,7 @@ def test_daily_page_shows_the_latest_values_of_every_symbol(daily_out):
             assert _close(snap.at[sym, col], oracle.at[sym, col]), (sym, col, snap.at[sym, col], oracle.at[sym, col])
     assert (snap["timestamp"] == oracle["timestamp"].dt.strftime("%Y-%m-%d")).all()
     manifest = json.loads((daily_out / "manifest.json").read_text())
-    rejected = page.table("reason")
+    rejected = page.table("reason", "rows")
     assert dict(zip(rejected["reason"], rejected["rows"].astype(int))) == manifest["input"]["rejected_by_reason"]
     stages = page.table("stage")
     assert list(stages["stage"]) == list(manifest["stages"])
