@@ -174,9 +174,11 @@ def model_files(model, *, name: str, kind: str, scope: str, features: list, symb
         est = model.model
         est = est.classifier if isinstance(est, ProbabilityOfOne) else est
         if not type(est).__module__.startswith("sklearn"):
-            if not hasattr(est, "as_sklearn"):
-                raise ModelFileError(f"model {name}: {type(est).__name__} cannot be saved without pickle")
-            est = est.as_sklearn()  # cuML's scikit-learn interoperability
+            try:
+                est = est.as_sklearn()  # cuML's scikit-learn interoperability
+            except Exception as e:  # noqa: BLE001  (no such conversion for this estimator/version)
+                raise ModelFileError(f"model {name}: {type(est).__name__} cannot be saved without pickle "
+                                     f"({type(e).__name__}: {e})") from None
         meta["format"] = "skops"
         meta["classifier"] = isinstance(model.model, ProbabilityOfOne)
         files[f"model_{name}.skops"] = sio.dumps(est)

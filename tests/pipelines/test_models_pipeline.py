@@ -9,10 +9,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipelines.backend import probe_gpu
 from pipelines.config import ConfigError, parse_config
 from pipelines.models import ModelFileError, load_model
 from pipelines.modelling import prepare_models, run_models
 from tests.pipelines.conftest import SAMPLE, SP500_COLUMNS
+
+GPU, WHY = probe_gpu("auto")
 
 FAST = {"data": {"columns": SP500_COLUMNS},
         "models": {"walk_forward": {"train_bars": 252, "test_bars": 126, "validation_bars": 42},
@@ -165,3 +168,26 @@ def test_cli(tmp_path, capsys):
     assert "ridge" in text and "backtest signal" in text and (tmp_path / "r" / "predictions.parquet").exists()
     assert main(["models", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "r2")]) == 2
     assert "missing.csv" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(GPU is None, reason=f"no usable GPU: {WHY}")
+def test_models_gpu_agrees_with_cpu(report, tmp_path):
+    """CuPy/cuML against the CPU run: the batched per-symbol models to rounding, KNN by the share
+    of identical predictions, the pooled models (cuML vs scikit-learn: other algorithms) by rank
+    agreement of their predictions."""
+    from scipy.stats import spearmanr
+
+    pytest.importorskip("cuml")
+    cpu, config = report
+    gpu = run_models(prepare_models(config, data_path=str(SAMPLE), out_dir=str(tmp_path / "gpu"), backend="gpu"))
+    assert gpu.manifest["backend"]["name"] == "gpu"
+    a = cpu.tables["predictions.parquet"].set_index(["timestamp", "symbol"])
+    b = gpu.tables["predictions.parquet"].set_index(["timestamp", "symbol"]).loc[a.index]
+    np.testing.assert_allclose(b["ridge"], a["ridge"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(b["logistic"], a["logistic"], atol=1e-5)
+    both = a["knn"].notna() & b["knn"].notna()
+    assert np.isclose(a["knn"][both], b["knn"][both], rtol=1e-9).mean() > 0.99
+    for name in ("random_forest", "ridge_pooled"):
+        ok = a[name].notna() & b[name].notna()
+        assert spearmanr(a[name][ok], b[name][ok]).statistic > (0.99 if name == "ridge_pooled" else 0.5)
