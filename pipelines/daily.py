@@ -19,9 +19,10 @@ import logging
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipelines import frames
@@ -193,7 +194,12 @@ def indicators_stage(bars, request: DailyRequest, backend: Backend) -> pd.DataFr
     values = chunked_columns(panel.fields, lambda f: compute_indicators(f, specs), on_gpu=backend.is_gpu,
                              cpu_fallback=gpu.fallback.cpu_fallback, alert=gpu.monitoring.alert_on_oom,
                              stage="indicators")
-    frame = panel_to_frame(panel, values, keys=bars[["timestamp", "symbol"]])
+    keys = bars[["timestamp", "symbol"]]
+    if backend.is_gpu and isinstance(next(iter(values.values())), np.ndarray):
+        # after a GPU out-of-memory the outputs were joined on the host: build the frame there
+        panel = replace(panel, rows=tuple(r.get() for r in panel.rows))
+        keys = frames.to_host(keys)
+    frame = panel_to_frame(panel, values, keys=keys)
     return frames.to_host(frame)
 
 

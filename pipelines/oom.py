@@ -166,7 +166,9 @@ def chunked_columns(fields: dict, compute: Callable[[dict], dict], *, on_gpu: bo
 
     Returns
     -------
-    dict of name -> array of shape (n_bars, n_columns), in the array module of ``fields``.
+    dict of name -> array of shape (n_bars, n_columns), in the array module of ``fields``, except
+    when the device could not even hold the joined outputs: then NumPy arrays (the caller
+    continues on the host).
     """
     import numpy as np
 
@@ -187,7 +189,15 @@ def chunked_columns(fields: dict, compute: Callable[[dict], dict], *, on_gpu: bo
         return {k: xp.asarray(v) for k, v in compute(host).items()}
 
     def merge(pieces: list) -> dict:
-        return {k: xp.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
+        try:
+            return {k: xp.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
+        except Exception as e:  # the device cannot hold the joined outputs: join them on the host
+            if xp is np or not is_gpu_oom(e):
+                raise
+            free_gpu_memory()
+            log.warning("GPU out of memory joining %d chunks: outputs assembled on the host", len(pieces))
+            return {k: np.concatenate([p[k] if isinstance(p[k], np.ndarray) else p[k].get() for p in pieces], axis=1)
+                    for k in pieces[0]}
 
     return run_chunks([(0, n_cols)], part, merge=merge, min_batch=min_columns, cpu_fallback=cpu_fallback,
                       alert=alert, stage=stage, on_gpu=on_gpu, tracker=tracker)[0]
