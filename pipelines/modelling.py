@@ -47,6 +47,7 @@ from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, markdown_table, write_report
 from pipelines.stages import StageTimer, run_record
 from transforms import backtest as engine
+from transforms._array import namespace
 from transforms.batched_models import fit_knn, fit_logistic, fit_ridge
 from transforms.ensemble import combine, ensemble_weights
 from transforms.features import feature_panel, forward_returns
@@ -231,7 +232,7 @@ class Ensembles:
 
 def ensemble_stage(feats: Features, trained: Trained, mc: ModelsConfig) -> Ensembles:
     """Each ensemble method's z-score per (bar, symbol) over the test windows, weights fixed per step."""
-    xp = namespace_of(feats.features)
+    xp = namespace(feats.features)
     preds = trained.result.predictions
     names = trained.result.names
     out = {f"ensemble_{m}": xp.full(preds.shape[1:], np.nan, dtype=preds.dtype) for m in mc.ensemble.methods}
@@ -251,17 +252,11 @@ def ensemble_stage(feats: Features, trained: Trained, mc: ModelsConfig) -> Ensem
     return Ensembles(out, pd.DataFrame(rows, columns=["step", "ensemble", "model", "weight", "note"]))
 
 
-def namespace_of(x):
-    from transforms._array import namespace
-
-    return namespace(x)
-
-
 def _score_row(pred, target, mc: ModelsConfig) -> dict:
     ic = information_coefficient(pred, target, min_symbols=mc.min_symbols)
     out = ic_summary(ic, horizon_bars=mc.horizon_bars)
     out["hit_rate"] = hit_rate(pred, target)
-    xp = namespace_of(pred)
+    xp = namespace(pred)
     out["n_predictions"] = int(xp.isfinite(pred).sum())
     return out
 
@@ -295,7 +290,7 @@ def backtest_stage(feats: Features, trained: Trained, ens: Ensembles, mc: Models
     buy-and-hold over the same period, through the backtest engine; equal-weight portfolio
     metrics of each."""
     sc = mc.signal
-    xp = namespace_of(feats.features)
+    xp = namespace(feats.features)
     score = ens.scores[f"ensemble_{sc.ensemble}"]
     first = trained.splits[0].test_start
     n_bars, n_sym = score.shape
