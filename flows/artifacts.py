@@ -9,7 +9,8 @@
   has a ``cost`` record;
 - ``<key>-results`` (table): the head of the run's main result
   (:func:`pipelines.html_report.headline_table`: the latest indicator values, the top backtest
-  combinations, the weights per method; for another pipeline ``main_table`` or its first table);
+  combinations, the models' scores, the weights per method; for another pipeline ``main_table``
+  or its first table);
 - ``<key>-alerts`` (markdown), only when the run raised alerts (e.g. a GPU out of memory).
 """
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _load_tables(out: Path, manifest: dict, main_table: str | None) -> dict[str,
     groups: dict[str, list[str]] = {}
     for n in files:
         groups.setdefault(n.split("/", 1)[0] + ".parquet" if "/" in n else n, []).append(n)
-    known = ("indicators.parquet", "backtest_summary.parquet", "weights.parquet")
+    known = ("indicators.parquet", "backtest_summary.parquet", "model_scores.parquet", "weights.parquet")
     wanted = [main_table] if main_table else [n for n in known if n in groups] or list(groups)[:1]
     tables = {}
     for name in wanted:

@@ -407,7 +407,8 @@ def create_app(reports_dirs, *, max_body_bytes: int = MAX_BODY_BYTES, sample_int
             lock.release()
         agree = row["agree"]
         return BenchmarkResult(
-            operation=req.operation, size=int(row["size"]), unit=gpu_bench.UNITS[req.operation], shape=str(row["shape"]),
+            operation=req.operation, size=int(row["size"]), unit=gpu_bench.UNITS[req.operation],
+            shape=str(row["shape"]),
             dtype=str(row["dtype"]), device=str(row["device"]), cpu_time=float(row["cpu_time"]),
             gpu_time=_finite(row["gpu_time"]), speedup=_finite(row["speedup"]),
             agree=None if agree is None else bool(agree), max_abs_diff=_finite(row["max_abs_diff"]),

@@ -11,6 +11,8 @@ JavaScript. Sections appear for whichever stages ran:
 - correlation heatmap at the last month end (``correlation.parquet`` holds month-end upper
   triangles) and the average correlation over time (``correlation_summary.parquet``)
 - regime timeline: the equal-weight index with its regimes shaded (``regimes.parquet``)
+- models: out-of-sample scores per model and ensemble (``model_scores.parquet``), the signal's
+  backtest (``backtest.parquet``), the last ensemble weights
 - weights: methods x symbols heatmap and top holdings (``weights.parquet``), fallback chains,
   VaR/CVaR (``risk.parquet``), excluded symbols
 - backtest: ``sharpe_heatmap.png`` (inlined), equity curves of the best combinations
@@ -49,7 +51,8 @@ _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;background:#f5f6f8;
 color:#1d232b;font-size:14px}
 main{max-width:1200px;margin:0 auto;padding:16px 24px 48px}
-h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:2px solid #d8dde4;padding-bottom:4px}
+h1{font-size:22px;margin:8px 0 4px}
+h2{font-size:17px;margin:28px 0 8px;border-bottom:2px solid #d8dde4;padding-bottom:4px}
 h3{font-size:14px;margin:16px 0 6px}
 .sub{color:#5a6472;margin:0 0 12px}
 .card{background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:12px 16px;margin:10px 0}
@@ -59,7 +62,7 @@ table.t{border-collapse:collapse;font-size:12.5px;background:#fff}
 table.t th,table.t td{border:1px solid #e1e5ea;padding:3px 7px;text-align:right;white-space:nowrap}
 table.t th{background:#eef1f5;position:sticky;top:0}
 table.t td.s,table.t th.s{text-align:left}
-table.t td.s{white-space:normal;max-width:640px;overflow-wrap:anywhere}
+table.t td.w{white-space:normal;min-width:320px;max-width:640px;overflow-wrap:anywhere}
 .bar{display:inline-block;height:10px;background:#4c78a8;border-radius:2px;vertical-align:middle}
 .alert{background:#fdecea;border:1px solid #f5c2bd;color:#8a1c12;border-radius:6px;padding:10px 14px;margin:10px 0}
 .note{color:#5a6472;font-size:12.5px}
@@ -106,14 +109,18 @@ def _table(df: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, note: str | None
     head = "".join(f'<th class="s">{_e(c)}</th>' if s else f"<th>{_e(c)}</th>" for c, s in zip(shown.columns, text))
     rows = []
     for row in shown.itertuples(index=False, name=None):
-        cells = "".join(f'<td class="s">{_e(_fmt(v))}</td>' if s else f"<td>{_e(_fmt(v))}</td>"
-                        for v, s in zip(row, text))
-        rows.append(f"<tr>{cells}</tr>")
+        cells = []
+        for v, s in zip(row, text):
+            t = _fmt(v)
+            # long text (a reason, a message) wraps; short text and numbers never do
+            cells.append(f'<td class="{"s w" if len(t) > 60 else "s"}">{_e(t)}</td>' if s else f"<td>{_e(t)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
     more = ""
     if len(df) > max_rows or note:
         more = f'<p class="note">{_e(note or "")}{" " if note else ""}' + (
             f"(first {max_rows} of {len(df):,} rows)" if len(df) > max_rows else "") + "</p>"
-    return f'<div class="scroll"><table class="t"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{more}'
+    return (f'<div class="scroll"><table class="t"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>{more}')
 
 
 def _records_table(records: list[dict], columns: list[str] | None = None) -> str:
@@ -235,13 +242,15 @@ def stage_rows(manifest: dict) -> list[dict]:
 
 def headline_table(manifest: dict, tables: Mapping[str, pd.DataFrame]) -> tuple[str, pd.DataFrame] | None:
     """The run's main result as (title, frame): the indicator snapshot, the top backtest
-    combinations, the weights per method, or else the first table of the report."""
+    combinations, the models' scores, the weights per method, or else the first table of the report."""
     snap = _snapshot(tables)
     if snap is not None:
         return "Latest indicator values", snap
     if "backtest_summary.parquet" in tables:
         params = list((manifest.get("grid") or {}).get("parameters") or {})
         return "Top combinations by portfolio Sharpe", top_combinations(tables["backtest_summary.parquet"], params)
+    if "model_scores.parquet" in tables:
+        return "Out-of-sample scores per model", model_scores(tables["model_scores.parquet"])
     if "weights.parquet" in tables:
         w = tables["weights.parquet"]
         wide = w.pivot_table(index="symbol", columns="method", values="weight", aggfunc="last")
@@ -382,7 +391,8 @@ def _section_regimes(m: dict, tables, files) -> str | None:
     if "volatility" in reg:
         ax2.plot(dates, reg["volatility"].to_numpy(dtype=float), color="#4c78a8", lw=1, label="volatility")
     if "avg_correlation" in reg:
-        ax2.plot(dates, reg["avg_correlation"].to_numpy(dtype=float), color="#e45756", lw=1, label="average correlation")
+        ax2.plot(dates, reg["avg_correlation"].to_numpy(dtype=float), color="#e45756", lw=1,
+                 label="average correlation")
     ax2.legend(fontsize=8, loc="upper left")
     ax2.grid(alpha=0.3)
     _margins(fig, left=0.7, bottom=0.4, hspace=0.12)
@@ -433,6 +443,31 @@ def _section_weights(m: dict, tables, files) -> str | None:
     return "".join(out)
 
 
+def model_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """The whole out-of-sample period's row per model and ensemble (``step == -1``) of
+    ``model_scores.parquet``, best information coefficient first."""
+    overall = scores[scores["step"] == -1] if "step" in scores else scores
+    cols = [c for c in ("model", "ic_mean", "ic_tstat", "ic_positive", "hit_rate", "n_dates", "n_predictions")
+            if c in overall.columns] or list(overall.columns)
+    order = "ic_mean" if "ic_mean" in overall else cols[0]
+    return overall.sort_values(order, ascending=False)[cols].reset_index(drop=True)
+
+
+def _section_models(m: dict, tables, files) -> str | None:
+    scores = tables.get("model_scores.parquet")
+    if scores is None or scores.empty:
+        return None
+    out = ["<h2>Models: out-of-sample scores</h2>", _table(model_scores(scores))]
+    bt = tables.get("backtest.parquet")
+    if bt is not None and len(bt):
+        out.append("<h3>Signal backtest against buy and hold</h3>" + _table(bt))
+    ew = tables.get("ensemble_weights.parquet")
+    if ew is not None and len(ew):
+        last = ew[ew["step"] == ew["step"].max()] if "step" in ew else ew
+        out.append("<h3>Ensemble weights (last step)</h3>" + _table(last))
+    return "".join(out)
+
+
 _EQUITY_FIXED = {"timestamp", "rank", "combo_id", "portfolio_return", "portfolio_equity", "symbols", "strategy"}
 
 
@@ -466,7 +501,8 @@ def _section_backtest(m: dict, tables, files) -> str | None:
         _margins(fig, left=0.6, bottom=0.4)
         out.append(_img(_png(fig), "equity curves"))
     if summary is not None and len(summary):
-        out.append("<h3>Top combinations by equal-weight portfolio Sharpe</h3>" + _table(top_combinations(summary, params)))
+        out.append("<h3>Top combinations by equal-weight portfolio Sharpe</h3>"
+                   + _table(top_combinations(summary, params)))
     wf = tables.get("walk_forward.parquet")
     if wf is not None and len(wf):
         out.append("<h3>Walk-forward</h3>" + _table(wf, max_rows=20, note="all windows in walk_forward.parquet"))
@@ -524,7 +560,8 @@ def _section_stages(m: dict, tables, files) -> str | None:
         out.append('<div class="card">' + _kv([
             ("total cost", f"{_fmt(cost.get('total'))} {cur}"),
             ("per unit", f"{_fmt(unit.get('value'))} {cur} per {unit.get('unit')}" if unit else None),
-            ("prices", f"GPU {_fmt(cost.get('gpu_per_hour'))} {cur}/h, CPU core {_fmt(cost.get('cpu_core_per_hour'))} {cur}/h"),
+            ("prices", f"GPU {_fmt(cost.get('gpu_per_hour'))} {cur}/h, "
+                       f"CPU core {_fmt(cost.get('cpu_core_per_hour'))} {cur}/h"),
         ]) + "</div>")
     return "".join(out)
 
@@ -545,9 +582,9 @@ def _section_files(m: dict, tables, files) -> str | None:
     return "<h2>Files</h2>" + _table(pd.DataFrame.from_records(rows).dropna(axis=1, how="all"))
 
 
-_SECTIONS = (_section_alerts, _section_run, _section_indicators, _section_backtest, _section_weights,
-             _section_correlation, _section_regimes, _section_monitoring, _section_stages, _section_routing,
-             _section_rejected, _section_files)
+_SECTIONS = (_section_alerts, _section_run, _section_indicators, _section_backtest, _section_models,
+             _section_weights, _section_correlation, _section_regimes, _section_monitoring, _section_stages,
+             _section_routing, _section_rejected, _section_files)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -236,3 +236,13 @@ def test_write_report_keeps_the_report_when_the_page_cannot_be_rendered(tmp_path
 def test_summary_html_is_a_reserved_name(tmp_path):
     with pytest.raises(report.ReportError, match="summary.html"):
         report.write_report(tmp_path / "rep", tables={}, manifest={}, summary="", files={"summary.html": b"x"})
+
+
+def test_models_page_shows_whole_period_scores_best_first():
+    scores = pd.DataFrame({"model": ["ridge", "knn", "ridge", "knn"], "step": [0, 0, -1, -1],
+                           "ic_mean": [0.5, 0.4, 0.01, 0.03], "hit_rate": [0.6, 0.6, 0.51, 0.52]})
+    page = assert_self_contained(html_report.render({"pipeline": "models"}, {"model_scores.parquet": scores}))
+    table = page.table("model", "ic_mean")
+    assert table["model"].tolist() == ["knn", "ridge"] and table["ic_mean"].tolist() == ["0.03", "0.01"]
+    title, head = html_report.headline_table({"pipeline": "models"}, {"model_scores.parquet": scores})
+    assert title.startswith("Out-of-sample") and head["ic_mean"].tolist() == [0.03, 0.01]
