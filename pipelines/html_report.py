@@ -26,9 +26,11 @@ Every value that comes from data or the manifest is HTML-escaped (a symbol calle
 is shown as text). A section that fails to render is replaced by a one-line note naming the
 error and the rest of the page is kept; :func:`minimal_page` is the fallback when even that fails.
 
-Cost: without monitoring samples the daily page draws no plot and never imports matplotlib (the
-page for 50 symbols renders in about 10 ms); each plot costs about 50-100 ms, plus about 0.4 s to
-import matplotlib once per process where no stage imported it before.
+Cost (measured on the 2-core development machine, busy): without monitoring samples the daily page
+draws no plot and never imports matplotlib: 25-35 ms for 50 symbols, about 35 ms for 5,000 (the
+table shows the first 100). Each plot costs 0.1-0.5 s (the portfolio page's four: about 1 s, the
+backtest page's: about 0.4 s), plus about 0.4 s to import matplotlib once per process where no
+stage imported it before.
 """
 from __future__ import annotations
 
