@@ -191,3 +191,32 @@ def test_models_gpu_agrees_with_cpu(report, tmp_path):
     for name in ("random_forest", "ridge_pooled"):
         ok = a[name].notna() & b[name].notna()
         assert spearmanr(a[name][ok], b[name][ok]).statistic > (0.99 if name == "ridge_pooled" else 0.5)
+
+
+def test_signal_backtest_against_hand_computed_returns():
+    """The signal's portfolio: long symbol 0 from the bar after the first test row's close (its
+    open), flat in symbols 1 and 2; equal weight over the symbols with a bar."""
+    from types import SimpleNamespace
+
+    from pipelines.modelling import Ensembles, Features, backtest_stage
+    from transforms.walkforward import Split
+
+    rng = np.random.default_rng(3)
+    n, first = 40, 15
+    close = 100 * np.cumprod(1 + 0.01 * rng.normal(size=(n, 3)), axis=0)
+    open_ = close * (1 + 0.003 * rng.normal(size=(n, 3)))
+    close[20, 1] = open_[20, 1] = np.nan  # a gap in a flat symbol
+    prices = {"open": open_, "high": np.fmax(open_, close) * 1.01, "low": np.fmin(open_, close) * 0.99,
+              "close": close, "volume": np.ones((n, 3))}
+    score = np.tile([1.0, -1.0, np.nan], (n, 1))
+    feats = Features(None, None, prices, [], pd.date_range("2020-01-01", periods=n), ["A", "B", "C"], 0)
+    trained = SimpleNamespace(splits=[Split(0, 0, 10, 10, 10, first, n)])
+    mc = parse_config({}).models
+    bt = backtest_stage(feats, trained, Ensembles({"ensemble_mean": score}, pd.DataFrame()), mc).set_index("strategy")
+    r0 = np.zeros(n)
+    r0[first + 1] = close[first + 1, 0] / open_[first + 1, 0] - 1  # bought at the open
+    r0[first + 2:] = close[first + 2:, 0] / close[first + 1:-1, 0] - 1
+    counts = np.isfinite(close).sum(axis=1)
+    port = (r0 / counts)[first:]
+    assert bt.loc["signal", "total_return"] == pytest.approx(np.prod(1 + port) - 1, rel=1e-12)
+    assert bt.loc["signal", "avg_long_fraction"] == pytest.approx(1 / 3)
