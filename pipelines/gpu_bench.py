@@ -113,7 +113,8 @@ def gpu_device() -> tuple[object | None, str]:
     try:
         if not cupy.is_available():
             return None, "cupy.is_available() is False"
-        return cupy, status["devices"][cupy.cuda.Device().id]["name"]
+        name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+        return cupy, name.decode() if isinstance(name, bytes) else str(name)
     except Exception as e:
         return None, f"CUDA query failed ({type(e).__name__}: {e})"
 
