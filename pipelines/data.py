@@ -84,7 +84,11 @@ _CODE = {r: i for i, r in enumerate(REASONS)}
 
 
 class DataError(ValueError):
-    """Input that cannot be used at all; the message names the file (and column)."""
+    """Input that cannot be used at all; the message names the file (and column). One line: line
+    breaks (from a file name, a parser's message quoting a row) become spaces."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).splitlines()))
 
 
 @dataclass(frozen=True)
