@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from flows.cli import main
+from flows.cli_serve import is_loopback
 from pipelines import gpu_bench
 from pipelines.api import MAX_BODY_BYTES, create_app
 from pipelines.config import load_config
@@ -238,6 +239,13 @@ def test_path_traversal_never_escapes_the_roots(server, raw):
     status = int(reply.split(b" ", 2)[1])
     assert status in (400, 404), reply[:200]
     assert b"SECRET" not in reply and b"root:" not in reply
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.3.2.1", True), ("::1", True), ("[::1]", True),
+                                            ("localhost", True), ("LOCALHOST", True), ("0.0.0.0", False), ("::", False),
+                                            ("192.168.1.10", False), ("example.com", False), ("", False)])
+def test_loopback_addresses(host, loopback):
+    assert is_loopback(host) is loopback
 
 
 def test_cli_refuses_a_public_host_without_the_flag(capsys):
