@@ -30,7 +30,7 @@ from pipelines.report import MANIFEST, SUMMARY, markdown_table
 log = logging.getLogger(__name__)
 
 RESULT_ROWS = 50
-MAX_READ_ROWS = 2_000_000  # a larger main table is not read back just for an artifact's head
+MAX_READ_ROWS = 500_000  # a larger main table (about 90 MB of indicators) is not read back just for a head
 
 
 def _json_value(v):

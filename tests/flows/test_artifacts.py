@@ -94,3 +94,27 @@ def test_any_pipeline_report_publishes_alerts_costs_and_its_main_table(prefect_e
     np.testing.assert_array_equal(results["prediction"].to_numpy(dtype=float), preds["prediction"].head(50).to_numpy())
     assert results["target"].isna().iloc[0]
     assert "retried at 32" in arts["models-alerts"].data and "Alerts (1)" in arts["models-summary"].data
+
+
+def test_result_tables_are_json_safe_and_part_files_read_as_one(tmp_path, monkeypatch):
+    """No Prefect server needed: what the results artifact is built from."""
+    from flows import artifacts
+
+    frame = pd.DataFrame({"t": pd.to_datetime(["2024-01-02", None]), "x": [np.nan, np.inf], "n": np.array([1, 2]),
+                          "b": [True, False], "s": ["a", None]})
+    rows = artifacts.table_rows(frame)
+    assert rows == [{"t": "2024-01-02T00:00:00", "x": None, "n": 1, "b": True, "s": "a"},
+                    {"t": None, "x": None, "n": 2, "b": False, "s": None}]
+    json.dumps(rows, allow_nan=False)
+
+    out = tmp_path / "rep"
+    (out / "indicators").mkdir(parents=True)
+    parts = [pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=3), "symbol": s, "v": [1.0, 2.0, 3.0]})
+             for s in ("A", "B")]
+    for k, p in enumerate(parts):
+        p.to_parquet(out / "indicators" / f"part-{k:05d}.parquet")
+    manifest = {"files": {f"indicators/part-{k:05d}.parquet": {} for k in range(2)}}
+    tables = artifacts._load_tables(out, manifest, None)
+    pd.testing.assert_frame_equal(tables["indicators.parquet"], pd.concat(parts, ignore_index=True))
+    monkeypatch.setattr(artifacts, "MAX_READ_ROWS", 5)  # six rows: too many to read back
+    assert artifacts._load_tables(out, manifest, None) == {}
