@@ -70,7 +70,7 @@ from pipelines.oom import run_chunks
 from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, format_value, markdown_table, write_report
 from pipelines.routing import route
-from pipelines.stages import StageTimer, run_record, run_sections, set_queue
+from pipelines.stages import RunTracker, StageTimer, record_alerts, run_record, run_sections, set_queue
 from transforms import backtest as engine
 from transforms.metrics import METRICS, metrics_from_acc
 from transforms.returns_metrics import (RETURN_METRICS, equal_weight_accumulate, equal_weight_returns,
@@ -411,6 +411,7 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
     counts = xp.zeros((n_bars, n_comb), dtype=xp.int64) if job.portfolio else None
     result = BlockResult(block.index, block.start, block.start + n_sym)
     stats = Counter()
+    ops = RunTracker()  # GPU OOM alerts of this task, carried back for the run's manifest
     for group, g0, g1 in block.groups:
         sums = xp.zeros((n_bars, n_comb), dtype=xp.float64) if job.portfolio else None
         for s0, s1 in sub_blocks(g0, g1, subs):
@@ -445,7 +446,8 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
                         equal_weight_accumulate(ret, n_symbols=s1 - s0, sums=sums, counts=counts, offset=c0)
 
                 run_chunks([(c0, min(n_comb, c0 + c_full)) for c0 in range(0, n_comb, c_full)], launch,
-                           on_gpu=be.is_gpu, cpu_fallback=job.cpu_fallback, alert=job.alert_on_oom, stage="sweep")
+                           on_gpu=be.is_gpu, cpu_fallback=job.cpu_fallback, alert=job.alert_on_oom, stage="sweep",
+                           tracker=ops)
             for w, (t0, t1) in enumerate(job.windows):
                 p_w, n_w, bank_w, idx = _window_slice(p, sub_n, sub_rows, bank, t0, t1, be)
                 rows_w = lay(xp.take_along_axis(sub_rows, idx, axis=0))  # unused: same kernel types
@@ -468,7 +470,8 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
     result.counts = _to_host(counts) if counts is not None else None
     result.stats = {"sub_blocks": stats["sub_blocks"], "launches": stats["launches"],
                     "symbols_per_sub_block": subs, "combinations_per_chunk": c_full,
-                    "largest_chunk_elements": int(stats["largest"]), "seconds": round(time.perf_counter() - started, 4)}
+                    "largest_chunk_elements": int(stats["largest"]), "alerts": ops.alerts,
+                    "seconds": round(time.perf_counter() - started, 4)}
     return result
 
 
@@ -638,6 +641,7 @@ def sweep_stage(prepared: PreparedPanel, request: BacktestRequest, backend: Back
     log.info("backtest: %d symbols x %d combinations x %d bars in %d task(s) of %d symbols",
              n_sym, n_comb, n_bars, len(blocks), size)
     run_tasks(blocks, job, client, on_result=collect)
+    record_alerts([a for s in stats for a in s.get("alerts", ())])
     if pending:
         raise RuntimeError(f"portfolio fold groups missing: {sorted(pending)} left after {next_group[0]}")
     returns = equal_weight_returns(sums, counts)

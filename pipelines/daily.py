@@ -36,7 +36,7 @@ from pipelines.panel import bars_to_panel, panel_to_frame
 from pipelines.partitions import Partition, load_partition, plan_partitions
 from pipelines.report import check_out_dir, markdown_table, write_report
 from pipelines.routing import route
-from pipelines.stages import StageTimer, run_record, run_sections, stage_errors
+from pipelines.stages import RunTracker, StageTimer, run_record, run_sections, stage_errors
 from transforms.indicators import INDICATORS, compute_indicators, lookback
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ class PartitionResult:
     latest : the last row of each of its symbols (``summary.md`` shows the first 20, ``summary.html``
         the first 100)
     seconds : stage -> seconds (load_validate, indicators, write_part)
+    routing, alerts : the partition's routing decisions and GPU alerts (``pipelines.routing``,
+        ``pipelines.oom``), carried back from wherever it ran for the run's manifest
     """
 
     index: int
@@ -92,6 +94,8 @@ class PartitionResult:
     short: dict = field(repr=False)
     latest: pd.DataFrame = field(repr=False)
     seconds: dict = field(default_factory=dict)
+    routing: list = field(default_factory=list)
+    alerts: list = field(default_factory=list)
 
 
 def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
@@ -126,11 +130,24 @@ def plan_stage(request: DailyRequest) -> list[Partition]:
         return plan_partitions(request.inputs, bars_per_partition=request.config.data.bars_per_partition)
 
 
+def _code_version() -> str:
+    """sha256 of the source of the modules a partition's results come from: a cached result is
+    never reused by different code (the task's own source is only its thin wrapper)."""
+    import importlib
+    import inspect
+
+    h = hashlib.sha256()
+    for name in ("pipelines.daily", "pipelines.partitions", "pipelines.data", "pipelines.panel",
+                 "transforms.indicators"):
+        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    return h.hexdigest()
+
+
 def partition_key(request: DailyRequest, backend: Backend, part: Partition) -> str:
-    """What a partition's results depend on: the config, the backend and dtype, and the files'
-    fingerprint (path, size, mtime) with the partition's symbols. The flow's cache key."""
+    """What a partition's results depend on: the config, the backend and dtype, the files'
+    fingerprint (path, size, mtime) with the partition's symbols, and the code. The flow's cache key."""
     text = "\0".join([request.config.hash(), backend.name, str(backend.dtype), part.fingerprint,
-                      "whole" if part.whole else "part"])
+                      "whole" if part.whole else "part", _code_version()])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -156,20 +173,24 @@ def compute_partition(request: DailyRequest, backend: Backend, part: Partition, 
     """
     where = part.label(total)
     timer = StageTimer()
+    ops = RunTracker()  # this partition's routing decisions and alerts, for the run's manifest
     with timer.stage("load_validate"), stage_errors("load", where, passthrough=(DataError,)):
         if part.whole:
             loaded = load_stage(request, backend)
         else:
             loaded = load_partition(request.inputs, part, lib=backend.frames)
     with timer.stage("indicators"), stage_errors("indicators", where):
-        indicators = indicators_stage(loaded.bars, request, backend)
+        indicators = indicators_stage(loaded.bars, request, backend, tracker=ops)
         short = short_history(loaded.bars, request.config.indicator_specs())
         latest = indicators.sort_values("timestamp").groupby("symbol", sort=True).tail(1).sort_values("symbol")
     del loaded.bars
     with timer.stage("write_part"), stage_errors("write", where):
         _write_part(indicators, Path(dest))
+    for record in ops.routing + ops.alerts:
+        record.update(stage="indicators", partition=part.index)
     return PartitionResult(part.index, part.whole, str(dest), int(len(indicators)), [str(c) for c in indicators.columns],
-                           loaded.rejected, loaded.stats, short, latest.reset_index(drop=True), timer.seconds)
+                           loaded.rejected, loaded.stats, short, latest.reset_index(drop=True), timer.seconds,
+                           ops.routing, ops.alerts)
 
 
 def short_history(bars, specs) -> dict[str, int]:
@@ -181,19 +202,22 @@ def short_history(bars, specs) -> dict[str, int]:
     return {str(k): int(v) for k, v in short.items()}
 
 
-def indicators_stage(bars, request: DailyRequest, backend: Backend) -> pd.DataFrame:
+def indicators_stage(bars, request: DailyRequest, backend: Backend, *, tracker: RunTracker | None = None) -> pd.DataFrame:
     """Every configured indicator for every symbol: panel on the device, one pass, back to a
-    long pandas frame (``timestamp, symbol, <outputs>``) sorted by (symbol, timestamp)."""
+    long pandas frame (``timestamp, symbol, <outputs>``) sorted by (symbol, timestamp).
+
+    Routed by measured speedup and run through the GPU out-of-memory handler; the decision and
+    any alert go to ``tracker`` (default: the run's)."""
     specs = request.config.indicator_specs()
     needed = sorted({i for s in specs for i in INDICATORS[s.name].inputs} | {"close"})
     gpu = request.config.gpu
-    backend = route("indicators", len(bars), backend, gpu)  # gpu.fallback.min_speedup, recorded
+    backend = route("indicators", len(bars), backend, gpu, tracker=tracker)  # gpu.fallback.min_speedup
     if not backend.is_gpu:
         bars = frames.to_host(bars)  # routed off the GPU (a no-op on a CPU run)
     panel = bars_to_panel(bars, fields=needed, dtype=backend.dtype, xp=backend.xp, order=backend.panel_order)
     values = chunked_columns(panel.fields, lambda f: compute_indicators(f, specs), on_gpu=backend.is_gpu,
                              cpu_fallback=gpu.fallback.cpu_fallback, alert=gpu.monitoring.alert_on_oom,
-                             stage="indicators")
+                             stage="indicators", tracker=tracker)
     keys = bars[["timestamp", "symbol"]]
     if backend.is_gpu and isinstance(next(iter(values.values())), np.ndarray):
         # after a GPU out-of-memory the outputs were joined on the host: build the frame there
@@ -278,7 +302,9 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
         "short_history": short,
         "stages": stages,
     }
-    manifest.update(run_sections(config, stages, work=("million bars", loaded.stats["rows_accepted"] / 1e6)))
+    manifest.update(run_sections(config, stages, work=("million bars", loaded.stats["rows_accepted"] / 1e6),
+                                 routing=[r for p in parts for r in p.routing],
+                                 alerts=[a for p in parts for a in p.alerts]))
     tables = {"rejected.parquet": rejected} if len(rejected) else {}
     latest = pd.concat([p.latest for p in parts], ignore_index=True)
     out = write_report(request.out_dir, tables=tables, manifest=manifest, linked=linked,

@@ -234,11 +234,28 @@ def set_queue(n: int | None) -> None:
         tracker.queue = n
 
 
-def run_sections(config=None, stages: dict | None = None, *, work: tuple[str, float] | None = None) -> dict:
+def record_alerts(alerts) -> None:
+    """Add alerts raised where the run's tracker could not see them (a Dask worker process) to
+    the active run."""
+    tracker = current_tracker()
+    if tracker is not None and alerts:
+        with tracker._lock:
+            tracker.alerts.extend(alerts)
+
+
+def run_sections(config=None, stages: dict | None = None, *, work: tuple[str, float] | None = None,
+                 routing: list | tuple = (), alerts: list | tuple = ()) -> dict:
     """The active run's manifest sections (:meth:`RunTracker.sections`), closing the run; a report
     written outside a tracked run (e.g. a test calling ``report_stage`` directly) gets the cost of
-    ``stages`` with unknown CPU seconds and no routing, alerts or monitoring."""
+    ``stages`` with unknown CPU seconds and no monitoring.
+
+    ``routing`` and ``alerts``: records made where the run's tracker could not see them (tasks
+    on Dask worker processes), added to the run's first."""
     tracker = current_tracker() or RunTracker()
+    for decision in routing:
+        tracker.route(decision)
+    with tracker._lock:
+        tracker.alerts.extend(alerts)
     return tracker.sections(config, stages, work=work)
 
 

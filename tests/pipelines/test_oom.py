@@ -201,7 +201,9 @@ def test_daily_indicators_unchanged_under_injected_oom(tmp_path, monkeypatch):
     assert "gpu_oom" in (tmp_path / "b" / "summary.md").read_text()
 
 
-def test_backtest_unchanged_under_injected_oom(tmp_path, monkeypatch):
+@pytest.mark.parametrize("cluster", [None, "local"])
+def test_backtest_unchanged_under_injected_oom(tmp_path, monkeypatch, cluster):
+    """In-process and on a (threaded) Dask cluster, whose tasks carry their alerts back."""
     import pandas as pd
 
     import pipelines.backtest as bt
@@ -219,13 +221,15 @@ def test_backtest_unchanged_under_injected_oom(tmp_path, monkeypatch):
         return real(prices, n, legs=legs, **kw)
 
     monkeypatch.setattr(bt.engine, "run_backtest", injected)
-    got = bt.run_backtest_pipeline(bt.prepare_backtest(cfg, data_path=str(SAMPLE), out_dir=str(tmp_path / "b")))
+    got = bt.run_backtest_pipeline(bt.prepare_backtest(cfg, data_path=str(SAMPLE), out_dir=str(tmp_path / "b"),
+                                                       cluster=cluster))
     assert launches[:3] == [12, 6, 3]
     for name in ("backtest_metrics.parquet", "backtest_summary.parquet", "equity.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b" / name), pd.read_parquet(tmp_path / "a" / name))
     sizes = [a["batch_size"] for a in got.manifest["alerts"]]
     assert sizes[:2] == [12, 6] and all(a["stage"] == "sweep" for a in got.manifest["alerts"])
     assert got.manifest["chunks"]["launches"] > want.manifest["chunks"]["launches"]
+    assert "alerts" not in got.manifest["chunks"]
 
 
 @pytest.mark.gpu
