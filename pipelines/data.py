@@ -267,8 +267,7 @@ def check_rows(raw, *, lib, source_file: int = 0, source: str = "input"):
     flag(frames.isna(ts), "bad_timestamp: unparseable or missing")
     flag(frames.values(out_of_time.fillna(False)), OUT_OF_TIME)
     flag(frames.isna(sym), "missing_symbol")
-    flag(frames.values(((text == "") | (text.str.strip() != text) | text.str.contains(r"[\x00-\x1f\x7f]", regex=True))
-                       .fillna(False)), BAD_SYMBOL)
+    flag(xp.asarray(_bad_symbols(text)), BAD_SYMBOL)
     for c in NUMERIC:
         try:
             x = frames.to_float(lib, raw[c])
@@ -340,6 +339,16 @@ def _symbol_text(lib, sym):
     text = host.astype(str).to_numpy(dtype=object)
     text[whole] = v[whole].astype(np.int64).astype(str)
     return lib.Series(text, index=sym.index if lib is pd else None, dtype="str")
+
+
+def _bad_symbols(text):
+    """NumPy bool mask of symbols that are blank, padded with whitespace or hold control characters.
+
+    Computed on the host (one string column per file): the control-character class is a regex
+    that libcudf's engine need not accept in the same spelling."""
+    host = text.to_pandas() if hasattr(text, "to_pandas") else text
+    bad = (host == "") | (host.str.strip() != host) | host.str.contains(r"[\x00-\x1f\x7f]", regex=True)
+    return bad.fillna(False).to_numpy(dtype=bool)
 
 
 def _array_module(lib):
