@@ -12,6 +12,7 @@ import sys
 import time
 
 from pipelines.backend import BackendError
+from pipelines.cluster import resolve_cluster
 from pipelines.config import ConfigError, load_config
 from pipelines.data import DataError
 from pipelines.report import ReportError
@@ -22,11 +23,16 @@ _USER_ERRORS = (ConfigError, DataError, ReportError, BackendError, ValueError)
 _RUN_ERRORS = (StageError, OSError)
 """A run that failed on something else (a stage, the disk): one line on stderr, exit status 1."""
 
+_CLUSTER_HELP = ("where tasks run: none (in-process), local (threads), processes, cuda (one worker per GPU, "
+                 "dask-cuda) or a Dask scheduler address such as tcp://host:8786 (default: cluster.address "
+                 "in the config)")
+
 
 def _error(e: BaseException, status: int) -> int:
     # one line even when a path or a quoted value holds a newline
     print("alphapulse: error: " + str(e).replace("\r", " ").replace("\n", " "), file=sys.stderr)
     return status
+
 
 # Subcommands kept in their own modules, each with ``add_parser(subparsers)`` and ``run(args) -> int``
 # (``run`` may raise one of ``_USER_ERRORS``: main prints it as one line and exits 2). Importing them
@@ -82,8 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--config", help="YAML config (default: the shipped default config)")
     d.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
                    help="override the config's backend choice (default: auto)")
+    d.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT", help=_CLUSTER_HELP)
     d.add_argument("--no-prefect", action="store_true",
-                   help="run the pipeline directly, without a Prefect flow run")
+                   help="run the pipeline directly, without a Prefect flow run (in-process, no cluster)")
     d.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
 
     b = sub.add_parser("backtest", help="one strategy over every (symbol, parameter combination) -> report",
@@ -101,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="override the config's backend choice (default: auto)")
     b.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT",
                    help="where tasks run: none (in-process), local (threads), processes, cuda (one worker "
-                        "per GPU, dask-cuda) or a Dask scheduler address (default: backtest.cluster)")
+                        "per GPU, dask-cuda) or a Dask scheduler address (default: backtest.cluster, else "
+                        "cluster.address)")
     b.add_argument("--no-prefect", action="store_true",
                    help="run the pipeline directly, without a Prefect flow run")
     b.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
@@ -117,8 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--config", help="YAML config (default: the shipped default config; see its portfolio: block)")
     f.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
                    help="override the config's backend choice (default: auto)")
+    f.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT", help=_CLUSTER_HELP)
     f.add_argument("--no-prefect", action="store_true",
-                   help="run the pipeline directly, without a Prefect flow run")
+                   help="run the pipeline directly, without a Prefect flow run (in-process, no cluster)")
     f.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
     for module in _MODULES.values():
         importlib.import_module(module).add_parser(sub)
@@ -179,6 +188,7 @@ def _portfolio(args) -> tuple[dict, object]:
 
     config = load_config(args.config)
     request = prepare_portfolio(config, data_path=args.data, out_dir=args.out, backend=args.backend)
+    cluster = resolve_cluster("config" if args.cluster is None else args.cluster, config)
     if args.no_prefect:
         result = run_portfolio(request)
         return result.manifest, result.out_dir
@@ -187,7 +197,7 @@ def _portfolio(args) -> tuple[dict, object]:
     from flows.portfolio import portfolio_flow
 
     out_dir = portfolio_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
-                             backend=args.backend)
+                             backend=args.backend, cluster=cluster)
     return json.loads((request.out_dir / "manifest.json").read_text()), out_dir
 
 
@@ -240,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.daily import prepare_daily, run_daily
 
         config = load_config(args.config)
-        request = prepare_daily(config, data_path=args.data, out_dir=args.out, backend=args.backend)
+        request = prepare_daily(config, data_path=args.data, out_dir=args.out, backend=args.backend,
+                                cluster="config" if args.cluster is None else args.cluster)
         if args.no_prefect:
             result = run_daily(request)
             manifest, out_dir = result.manifest, result.out_dir
@@ -250,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             from flows.daily import daily_flow
 
             out_dir = daily_flow(data_path=request.data_path, out_dir=str(request.out_dir),
-                                 config_path=args.config, backend=args.backend)
+                                 config_path=args.config, backend=args.backend, cluster=request.cluster)
             manifest = json.loads((request.out_dir / "manifest.json").read_text())
     except _USER_ERRORS as e:
         return _error(e, 2)

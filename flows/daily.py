@@ -1,39 +1,101 @@
-"""The daily flow: load -> validate -> indicators -> report, over ``pipelines.daily``.
+"""The daily flow: plan -> one task per partition (load, validate, indicators, part file) -> report,
+over ``pipelines.daily``.
 
-Retries belong to IO: loading (a file on a flaky mount) and report writing retry; arithmetic
-does not. Runs with no Prefect server configured (Prefect's ephemeral mode).
+Cluster (``cluster``: "config", None/"none", "local", "processes", "cuda" or a scheduler address):
+with one, the partition tasks run on Prefect's ``DaskTaskRunner`` (a sub-flow with the runner
+chosen at run time, ``flow.with_options``), one task per partition; without, they run in-process
+one after the other, so memory stays bounded by one partition.
+
+Retries belong to IO: planning, a partition (whose loading or part file failed with an
+``OSError``) and report writing retry; arithmetic and bad input do not (``flows.runners.io_retry``).
+A failed run's state message names the stage, the partition and the cause.
+
+Caching: a partition's results are cached (``INPUTS + TASK_SOURCE``, persisted) under a key of the
+config hash, the backend and dtype, and the input files' fingerprint (path, size, mtime_ns) with
+the partition's symbols, so a re-run on unchanged input skips finished partitions (their task
+runs are 'Cached') and a changed file recomputes. The part files themselves live beside Prefect's
+results (``flows.runners.parts_dir``) and are hard-linked into each report.
 """
 from __future__ import annotations
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from pathlib import Path
 
+from prefect import flow, task
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+
+from flows.artifacts import publish_report_artifacts
+from flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry, parts_dir, task_runner
 from pipelines import daily
 from pipelines.backend import Backend, choose_backend
+from pipelines.cluster import resolve_cluster
 from pipelines.config import load_config
+from pipelines.partitions import Partition
 from pipelines.stages import StageTimer
 
 
-@task(retries=2, retry_delay_seconds=5)
-def load_bars_task(request: daily.DailyRequest, backend: Backend):
-    return daily.load_stage(request, backend)
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)
+def plan_task(request: daily.DailyRequest) -> list[Partition]:
+    return daily.plan_stage(request)
 
 
-@task
-def indicators_task(bars, request: daily.DailyRequest, backend: Backend):
-    return daily.indicators_stage(bars, request, backend)
+# Only ``cache_key`` (config hash, backend, input fingerprint) and the task's source decide a hit:
+# the request holds the output folder, and a Backend's or a path's hash is not what matters.
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, persist_result=True,
+      cache_policy=(INPUTS - "request" - "backend" - "part" - "total" - "dest") + TASK_SOURCE,
+      task_run_name="partition-{part.index}")
+def partition_task(request: daily.DailyRequest, backend: Backend, part: Partition, total: int, dest: str,
+                   cache_key: str) -> daily.PartitionResult:
+    return daily.compute_partition(request, backend, part, total=total, dest=dest)
 
 
-@task(retries=2, retry_delay_seconds=5)
-def write_report_task(request, backend, loaded, indicators, stages, run_id):
-    return daily.report_stage(request, backend, loaded, indicators, stages, run_id=run_id)
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)
+def write_report_task(request, backend, parts, stages, run_id, cluster):
+    return daily.report_stage(request, backend, parts, stages, run_id=run_id, cluster=cluster)
+
+
+def _daily(data_path, out_dir, config_path, backend, spec, cluster_info, on_cluster: bool) -> str:
+    from prefect.runtime import flow_run
+
+    request = daily.prepare_daily(load_config(config_path), data_path=data_path, out_dir=out_dir, backend=backend,
+                                  cluster=spec or "none")
+    timer = StageTimer()
+    with timer.stage("backend"):
+        chosen = choose_backend(request.config.gpu, override=request.backend)
+    with timer.stage("plan"):
+        plan = plan_task(request)
+    store = parts_dir()
+
+    def args(part):
+        key = daily.partition_key(request, chosen, part)
+        return request, chosen, part, len(plan), str(store / f"{key}.parquet"), key
+
+    if on_cluster:  # all at once: the scheduler runs as many as there are worker threads
+        futures = [partition_task.submit(*args(p)) for p in plan]
+        parts = [f.result() for f in futures]
+    else:  # one after the other: one partition in memory at a time
+        parts = [partition_task(*args(p)) for p in plan]
+    # a cached result whose part file was removed since (a cleaned cache folder): compute again
+    parts = [r if Path(r.path).exists() else partition_task.with_options(refresh_cache=True)(*args(p))
+             for r, p in zip(parts, plan)]
+    run_id = str(flow_run.get_id() or "")[:12] or None
+    result = write_report_task(request, chosen, parts, timer.seconds, run_id, cluster_info)
+    publish_report_artifacts(result.out_dir, key="daily")
+    return str(result.out_dir)
+
+
+@flow(name="alphapulse-daily-on-cluster", log_prints=False)
+def daily_on_cluster(data_path: str | None, out_dir: str | None, config_path: str | None, backend: str,
+                     cluster: str, cluster_info: dict) -> str:
+    """The daily flow's work with its tasks on a Dask cluster (the task runner is set by
+    :func:`daily_flow` with ``with_options``)."""
+    return _daily(data_path, out_dir, config_path, backend, cluster, cluster_info, on_cluster=True)
 
 
 @flow(name="alphapulse-daily", log_prints=False)
 def daily_flow(data_path: str | None = None, out_dir: str | None = None, config_path: str | None = None,
-               backend: str = "auto") -> str:
+               backend: str = "auto", cluster: str | None = "config") -> str:
     """Daily indicators for every symbol; returns the report folder.
 
     Parameters
@@ -42,19 +104,12 @@ def daily_flow(data_path: str | None = None, out_dir: str | None = None, config_
     out_dir : report folder; default ``report.out_dir`` from the config
     config_path : YAML config; default the shipped config
     backend : "auto", "cpu" or "gpu"
+    cluster : "config" (``cluster.address``), None or "none" (in-process), "local", "processes",
+        "cuda" or a Dask scheduler address
     """
-    from prefect.runtime import flow_run
-
-    request = daily.prepare_daily(load_config(config_path), data_path=data_path, out_dir=out_dir, backend=backend)
-    timer = StageTimer()
-    with timer.stage("backend"):
-        chosen = choose_backend(request.config.gpu, override=request.backend)
-    with timer.stage("load_validate"):
-        loaded = load_bars_task(request, chosen)
-    with timer.stage("indicators"):
-        indicators = indicators_task(loaded.bars, request, chosen)
-    run_id = str(flow_run.get_id() or "")[:12] or None
-    result = write_report_task(request, chosen, loaded, indicators, timer.seconds, run_id)
-    create_markdown_artifact(key="daily-summary", markdown=(result.out_dir / "summary.md").read_text(),
-                             description=f"AlphaPulse daily report in {result.out_dir}")
-    return str(result.out_dir)
+    config = load_config(config_path)
+    spec = resolve_cluster(cluster, config)
+    runner, info = task_runner(spec, config)
+    if runner is None:
+        return _daily(data_path, out_dir, config_path, backend, None, info, on_cluster=False)
+    return daily_on_cluster.with_options(task_runner=runner)(data_path, out_dir, config_path, backend, spec, info)
