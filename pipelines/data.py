@@ -208,6 +208,11 @@ def inspect_input(path: str | Path, *, columns: dict[str, str] | None = None, fm
         if dupes:
             raise DataError(f"{p}: duplicate column name(s) {dupes}")
         named = [rename.get(c, c) for c in cols]
+        for std in STANDARD_COLUMNS:
+            both = [c for c, n in zip(cols, named) if n == std]
+            if len(both) > 1:  # e.g. "Name" mapped to symbol in a file that also has "symbol"
+                raise DataError(f"{p}: columns {both} would both be {std!r} (data.columns maps {std}: "
+                                f"{mapping[std]!r}); drop one or change the mapping")
         missing = [c for c in STANDARD_COLUMNS if c not in named]
         extra = [c for c, n in zip(cols, named) if n not in STANDARD_COLUMNS]
         if missing:

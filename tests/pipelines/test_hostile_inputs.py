@@ -582,3 +582,12 @@ def test_argparse_errors_exit_2(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'tpu'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra_column, mapped", [("Name", "symbol"), ("date", "timestamp")])
+def test_a_mapped_column_beside_its_standard_name(tmp_path, capsys, extra_column, mapped):
+    """The default config maps symbol: Name and timestamp: date; a file with both spellings was an
+    AttributeError deep in the load."""
+    path = write_csv(tmp_path, bars().assign(**{extra_column: bars()[mapped]}))
+    assert_error(*run(tmp_path, capsys, "--data", str(path))[::2],
+                 f"bars.csv: columns ['{mapped}', '{extra_column}'] would both be '{mapped}'")
