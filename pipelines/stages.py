@@ -93,11 +93,13 @@ class RunTracker:
             self._active.append(name)
         if self.sampler is not None:
             self.sampler.mark(name)
-        wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+        wall0, cpu0 = time.perf_counter(), _cpu_reading()
+        failed = True
         try:
             yield
+            failed = False
         finally:
-            wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
+            wall, cpu = time.perf_counter() - wall0, _cpu_since(cpu0)
             with self._lock:
                 self.wall[name] = round(self.wall.get(name, 0.0) + wall, 4)
                 self.cpu[name] = round(self.cpu.get(name, 0.0) + cpu, 4)
@@ -110,6 +112,8 @@ class RunTracker:
                     self.queue = None  # a queue belongs to the stage that set it
             if self.sampler is not None:
                 self.sampler.mark(current)
+                if failed and current is None:  # the run failed: no thread left sampling for ever
+                    self.sampler.stop()
 
     # -- what the pipeline reports --------------------------------------------------------
 
@@ -182,21 +186,29 @@ class RunTracker:
         return out
 
 
-def _cpu_seconds() -> float:
-    """CPU seconds used so far by this process (all threads) and its live child processes."""
-    total = time.process_time()
+def _cpu_reading() -> tuple[float, dict[int, float]]:
+    """CPU seconds used so far by this process (all threads), and by each live child process
+    (e.g. a local Dask cluster's workers) by pid."""
+    children = {}
     try:
         import psutil
 
         for child in psutil.Process().children(recursive=True):
             try:
                 t = child.cpu_times()
-                total += t.user + t.system
+                children[child.pid] = t.user + t.system
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
     except ImportError:
         pass
-    return total
+    return time.process_time(), children
+
+
+def _cpu_since(start: tuple[float, dict[int, float]]) -> float:
+    """CPU seconds since the ``start`` reading: this process's, plus each child's alive at the end
+    (a child that ended in between is not counted after its last reading, never negatively)."""
+    own, children = _cpu_reading()
+    return own - start[0] + sum(max(0.0, t - start[1].get(pid, 0.0)) for pid, t in children.items())
 
 
 _active_lock = threading.Lock()

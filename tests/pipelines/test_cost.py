@@ -113,3 +113,36 @@ def test_monitoring_section_and_summary_table():
     text = "\n".join(stage_table_lines(manifest))
     assert "| stage | seconds | CPU-seconds | GPU-seconds | cost |" in text
     assert "| indicators |" in text and "per million bars" in text and "gpu_oom" in text
+
+
+def test_child_process_cpu_is_counted_and_a_failed_run_stops_sampling():
+    import subprocess
+    import sys
+
+    import psutil
+
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\ntime.sleep(30)"
+    tracker = RunTracker()
+    proc = None
+    try:
+        with tracker.track("with_child"):
+            # a child process burning 0.3 s of CPU (a local Dask cluster's worker, say), alive at the end
+            proc = subprocess.Popen([sys.executable, "-c", burn])
+            child, deadline = psutil.Process(proc.pid), time.perf_counter() + 20
+            while sum(child.cpu_times()[:2]) < 0.3 and time.perf_counter() < deadline:
+                time.sleep(0.02)
+        assert tracker.cpu["with_child"] >= 0.3
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+    with tracker.track("after"):  # the child is gone: nothing counted for it, never negatively
+        pass
+    assert 0 <= tracker.cpu["after"] < 0.1
+    cfg = parse_config({"gpu": {"monitoring": {"track_utilization": True, "sample_interval_s": 0.05}}})
+    failing = RunTracker()
+    failing.attach(cfg.gpu, Backend("cpu", "test"))
+    with pytest.raises(ZeroDivisionError):
+        with failing.track("compute"):
+            1 / 0
+    assert not failing.sampler.running
