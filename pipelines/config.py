@@ -564,4 +564,30 @@ def load_config(path: str | Path | None = None) -> Config:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = " ".join(str(getattr(e, "problem", None) or e).split())
         raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
+    _refuse_repeated_keys(text, source=str(path))
     return parse_config(data, source=str(path))
+
+
+def _refuse_repeated_keys(text: str, *, source: str) -> None:
+    """A ``ConfigError`` for a key given twice in one mapping: YAML loaders keep the last silently,
+    so a pasted second ``data:`` block would quietly replace the first. Walks the composed node
+    graph (no objects are constructed), each node once, so anchors and aliases cost nothing."""
+    seen: set[int] = set()
+    stack = [(yaml.compose(text, Loader=yaml.SafeLoader), "")]
+    while stack:
+        node, where = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key, value in node.value:
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else None
+                if name is not None and name in lines:
+                    raise ConfigError(f"{source}: {where + name}: key given twice (lines {lines[name]} and "
+                                      f"{key.start_mark.line + 1}); keep one")
+                if name is not None:
+                    lines[name] = key.start_mark.line + 1
+                stack.append((value, f"{where}{name}."))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, where) for item in node.value)

@@ -454,6 +454,8 @@ def config_case(tmp_path, capsys, text: str | bytes, *fragments):
     (b"\xff\xfe\x00garbage", ["c.yaml: cannot read config"]),
     ("data:\n  columns: {timestamp: date, timestmp: x}\n", ["unknown standard column 'timestmp'"]),
     ("portfolio:\n  min_weight: 0.5\n  max_weight: 0.1\n", ["max_weight 0.1 is below min_weight 0.5"]),
+    ("gpu:\n  enabled: true\n  enabled: false\n", ["c.yaml: gpu.enabled: key given twice (lines 2 and 3)"]),
+    ("data:\n  path: a.csv\nindicators:\n  sma: [5]\ndata:\n  path: b.csv\n", ["c.yaml: data: key given twice"]),
 ])
 def test_bad_config(tmp_path, capsys, text, fragments):
     config_case(tmp_path, capsys, text, *fragments)
