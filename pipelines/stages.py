@@ -73,7 +73,9 @@ class RunTracker:
         self.gpu_backend = False
         self.closed = False
         self.queue: int | None = None  # tasks of the current stage not finished yet, where known
-        self._active: list[str] = []
+        self._active: list[str] = []            # open stages, all threads, in order of opening
+        self._stacks: dict[int, list[str]] = {}  # thread -> its open stages
+        self._cpu_mark = _cpu_reading()
         self._lock = threading.Lock()
 
     # -- stages ---------------------------------------------------------------------------
@@ -84,29 +86,49 @@ class RunTracker:
         with self._lock:
             return self._active[-1] if self._active else None
 
+    def _charge(self) -> None:
+        """Share the CPU time used since the last stage event among the threads inside a stage
+        (equal shares), each share charged to every stage open in that thread (a nested stage's
+        time is inside its parent's). Shares add up to the CPU used: stages running at the same
+        time in several threads are not counted twice. Called with the lock held."""
+        reading = _cpu_reading()
+        delta = _cpu_between(self._cpu_mark, reading)
+        self._cpu_mark = reading
+        stacks = [stack for stack in self._stacks.values() if stack]
+        if stacks and delta > 0:
+            share = delta / len(stacks)
+            for stack in stacks:
+                for name in set(stack):
+                    self.cpu[name] = self.cpu.get(name, 0.0) + share
+
     @contextmanager
     def track(self, name: str):
-        """Account the block to stage ``name``."""
+        """Account the block to stage ``name`` (wall seconds, CPU seconds)."""
+        thread = threading.get_ident()
         with self._lock:
-            if not self._active:
+            self._charge()
+            stack = self._stacks.setdefault(thread, [])
+            if not stack:
                 self.top_level.add(name)
+            stack.append(name)
             self._active.append(name)
+            self.cpu.setdefault(name, 0.0)
         if self.sampler is not None:
             self.sampler.mark(name)
-        wall0, cpu0 = time.perf_counter(), _cpu_reading()
+        wall0 = time.perf_counter()
         failed = True
         try:
             yield
             failed = False
         finally:
-            wall, cpu = time.perf_counter() - wall0, _cpu_since(cpu0)
+            wall = time.perf_counter() - wall0
             with self._lock:
+                self._charge()
+                _remove_last(stack, name)
+                if not stack:
+                    self._stacks.pop(thread, None)
+                _remove_last(self._active, name)
                 self.wall[name] = round(self.wall.get(name, 0.0) + wall, 4)
-                self.cpu[name] = round(self.cpu.get(name, 0.0) + cpu, 4)
-                if name in self._active:
-                    self._active.reverse()
-                    self._active.remove(name)
-                    self._active.reverse()
                 current = self._active[-1] if self._active else None
                 if current is None:
                     self.queue = None  # a queue belongs to the stage that set it
@@ -204,11 +226,17 @@ def _cpu_reading() -> tuple[float, dict[int, float]]:
     return time.process_time(), children
 
 
-def _cpu_since(start: tuple[float, dict[int, float]]) -> float:
-    """CPU seconds since the ``start`` reading: this process's, plus each child's alive at the end
-    (a child that ended in between is not counted after its last reading, never negatively)."""
-    own, children = _cpu_reading()
-    return own - start[0] + sum(max(0.0, t - start[1].get(pid, 0.0)) for pid, t in children.items())
+def _cpu_between(a: tuple[float, dict[int, float]], b: tuple[float, dict[int, float]]) -> float:
+    """CPU seconds from reading ``a`` to reading ``b``: this process's, plus each child's alive at
+    ``b`` (a child that ended in between is not counted after its last reading, never negatively)."""
+    return b[0] - a[0] + sum(max(0.0, t - a[1].get(pid, 0.0)) for pid, t in b[1].items())
+
+
+def _remove_last(items: list, name: str) -> None:
+    for k in range(len(items) - 1, -1, -1):
+        if items[k] == name:
+            del items[k]
+            return
 
 
 _active_lock = threading.Lock()

@@ -61,6 +61,7 @@ def test_gpu_seconds_follow_the_backend_and_the_routes():
     tracker.attach(gpu_cfg, Backend("gpu", "test", np.dtype("float64"), 0, "test device"))
     for name in ("load", "indicators", "sweep"):
         with tracker.track(name):
+            time.sleep(0.01)
             if name == "indicators":
                 tracker.route({"operation": "indicators", "size": 5, "backend": "cpu", "speedup": 0.3,
                                "min_speedup": 1.0, "reason": "cpu: measured"})
@@ -146,3 +147,25 @@ def test_child_process_cpu_is_counted_and_a_failed_run_stops_sampling():
         with failing.track("compute"):
             1 / 0
     assert not failing.sampler.running
+
+
+def test_concurrent_stages_are_not_counted_twice():
+    import threading
+
+    tracker = RunTracker()
+
+    def work(name):
+        with tracker.track(name):
+            end = time.thread_time() + 0.25  # this thread's own CPU
+            x = np.random.default_rng(0).normal(size=50_000)
+            while time.thread_time() < end:
+                np.sort(x)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 0.5 s of CPU in all: process-wide readings per stage would give each ~0.5 (1.0 in all)
+    assert 0.5 <= tracker.cpu["a"] + tracker.cpu["b"] < 0.7
+    assert tracker.top_level == {"a", "b"}
