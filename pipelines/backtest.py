@@ -68,7 +68,7 @@ from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.grid import GridError, check_grid, expand_grid, grid_size, parse_grid
 from pipelines.oom import run_chunks
 from pipelines.panel import bars_to_panel
-from pipelines.report import check_out_dir, format_value, markdown_table, write_report
+from pipelines.report import check_out_dir, format_value, markdown_table, rejected_note, write_report
 from pipelines.routing import route
 from pipelines.stages import RunTracker, StageTimer, record_alerts, run_record, run_sections, set_queue
 from transforms import backtest as engine
@@ -979,7 +979,7 @@ def _summary_md(manifest: dict, summary: pd.DataFrame, wf: pd.DataFrame | None, 
         f"- run `{manifest['run_id']}` at {manifest['created_at']}",
         f"- backend: **{be['name']}** ({be['reason']}), dtype {be['dtype']}; cluster: {manifest['cluster']['kind']}",
         f"- input: `{inp['path']}`: {inp['rows_read']:,} rows read, {inp['rows_accepted']:,} accepted, "
-        f"{inp['rows_rejected']:,} rejected; {inp['symbols']} symbols, "
+        f"{inp['rows_rejected']:,} rejected{rejected_note(inp)}; {inp['symbols']} symbols, "
         f"{inp.get('first_timestamp', '?')} .. {inp.get('last_timestamp', '?')}",
         f"- grid ({grid['source']}): {grid['size']:,} combinations"
         + (f", random sample of {grid['sampled']:,}" if grid.get("sampled") else "")

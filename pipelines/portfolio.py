@@ -48,7 +48,7 @@ from pipelines.cost import stage_table_lines
 from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.models import kmeans_model
 from pipelines.panel import bars_to_panel
-from pipelines.report import check_out_dir, markdown_table, write_report
+from pipelines.report import check_out_dir, markdown_table, rejected_note, write_report
 from pipelines.routing import route
 from pipelines.stages import StageTimer, run_record, run_sections
 from transforms import covariance as cov_mod
@@ -351,7 +351,8 @@ def _summary_md(manifest: dict, t: dict) -> str:
         "# AlphaPulse portfolio report", "",
         f"- run `{manifest['run_id']}` at {manifest['created_at']}",
         f"- backend: **{be['name']}** ({be['reason']}), dtype {be['dtype']}",
-        f"- input: `{inp['path']}`: {inp['rows_accepted']:,} rows accepted, {inp['rows_rejected']:,} rejected; "
+        f"- input: `{inp['path']}`: {inp['rows_accepted']:,} rows accepted, {inp['rows_rejected']:,} rejected"
+        f"{rejected_note(inp)}; "
         f"{inp['symbols']} symbols",
         f"- window: {win['start']} .. {win['end']}, {win['rows']} complete rows, {win['qualified']} symbols; "
         f"covariance `{manifest['covariance']}`",

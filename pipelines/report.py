@@ -214,6 +214,15 @@ def format_value(v) -> str:
     return str(v)
 
 
+def rejected_note(inp: dict) -> str:
+    """Where a summary's rejected-row count points: `` (see `rejected.parquet`: reason: rows, ...)``,
+    or nothing when no row was rejected. ``inp`` is a manifest's ``input`` record."""
+    if not inp.get("rows_rejected"):
+        return ""
+    reasons = ", ".join(f"{k}: {v:,}" for k, v in inp.get("rejected_by_reason", {}).items())
+    return f" (see `rejected.parquet`: {reasons})"
+
+
 def markdown_table(df: pd.DataFrame) -> str:
     """``df`` (index not included) as a Markdown table for ``summary.md``."""
     head = "| " + " | ".join(map(str, df.columns)) + " |"

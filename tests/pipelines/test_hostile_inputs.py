@@ -593,3 +593,34 @@ def test_a_mapped_column_beside_its_standard_name(tmp_path, capsys, extra_column
     path = write_csv(tmp_path, bars().assign(**{extra_column: bars()[mapped]}))
     assert_error(*run(tmp_path, capsys, "--data", str(path))[::2],
                  f"bars.csv: columns ['{mapped}', '{extra_column}'] would both be '{mapped}'")
+
+
+@pytest.mark.parametrize("cmd, extra", [
+    ("daily", []),
+    ("backtest", ["--strategy", "sma_cross", "--grid", "fast=5:10:5,slow=20:30:10"]),
+    ("portfolio", ["--config", "portfolio.yaml"]),
+])
+def test_every_pipeline_quarantines_and_points_to_rejected_parquet(tmp_path, capsys, cmd, extra):
+    """300 bars of 3 symbols with a 1e308 bar, a year-2200 bar, a padded symbol and a repeated bar."""
+    n = 300
+    days = pd.bdate_range("2022-01-03", periods=n)
+    rng = np.random.default_rng(0)
+    parts = []
+    for sym in ("AAA", "BBB", "ÅÄÖ"):
+        c = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+        parts.append(pd.DataFrame({"timestamp": days.strftime("%Y-%m-%d"), "symbol": sym, "open": c,
+                                   "high": c * 1.01, "low": c * 0.99, "close": c, "volume": 1e6}))
+    frame = with_row(pd.concat(parts, ignore_index=True), 3, open=1e308, high=1e308, low=1e308, close=1e308)
+    frame = with_row(frame, 10, timestamp="2200-01-01")
+    frame = with_row(frame, 20, symbol=" AAA")
+    frame = pd.concat([frame, frame.iloc[[30]]], ignore_index=True)
+    (tmp_path / "portfolio.yaml").write_text("portfolio:\n  lookback_bars: 200\n  min_history_bars: 150\n"
+                                             "  monte_carlo:\n    n_paths: 1000\n")
+    extra = [str(tmp_path / e) if e.endswith(".yaml") else e for e in extra]
+    rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame)), *extra, cmd=cmd)
+    assert rc == 0, err
+    rejected = pd.read_parquet(tmp_path / "out" / "rejected.parquet")
+    assert dict(zip(rejected["source_row"], rejected["reason"])) == {
+        3: "out_of_range: open (outside [1e-15, 1e+15])", 10: OUT_OF_TIME, 20: BAD_SYMBOL, 3 * n: DUPLICATE}
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "4 rejected" in summary and "rejected.parquet" in summary and OUT_OF_TIME in summary
