@@ -57,7 +57,7 @@ def run_cost(wall: dict[str, float], cpu: dict[str, float], on_gpu: dict[str, bo
         cpu_s = cpu.get(name)
         cost = gpu_s / 3600 * p["gpu_per_hour"] + (cpu_s or 0.0) / 3600 * p["cpu_core_per_hour"]
         stages[name] = {"gpu_seconds": round(gpu_s, 3), "cpu_seconds": None if cpu_s is None else round(cpu_s, 3),
-                        "cost": cost}
+                        "cost": round(cost, 10)}
     top = [k for k in stages if top_level is None or k in top_level] or list(stages)
     total = sum(stages[k]["cost"] for k in top)
     unit, amount = work if work and work[1] else ("run", 1.0)
@@ -65,7 +65,7 @@ def run_cost(wall: dict[str, float], cpu: dict[str, float], on_gpu: dict[str, bo
             "stages": stages,
             "gpu_seconds": round(sum(stages[k]["gpu_seconds"] for k in top), 3),
             "cpu_seconds": round(sum(stages[k]["cpu_seconds"] or 0.0 for k in top), 3),
-            "total": total, "per_unit": {"unit": unit, "value": total / amount, "amount": amount}}
+            "total": round(total, 10), "per_unit": {"unit": unit, "value": round(total / amount, 10), "amount": amount}}
 
 
 def _money(v: float | None, currency: str) -> str:

@@ -174,7 +174,7 @@ def decide(operation: str, size: int, *, gpu: bool, min_speedup: float, measurem
     return {**out, "reason": f"cpu: measured speedup {speedup:.2f}x < {min_speedup:g}"}
 
 
-def route(operation: str, size: int, backend, gpu_config, *, tracker=None):
+def route(operation: str, size: int, backend, gpu_config, *, tracker=None, key: str | None = None):
     """The backend ``operation`` at ``size`` runs on in this run, the decision recorded in the run's
     ``routing`` (the active :class:`pipelines.stages.RunTracker`, or ``tracker``).
 
@@ -182,6 +182,8 @@ def route(operation: str, size: int, backend, gpu_config, *, tracker=None):
     ----------
     backend : the run's :class:`pipelines.backend.Backend`
     gpu_config : the config's ``gpu`` block (``fallback.min_speedup``, ``fallback.speedup_cache``)
+    tracker : where the decision is recorded (default: the active run's)
+    key : the device's key in the cache (default: :func:`device_key` of the backend's device)
 
     Returns
     -------
@@ -192,7 +194,7 @@ def route(operation: str, size: int, backend, gpu_config, *, tracker=None):
     fb = gpu_config.fallback
     measurements = None
     if backend.is_gpu:
-        key = _this_device_key(backend.device or 0)
+        key = key or _this_device_key(backend.device or 0)
         entry = load_speedups(cache_path(fb.speedup_cache)).get(key, {}) if key else {}
         measurements = entry.get("operations")
     decision = decide(operation, size, gpu=backend.is_gpu, min_speedup=fb.min_speedup, measurements=measurements,

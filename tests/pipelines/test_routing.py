@@ -116,6 +116,24 @@ def test_a_cpu_pipeline_run_routes_to_the_cpu(tmp_path):
     assert "## Routing" in (tmp_path / "bt" / "summary.md").read_text()
 
 
+def test_route_on_a_gpu_backend_reads_the_device_cache(tmp_path):
+    """The plumbing of a GPU run (cache file, device key, interpolation, the CPU backend handed
+    back), with made-up measurements under a made-up device key: no GPU work is done."""
+    path = tmp_path / "speedups.json"
+    record_speedups(_bench("covariance", [(10, 0.5, True), (1000, 8.0, True)]), key="devX", path=path)
+    record_speedups(_bench("covariance", [(10, 50.0, True)]), key="devY", path=path)
+    gpu = parse_config({"gpu": {"fallback": {"min_speedup": 2.0, "speedup_cache": str(path)},
+                                "operations": {"precision": "float32"}}}).gpu
+    be = Backend("gpu", "test", np.dtype("float32"), 0, "devX")
+    tracker = RunTracker()
+    assert route("covariance", 5000, be, gpu, tracker=tracker, key="devX") is be
+    small = route("covariance", 10, be, gpu, tracker=tracker, key="devX")
+    assert small.name == "cpu" and small.dtype == np.float32 and "measured speedup 0.50x < 2" in small.reason
+    unknown = route("covariance", 10, be, gpu, tracker=tracker, key="devZ")  # no entry: min_speedup 2 > 1
+    assert unknown.name == "cpu"
+    assert [(d["backend"], d["speedup"]) for d in tracker.routing] == [("gpu", 8.0), ("cpu", 0.5), ("cpu", None)]
+
+
 @pytest.mark.gpu
 def test_routing_picks_the_gpu_where_measured_faster(tmp_path, monkeypatch):
     from pipelines.gpu import gpu_status
