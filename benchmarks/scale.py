@@ -80,9 +80,12 @@ def run_case(root: Path, case: str, bars_per_partition: int) -> dict:
         manifest = json.loads((out / "manifest.json").read_text())
         n_rows, n_cols = manifest["output"]["rows"], len(manifest["output"]["columns"])
     bars = manifest["input"]["rows_read"]
-    # in memory at once without partitions: the bars (timestamp, 5 floats, a short string ~ 60 B)
-    # and the indicator frame (timestamp + symbol + float64 columns)
-    bars_gb = bars * 60 / 1e9
+    # in memory at once without partitions: the bars as pandas holds them (measured on the first
+    # file, per row) and the indicator frame (timestamp, symbol ~ 16 B, float64 columns)
+    import pandas as pd
+
+    first = pd.read_parquet(sorted(data.glob("part-*.parquet"))[0])
+    bars_gb = first.memory_usage(deep=True, index=False).sum() / len(first) * bars / 1e9
     ind_gb = n_rows * (8 * (n_cols - 2) + 8 + 16) / 1e9
     return {"case": case, "bars": bars, "symbols": manifest["input"]["symbols"],
             "partitions": manifest["output"]["partitions"], "bars_per_partition": bars_per_partition,

@@ -319,6 +319,8 @@ def run_daily(request: DailyRequest) -> DailyResult:
         backend = choose_backend(request.config.gpu, override=request.backend)
     with timer.stage("plan"):
         plan = plan_stage(request)
+    for stale in request.out_dir.parent.glob(f".{request.out_dir.name}.parts-*"):  # a killed run's
+        shutil.rmtree(stale, ignore_errors=True)
     scratch = request.out_dir.parent / f".{request.out_dir.name}.parts-{uuid.uuid4().hex[:12]}"
     try:
         parts = [compute_partition(request, backend, part, total=len(plan),
