@@ -64,7 +64,7 @@ MC_ASSETS = 50
 MC_LEVELS = (0.95, 0.99)
 MAX_COMBINATIONS = 100
 COLUMNS = ["operation", "size", "shape", "dtype", "cpu_time", "gpu_time", "speedup", "agree", "max_abs_diff",
-           "cpu_check", "cpu_warmup", "gpu_warmup", "repeats", "device", "gpu_reason"]
+           "cpu_check", "cpu_warmup", "gpu_warmup", "repeats", "device", "gpu_reason", "crossover_size"]
 
 
 def default_sizes(operation: str) -> list[int]:
@@ -344,7 +344,8 @@ def run_benchmark(operation: str, sizes: list[int] | None = None, *, dtype: str 
         One row per size, columns :data:`COLUMNS`: ``cpu_time``/``gpu_time`` in seconds (median),
         ``speedup`` = cpu_time / gpu_time, ``agree`` (None without a GPU), ``max_abs_diff``,
         ``cpu_check``, ``device`` (the GPU's name, or "cpu"), ``gpu_reason`` (why there is no GPU
-        figure, else None).
+        figure, else None), ``crossover_size`` (:func:`crossover_size` of these rows, the same in
+        every row; null when the GPU never wins).
 
     Raises
     ------
@@ -384,8 +385,9 @@ def run_benchmark(operation: str, sizes: list[int] | None = None, *, dtype: str 
                  row["gpu_time"], row["speedup"])
         rows.append(row)
         del case
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(rows, columns=COLUMNS[:-1])
     frame["agree"] = frame["agree"].astype(object)
+    frame["crossover_size"] = pd.array([crossover_size(frame)] * len(frame), dtype="Int64")
     return frame
 
 
