@@ -98,10 +98,12 @@ def stage_table_lines(manifest: dict) -> list[str]:
                  f" ({pu['amount']:.6g} {pu['unit']})") + "."]
     routing = manifest.get("routing") or []
     if routing:
-        lines += ["", "## Routing (gpu.fallback.min_speedup)", "", "| stage | operation | size | backend | speedup | reason |",
-                  "|---|---|---:|---|---:|---|"]
-        lines += [f"| {r.get('stage') or ''} | {r['operation']} | {r['size']:,} | {r['backend']} | "
-                  f"{'' if r.get('speedup') is None else format(r['speedup'], '.2f')} | {r['reason']} |" for r in routing]
+        lines += ["", "## Routing (gpu.fallback.min_speedup)", "",
+                  "| stage | operation | size | backend | speedup | reason |", "|---|---|---:|---|---:|---|"]
+        for r in routing:
+            speedup = "" if r.get("speedup") is None else format(r["speedup"], ".2f")
+            lines.append(f"| {r.get('stage') or ''} | {r['operation']} | {r['size']:,} | {r['backend']} | {speedup} "
+                         f"| {r['reason']} |")
     alerts = manifest.get("alerts") or []
     if alerts:
         lines += ["", f"## Alerts ({len(alerts)})", ""]

@@ -202,7 +202,8 @@ def short_history(bars, specs) -> dict[str, int]:
     return {str(k): int(v) for k, v in short.items()}
 
 
-def indicators_stage(bars, request: DailyRequest, backend: Backend, *, tracker: RunTracker | None = None) -> pd.DataFrame:
+def indicators_stage(bars, request: DailyRequest, backend: Backend, *,
+                     tracker: RunTracker | None = None) -> pd.DataFrame:
     """Every configured indicator for every symbol: panel on the device, one pass, back to a
     long pandas frame (``timestamp, symbol, <outputs>``) sorted by (symbol, timestamp).
 

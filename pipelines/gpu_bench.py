@@ -83,7 +83,8 @@ def check_sizes(operation: str, sizes) -> list[int]:
     _check_op(operation)
     out = []
     for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not MIN_SIZE[operation] <= s <= MAX_SIZE[operation]:
+        integer = isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+        if not integer or not MIN_SIZE[operation] <= s <= MAX_SIZE[operation]:
             raise ValueError(f"{operation}: size {s!r} out of bounds: expected an integer from "
                              f"{MIN_SIZE[operation]:,} to {MAX_SIZE[operation]:,} {UNITS[operation]}")
         out.append(int(s))

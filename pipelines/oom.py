@@ -29,7 +29,9 @@ from typing import Callable, Sequence
 log = logging.getLogger(__name__)
 
 _REGISTERED: list[type] = []
-_OOM_TEXT = ("out_of_memory", "out of memory", "std::bad_alloc", "cuda_error_out_of_memory", "cudaerrormemoryallocation")
+_OOM_TEXT = ("std::bad_alloc", "out_of_memory", "out of memory", "rmm", "cuda", "device memory")
+"""Words of a ``MemoryError`` raised by the GPU stack's C++ allocators (RMM's bad_alloc through
+CuPy, cuDF); a host ``MemoryError`` from NumPy has an empty message or "Unable to allocate"."""
 
 
 class GpuOutOfMemory(RuntimeError):
@@ -61,7 +63,7 @@ def is_gpu_oom(exc: BaseException) -> bool:
         module = type(exc).__module__
         if module.startswith(("rmm", "cudf", "pylibcudf", "cupy")):
             return True
-        return any(t in text for t in ("std::bad_alloc", "rmm", "cuda", "out_of_memory", "device memory"))
+        return any(t in text for t in _OOM_TEXT)
     return False
 
 

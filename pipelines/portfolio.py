@@ -162,7 +162,8 @@ def returns_stage(bars, pc: PortfolioConfig, backend: Backend) -> Returns:
     return Returns(r, timestamps, symbols, window, block)
 
 
-def covariance_stage(rets: Returns, pc: PortfolioConfig, backend: Backend, gpu: GpuConfig | None = None) -> np.ndarray:
+def covariance_stage(rets: Returns, pc: PortfolioConfig, backend: Backend,
+                     gpu: GpuConfig | None = None) -> np.ndarray:
     """Annualised covariance of the common window's returns (host array); with ``gpu`` (the
     config's block) routed by measured speedup (:mod:`pipelines.routing`)."""
     if gpu is not None:
@@ -313,7 +314,8 @@ def regimes_stage(rets: Returns, pc: PortfolioConfig, backend: Backend):
 
 
 def risk_stage(rets: Returns, cov_annual: np.ndarray, weights: np.ndarray, pc: PortfolioConfig,
-               method: str = "ensemble", *, backend: Backend | None = None, gpu: GpuConfig | None = None) -> pd.DataFrame:
+               method: str = "ensemble", *, backend: Backend | None = None,
+               gpu: GpuConfig | None = None) -> pd.DataFrame:
     """Monte Carlo VaR/CVaR (per configured model and horizon) of a portfolio, per-bar moments of
     the common window (the covariance estimator's, de-annualised). The simulation runs on
     ``backend`` (routed by measured speedup with ``gpu``, the config's block; default NumPy);
