@@ -121,8 +121,8 @@ def prepare_models(config: Config, *, data_path: str | None = None, out_dir: str
                    backend: str = "auto") -> ModelsRequest:
     """Resolve paths and check them and the ``models:`` block cheaply (headers, not data)."""
     mc = config.models
-    data_path = data_path or config.data.path
-    out_dir = out_dir or mc.out_dir
+    data_path = config.data.path if data_path is None else data_path  # "" is no input, not the default
+    out_dir = mc.out_dir if out_dir is None else out_dir
     if not data_path:
         raise ValueError("no input: give --data or set data.path in the config")
     if not out_dir:
@@ -131,7 +131,7 @@ def prepare_models(config: Config, *, data_path: str | None = None, out_dir: str
         raise ValueError(f"unknown backend {backend!r}: expected auto, cpu or gpu")
     check_models_config(mc)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
-    return ModelsRequest(config, inputs, str(data_path), check_out_dir(out_dir), backend)
+    return ModelsRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend)
 
 
 def load_stage(request: ModelsRequest, backend: Backend) -> LoadedBars:

@@ -538,15 +538,31 @@ def test_output_where_nothing_can_be_created(tmp_path, capsys, where):
                  f"{where}: cannot create it")
 
 
+COMMANDS = ["daily", "backtest", "portfolio", "models"]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
 @pytest.mark.parametrize("flag, message", [
     ("--data", "no input: give --data"),
     ("--out", "no output folder: give --out"),
 ])
-def test_empty_path_arguments_do_not_fall_back_to_the_config(tmp_path, capsys, flag, message):
+def test_empty_path_arguments_do_not_fall_back_to_the_config(tmp_path, capsys, cmd, flag, message):
     """``--data "$UNSET"`` once ran on the config's bundled sample, a silently wrong report."""
     data = write_csv(tmp_path, bars())
     args = {"--data": str(data), "--out": str(tmp_path / "out"), flag: ""}
-    assert_error(*run(tmp_path, capsys, *[x for kv in args.items() for x in kv], out=None)[::2], message)
+    assert_error(*run(tmp_path, capsys, *[x for kv in args.items() for x in kv], out=None, cmd=cmd)[::2], message)
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_no_command_writes_into_or_over_its_input(tmp_path, capsys, cmd):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    bars().to_csv(folder / "a.csv", index=False)
+    assert_error(*run(tmp_path, capsys, "--data", str(folder), "--out", str(folder / "report"), cmd=cmd)[::2],
+                 "inside the input folder")
+    assert_error(*run(tmp_path, capsys, "--data", str(folder / "a.csv"), "--out", str(folder), cmd=cmd)[::2],
+                 "a.csv is inside it")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.csv"]
 
 
 def test_missing_data_path(tmp_path, capsys):
