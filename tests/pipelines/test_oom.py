@@ -40,6 +40,7 @@ def test_recogniser():
     other.code = 700
     assert not is_gpu_oom(other)
     assert not is_gpu_oom(MemoryError())  # host memory: not the GPU's
+    assert not is_gpu_oom(MemoryError("Unable to allocate 8.00 GiB for an array with shape (1073741824,)"))
     assert not is_gpu_oom(ValueError("out of memory"))  # the text alone is not enough
     assert not is_gpu_oom(_class_at("cupy.cuda.memory", "OutOfMemoryErrorX")("x"))
 
