@@ -178,7 +178,7 @@ def test_concurrent_real_benchmarks_one_wins_one_gets_409(server, client):
 
     def run_slow():
         with httpx.Client(base_url=server[0], timeout=120) as c:
-            slow["r"] = c.post("/gpu/benchmark", json={"operation": "montecarlo", "size": 1_000_000, "repeats": 2})
+            slow["r"] = c.post("/gpu/benchmark", json={"operation": "montecarlo", "size": 400_000, "repeats": 1})
 
     t = threading.Thread(target=run_slow)
     t.start()
@@ -188,7 +188,7 @@ def test_concurrent_real_benchmarks_one_wins_one_gets_409(server, client):
         time.sleep(0.01)
     r = client.post("/gpu/benchmark", json={"operation": "covariance", "size": 20, "repeats": 1})
     t.join()
-    assert r.status_code == 409 and "montecarlo size 1000000" in r.json()["detail"]
+    assert r.status_code == 409 and "montecarlo size 400000" in r.json()["detail"]
     assert slow["r"].status_code == 200 and slow["r"].json()["wall_s"] > 0
 
 
