@@ -30,7 +30,7 @@ from pipelines.backend import Backend, choose_backend
 from pipelines.cluster import resolve_cluster
 from pipelines.config import Config
 from pipelines.cost import stage_table_lines
-from pipelines.data import DataError, InputFiles, LoadedBars, inspect_input, load_bars
+from pipelines.data import DataError, InputFiles, LoadedBars, inspect_input, load_bars, require_accepted
 from pipelines.oom import chunked_columns
 from pipelines.panel import bars_to_panel, panel_to_frame
 from pipelines.partitions import Partition, load_partition, plan_partitions
@@ -293,7 +293,9 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
     short = dict(sorted(kv for p in parts for kv in p.short.items()))
     frames_ = [p.rejected for p in parts if len(p.rejected)]
     rejected = pd.concat(frames_, ignore_index=True) if frames_ else parts[0].rejected
-    loaded = LoadedBars(None, rejected, [str(f) for f in request.inputs.paths], 0, _combined_stats(parts))
+    # a partitioned run's whole-input check (a whole load makes it in load_bars)
+    loaded = require_accepted(LoadedBars(None, rejected, [str(f) for f in request.inputs.paths], 0,
+                                         _combined_stats(parts)))
     manifest = {
         **run_record("daily", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
                      run_id=run_id),

@@ -427,14 +427,14 @@ def load_bars(inputs: InputFiles, *, lib=pd, symbols_per_partition: int = 100, s
 def require_accepted(loaded: LoadedBars) -> LoadedBars:
     """``loaded`` itself, or a :class:`DataError` when every row was rejected: a report of nothing
     would look like a run that worked. The message gives the commonest reasons and the first row."""
-    if len(loaded.bars):
+    if loaded.stats["rows_accepted"]:
         return loaded
     counts = loaded.stats["rejected_by_reason"]
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     shown = ", ".join(f"{k}: {v:,}" for k, v in top[:3]) + (f", {len(top) - 3} more reasons" if len(top) > 3 else "")
     first = loaded.rejected.sort_values(["source_file", "source_row"]).iloc[0]
     where = f"{loaded.files[int(first['source_file'])]} row {int(first['source_row'])} (0-based data row)"
-    raise DataError(f"{', '.join(loaded.files)}: all {loaded.rows_read:,} rows rejected ({shown}); "
+    raise DataError(f"{', '.join(loaded.files)}: all {loaded.stats['rows_read']:,} rows rejected ({shown}); "
                     f"first: {where}: {first['reason']}")
 
 

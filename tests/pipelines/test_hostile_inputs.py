@@ -640,3 +640,21 @@ def test_every_pipeline_quarantines_and_points_to_rejected_parquet(tmp_path, cap
         3: "out_of_range: open (outside [1e-15, 1e+15])", 10: OUT_OF_TIME, 20: BAD_SYMBOL, 3 * n: DUPLICATE}
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "4 rejected" in summary and "rejected.parquet" in summary and OUT_OF_TIME in summary
+
+
+def test_all_rows_rejected_in_a_partitioned_daily_run(tmp_path, capsys):
+    """Parquet over data.bars_per_partition runs partition by partition; the whole-input check holds."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  bars_per_partition: 30\nindicators:\n  sma: [5]\n")
+    typed(bars()).assign(close=-1.0).to_parquet(tmp_path / "neg.parquet", index=False)
+    assert_error(*run(tmp_path, capsys, "--data", str(tmp_path / "neg.parquet"), "--config", str(cfg))[::2],
+                 f"all {ROWS} rows rejected (non_positive: close: {ROWS})")
+    assert not (tmp_path / "out").exists()
+    frame = typed(bars())
+    frame.loc[3, ["open", "high", "low", "close"]] = 1e308
+    frame.loc[50, "timestamp"] = pd.Timestamp("2200-01-01")
+    frame.to_parquet(tmp_path / "bad.parquet", index=False)
+    rc, out, err = run(tmp_path, capsys, "--data", str(tmp_path / "bad.parquet"), "--config", str(cfg))
+    assert_quarantined(tmp_path, rc, err, OUT_OF_TIME, [50])
+    assert_quarantined(tmp_path, rc, err, "out_of_range: open (outside [1e-15, 1e+15])", [3])
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["input"]["partitions"] == 2
