@@ -69,7 +69,8 @@ def _status(args) -> int:
         print(f"driver: {st['driver_version']}; CUDA (driver): {st['cuda_version']}"
               + (f"; CuPy CUDA runtime: {st['cupy_cuda_runtime']}" if st["cupy_cuda_runtime"] else ""))
     for d in st["devices"]:
-        print(f"device {d['id']}: {d['name']}, compute capability {d['compute_capability']}, "
+        sms = f", {d['multiprocessors']} multiprocessors" if "multiprocessors" in d else ""
+        print(f"device {d['id']}: {d['name']}, compute capability {d['compute_capability']}{sms}, "
               f"memory {_gib(d['memory_free_bytes'])} free of {_gib(d['memory_total_bytes'])}")
     print("RAPIDS: " + (", ".join(f"{k} {v}" for k, v in st["rapids"].items()) or "none installed"))
     return 0

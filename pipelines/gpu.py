@@ -88,17 +88,21 @@ def _cuda_version(nv) -> str | None:
     return f"{v // 1000}.{(v % 1000) // 10}"
 
 
-def _cupy_runtime() -> str | None:
-    """CuPy's CUDA runtime version, when CuPy is installed (imported only on a GPU machine)."""
+def _cupy_details(devices: list[dict]) -> str | None:
+    """CuPy's CUDA runtime version, and each device's multiprocessor count added to ``devices``,
+    when CuPy is installed (imported only on a machine where NVML found a device)."""
     if importlib.util.find_spec("cupy") is None:
         return None
     try:
         import cupy
 
         v = cupy.cuda.runtime.runtimeGetVersion()
+        for d in devices:
+            if d["id"] < cupy.cuda.runtime.getDeviceCount():
+                d["multiprocessors"] = int(cupy.cuda.runtime.getDeviceProperties(d["id"])["multiProcessorCount"])
         return f"{v // 1000}.{(v % 1000) // 10}"
     except Exception as e:
-        log.info("CuPy runtime version unavailable: %s: %s", type(e).__name__, e)
+        log.info("CuPy device properties unavailable: %s: %s", type(e).__name__, e)
         return None
 
 
@@ -111,7 +115,9 @@ def gpu_status() -> dict:
         ``available`` (bool: at least one device answered), ``reason`` (why not, else None),
         ``driver_version``, ``cuda_version`` (the driver's CUDA version), ``cupy_cuda_runtime``
         (None without CuPy), ``devices``: list of ``{"id", "name", "compute_capability" ("9.0"),
-        "memory_total_bytes", "memory_free_bytes"}``, ``rapids``: package -> version.
+        "memory_total_bytes", "memory_free_bytes"}`` (plus ``"multiprocessors"`` from CuPy when
+        installed; device ids are NVML's, which CUDA shares unless ``CUDA_VISIBLE_DEVICES``
+        reorders them), ``rapids``: package -> version.
     """
     out = {"available": False, "reason": None, "driver_version": None, "cuda_version": None,
            "cupy_cuda_runtime": None, "devices": [], "rapids": {}}
@@ -141,7 +147,7 @@ def gpu_status() -> dict:
         out["reason"] = "NVML found no NVIDIA device"
         return out
     out["available"] = True
-    out["cupy_cuda_runtime"] = _cupy_runtime()
+    out["cupy_cuda_runtime"] = _cupy_details(out["devices"])
     return out
 
 

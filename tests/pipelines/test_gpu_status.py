@@ -97,6 +97,7 @@ def test_status_with_a_device():
     d = st["devices"][0]
     assert d["memory_total_bytes"] > d["memory_free_bytes"] > 0
     assert "." in d["compute_capability"] and st["driver_version"] and st["cuda_version"]
+    assert d["multiprocessors"] > 0 and st["cupy_cuda_runtime"]
     with UtilizationSampler(0.05) as s:
         import cupy
 
