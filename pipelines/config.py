@@ -35,7 +35,9 @@ class ConfigError(ValueError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: a YAML .nan or .inf (a risk-free rate, a cost, a threshold) is an error
+    # naming the key, not a NaN that flows through every optimiser; "off" is spelt null
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*$", re.IGNORECASE)
@@ -217,7 +219,8 @@ class ViewConfig(_Frozen):
     expected_return: float = Field(alias="return", description="annual (relative: the outperformance)")
     confidence: float | None = Field(None, ge=0, le=1, description="Idzorek confidence; null: He-Litterman omega")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True,
+                              serialize_by_alias=True)
 
     @field_validator("versus")
     @classmethod

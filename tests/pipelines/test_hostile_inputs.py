@@ -442,8 +442,9 @@ def config_case(tmp_path, capsys, text: str | bytes, *fragments):
     ("gpu:\n  enabled: maybe\ndata:\n  symbols_per_partition: lots\n",
      ["gpu.enabled", "; ", "data.symbols_per_partition"]),                    # two problems, one line
     ("indicators:\n  sma: [-5]\n", ["c.yaml: indicators: sma.period: must be positive, got -5"]),
-    ("indicators:\n  sma: [.inf]\n", ["sma.period: expected int, got inf"]),  # was an OverflowError
-    ("indicators:\n  sma: [.nan]\n", ["sma.period: expected int, got nan"]),
+    ("indicators:\n  sma: [.inf]\n", ["indicators.sma.0.float: Input should be a finite number (got inf)"]),
+    ("indicators:\n  sma: [.nan]\n", ["indicators.sma.0.float: Input should be a finite number (got nan)"]),
+    ("indicators:\n  sma: [{period: .inf}]\n", ["sma.period: expected int, got inf"]),  # was an OverflowError
     ("indicators:\n  bbands: [{period: 20, nbdev: .inf}]\n", ["bbands.nbdev: expected float, got inf"]),
     ("indicators:\n  sma: [1000000000000]\n", ["c.yaml: indicators: sma.period: must be in [1, 100000]"]),
     ("indicators:\n  smaa: [5]\n", ["unknown indicator 'smaa' (did you mean 'sma'?)"]),
@@ -454,6 +455,8 @@ def config_case(tmp_path, capsys, text: str | bytes, *fragments):
     (b"\xff\xfe\x00garbage", ["c.yaml: cannot read config"]),
     ("data:\n  columns: {timestamp: date, timestmp: x}\n", ["unknown standard column 'timestmp'"]),
     ("portfolio:\n  min_weight: 0.5\n  max_weight: 0.1\n", ["max_weight 0.1 is below min_weight 0.5"]),
+    ("portfolio:\n  risk_free_rate: .nan\n", ["c.yaml: portfolio.risk_free_rate: Input should be a finite number"]),
+    ("backtest:\n  take_profit: .inf\n", ["c.yaml: backtest.take_profit: Input should be a finite number"]),
     ("gpu:\n  enabled: true\n  enabled: false\n", ["c.yaml: gpu.enabled: key given twice (lines 2 and 3)"]),
     ("data:\n  path: a.csv\nindicators:\n  sma: [5]\ndata:\n  path: b.csv\n", ["c.yaml: data: key given twice"]),
 ])
