@@ -2,7 +2,7 @@
 panel, AlphaPulse (batched over symbols) against the scikit-learn per-symbol loop, one process.
 
     python benchmarks/models.py [--data ../shared/data/sp500_5yr/all_stocks_5yr.csv.gz]
-                                [--models ridge,logistic,knn] [--steps N] [--repeat 1]
+                                [--models ridge,logistic,knn] [--steps N] [--repeat 1] [--blas-threads N]
 
 What runs: the shipped config's features (17 per bar: lagged and multi-bar returns, volatility,
 RSI/NATR/Williams %R/ADX/CCI, cross-sectional ranks) on every symbol of the file (505), the
@@ -92,7 +92,13 @@ def main() -> int:
     ap.add_argument("--models", default="ridge,logistic,knn")
     ap.add_argument("--steps", type=int, default=0, help="only the first N walk-forward steps (0: all)")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--blas-threads", type=int, default=0,
+                    help="limit BLAS/OpenMP threads of both sides (threadpoolctl; 0: the libraries' defaults)")
     args = ap.parse_args()
+    if args.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.blas_threads)
     kinds = args.models.split(",")
     base = load_config(None)
     cfg = parse_config({**base.model_dump(mode="json", by_alias=True),
@@ -115,7 +121,10 @@ def main() -> int:
     if args.steps:
         splits = splits[:args.steps]
     specs = model_specs(mc, backend)
-    print(f"machine: {cpu_model()}, {platform.machine()}, python {platform.python_version()}, numpy {np.__version__}")
+    import sklearn
+
+    print(f"machine: {cpu_model()}, {platform.machine()}, python {platform.python_version()}, numpy {np.__version__}, "
+          f"scikit-learn {sklearn.__version__}, BLAS threads {args.blas_threads or 'default'}")
     print(f"data: {args.data}: {X.shape[1]} symbols x {X.shape[0]} bars, {X.shape[2]} features, float64 "
           f"(load {t_load:.1f} s, features {t_feat:.2f} s)")
     print(f"walk-forward: {len(splits)} steps, train {wf.train_bars}, test {wf.test_bars}, purge {mc.purge()}, "
