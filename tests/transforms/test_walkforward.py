@@ -2,6 +2,8 @@
 no training label ever touches a test date; predictions only out of sample."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
@@ -173,3 +175,25 @@ def test_batched_models_cupy_match_numpy():
         cpu = fit(X, y, mask, **kw).predict(Xq)
         gpu = fit(cp.asarray(X), cp.asarray(y), cp.asarray(mask), **kw).predict(cp.asarray(Xq)).get()
         np.testing.assert_allclose(gpu, cpu, rtol=tol, atol=tol)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n_bars=st.integers(20, 400), train=st.integers(2, 120), test=st.integers(1, 60), horizon=st.integers(1, 10),
+       extra_purge=st.integers(0, 5), val=st.integers(0, 40), expanding=st.booleans(), start=st.integers(0, 30))
+def test_splits_never_leak_property(n_bars, train, test, horizon, extra_purge, val, expanding, start):
+    purge = horizon + extra_purge
+    if val and val + purge >= train:
+        with pytest.raises(ValueError):
+            walk_forward_splits(n_bars, train_bars=train, test_bars=test, purge_bars=purge, horizon_bars=horizon,
+                                validation_bars=val, expanding=expanding, start_row=start)
+        return
+    splits = walk_forward_splits(n_bars, train_bars=train, test_bars=test, purge_bars=purge, horizon_bars=horizon,
+                                 validation_bars=val, expanding=expanding, start_row=start)
+    tested = set()
+    for s in splits:
+        assert start <= s.train_start < s.fit_stop <= s.val_start <= s.train_stop < s.test_start < s.test_stop <= n_bars
+        train_labels = set(range(s.train_start + 1, s.train_stop + horizon))  # dates any training label spans
+        assert not train_labels & set(range(s.test_start, s.test_stop))
+        assert not set(range(s.train_start + 1, s.fit_stop + horizon)) & set(range(s.val_start, s.train_stop))
+        assert not tested & set(range(s.test_start, s.test_stop))
+        tested |= set(range(s.test_start, s.test_stop))
