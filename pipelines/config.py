@@ -23,7 +23,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Vali
                       field_validator)
 
 from pipelines.cluster import check_cluster_spec
-from pipelines.grid import GridError, check_grid, parse_values
+from pipelines.grid import MAX_COMBINATIONS, GridError, check_grid, parse_values
 from transforms.indicators import INDICATORS, IndicatorSpec
 from transforms.strategies import STRATEGIES
 
@@ -154,7 +154,8 @@ class BacktestConfig(_Frozen):
     strategy: str = Field("sma_cross", description="a built-in strategy (transforms.strategies.STRATEGIES)")
     grid: dict[str, _GridValue] = Field(default_factory=dict,
                                         description="parameter -> list of values or 'start:stop:step'")
-    random_sample: int | None = Field(None, gt=0, description="sweep this many random combinations of the grid")
+    random_sample: int | None = Field(None, gt=0, le=MAX_COMBINATIONS,
+                                      description="sweep this many random combinations of the grid")
     seed: int = 0
     direction: Literal["long", "short", "both"] = "long"
     trade_on: Literal["open", "close"] = "open"

@@ -457,6 +457,8 @@ def config_case(tmp_path, capsys, text: str | bytes, *fragments):
     ("portfolio:\n  min_weight: 0.5\n  max_weight: 0.1\n", ["max_weight 0.1 is below min_weight 0.5"]),
     ("portfolio:\n  risk_free_rate: .nan\n", ["c.yaml: portfolio.risk_free_rate: Input should be a finite number"]),
     ("backtest:\n  take_profit: .inf\n", ["c.yaml: backtest.take_profit: Input should be a finite number"]),
+    ("backtest:\n  random_sample: 500000000\n",  # 4 GB of indices before the first backtest
+     ["c.yaml: backtest.random_sample: Input should be less than or equal to 1000000"]),
     ("gpu:\n  enabled: true\n  enabled: false\n", ["c.yaml: gpu.enabled: key given twice (lines 2 and 3)"]),
     ("data:\n  path: a.csv\nindicators:\n  sma: [5]\ndata:\n  path: b.csv\n", ["c.yaml: data: key given twice"]),
 ])
