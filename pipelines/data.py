@@ -130,6 +130,13 @@ def _format_of(path: Path, fmt: str) -> str:
     raise DataError(f"{path}: cannot tell the format from the extension; set data.format to csv or parquet")
 
 
+def _few(names: list, limit: int = 10) -> str:
+    """A list of column names for a message, at most ``limit`` of them (a hostile header can have
+    thousands)."""
+    shown = repr(list(names[:limit]))
+    return shown if len(names) <= limit else f"{shown[:-1]}, ... ({len(names) - limit:,} more)]"
+
+
 def _arrow_type_problem(column: str, typ) -> str | None:
     """Why a parquet column of arrow type ``typ`` cannot be the standard ``column`` (None: it can)."""
     import pyarrow as pa
@@ -206,7 +213,7 @@ def inspect_input(path: str | Path, *, columns: dict[str, str] | None = None, fm
         dupes = sorted({c for c in cols if cols.count(c) > 1} |
                        {m.group(1) for c in cols if (m := re.fullmatch(r"(.+)\.\d+", str(c))) and m.group(1) in cols})
         if dupes:
-            raise DataError(f"{p}: duplicate column name(s) {dupes}")
+            raise DataError(f"{p}: duplicate column name(s) {_few(dupes)}")
         named = [rename.get(c, c) for c in cols]
         for std in STANDARD_COLUMNS:
             both = [c for c, n in zip(cols, named) if n == std]
@@ -217,10 +224,10 @@ def inspect_input(path: str | Path, *, columns: dict[str, str] | None = None, fm
         extra = [c for c, n in zip(cols, named) if n not in STANDARD_COLUMNS]
         if missing:
             shown = [f"{c!r} (mapped from {mapping[c]!r})" if c in mapping else repr(c) for c in missing]
-            raise DataError(f"{p}: missing column(s) {', '.join(shown)}; found {cols}. "
+            raise DataError(f"{p}: missing column(s) {', '.join(shown)}; found {_few(cols)}. "
                             "Map other names in data.columns")
         if extra:
-            raise DataError(f"{p}: unexpected column(s) {extra}; expected {list(STANDARD_COLUMNS)} "
+            raise DataError(f"{p}: unexpected column(s) {_few(extra)}; expected {list(STANDARD_COLUMNS)} "
                             f"(map other names in data.columns)")
         for (c, typ), n in zip(typed, named):
             problem = None if typ is None else _arrow_type_problem(n, typ)

@@ -663,3 +663,12 @@ def test_all_rows_rejected_in_a_partitioned_daily_run(tmp_path, capsys):
     assert_quarantined(tmp_path, rc, err, OUT_OF_TIME, [50])
     assert_quarantined(tmp_path, rc, err, "out_of_range: open (outside [1e-15, 1e+15])", [3])
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["input"]["partitions"] == 2
+
+
+def test_a_header_of_thousands_of_columns_gives_a_short_line(tmp_path, capsys):
+    path = tmp_path / "wide.csv"
+    names = [f"c{i}" for i in range(5000)]
+    path.write_text(",".join(["timestamp", "symbol", "open", "high", "low", "close", "volume", *names]) + "\n")
+    rc, _, err = run(tmp_path, capsys, "--data", str(path))
+    assert_error(rc, err, "wide.csv: unexpected column(s) ['c0', 'c1',", "(4,990 more)]")
+    assert len(err) < 600
