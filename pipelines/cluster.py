@@ -75,8 +75,18 @@ def local_cluster(spec: str, *, workers: int | None = None, gpu_pool_size: str |
         kwargs = {"dashboard_address": None, **({"n_workers": workers} if workers else {})}
         if gpu_pool_size and gpu_pool_size != "auto":
             kwargs["rmm_pool_size"] = gpu_pool_size
-        return "dask_cuda.LocalCUDACluster", kwargs, {"kind": "LocalCUDACluster", "workers": workers or "one per GPU"}
+        return "pipelines.cluster.cuda_cluster", kwargs, {"kind": "LocalCUDACluster", "workers": workers or "one per GPU"}
     raise ValueError(f"not a local cluster kind: {spec!r}")
+
+
+def cuda_cluster(**kwargs):
+    """A dask-cuda ``LocalCUDACluster`` (one worker per GPU); dask-cuda is imported here, when
+    the cluster starts, never when a runner or a spec is merely built."""
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError as e:
+        raise ValueError(f"cluster 'cuda' needs dask-cuda (the gpu extra: pip install 'alphapulse[gpu]'): {e}") from None
+    return LocalCUDACluster(**kwargs)
 
 
 def dask_runner_options(spec: str | None, *, workers: int | None = None,

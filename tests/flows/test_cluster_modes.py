@@ -1,0 +1,79 @@
+"""Same results in every cluster mode: the daily and portfolio flows in-process, on a
+LocalCluster of processes and on an existing scheduler's address write byte-identical parquet.
+(The backtest's sweep has its own test: tests/pipelines/test_backtest_pipeline.py.)"""
+import json
+import sys
+
+import pytest
+
+from tests.flows.scale_testlib import SAMPLE, config_file, report_bytes, result_storage, split_by_symbol
+
+
+def test_runner_options_never_import_dask_cuda():
+    from flows.runners import task_runner
+    from pipelines.cluster import dask_runner_options, resolve_cluster
+    from pipelines.config import load_config, parse_config
+
+    config = load_config()
+    assert dask_runner_options(None) is None and task_runner(None, config)[0] is None
+    cuda = dask_runner_options("cuda", workers=2, gpu_pool_size="8GB")
+    assert cuda == {"cluster_class": "pipelines.cluster.cuda_cluster",
+                    "cluster_kwargs": {"dashboard_address": None, "n_workers": 2, "rmm_pool_size": "8GB"}}
+    runner, info = task_runner("cuda", config)  # built, not started: nothing imported yet
+    assert type(runner).__name__ == "DaskTaskRunner" and info["kind"] == "LocalCUDACluster"
+    assert "dask_cuda" not in sys.modules
+    assert dask_runner_options("tcp://10.0.0.5:8786") == {"address": "tcp://10.0.0.5:8786"}
+    processes = dask_runner_options("processes", workers=3)["cluster_kwargs"]
+    assert (processes["n_workers"], processes["threads_per_worker"], processes["processes"]) == (3, 1, True)
+    # the top-level cluster block, "none" and the backtest override
+    cfg = parse_config({"cluster": {"address": "processes", "workers": 2}})
+    assert resolve_cluster("config", cfg) == "processes" and resolve_cluster("none", cfg) is None
+    assert resolve_cluster(None, cfg) is None and resolve_cluster("local", cfg) == "local"
+    with pytest.raises(ValueError, match="scheduler address"):
+        resolve_cluster("htpp://x", cfg)
+
+
+def test_backtest_cluster_falls_back_to_the_top_level_block(tmp_path):
+    from pipelines.backtest import prepare_backtest
+    from pipelines.config import parse_config
+
+    raw = {"data": {"columns": {"timestamp": "date", "symbol": "Name"}}, "cluster": {"address": "local"}}
+    assert prepare_backtest(parse_config(raw), data_path=str(SAMPLE), out_dir=str(tmp_path / "r")).cluster == "local"
+    raw["backtest"] = {"cluster": "processes"}
+    assert prepare_backtest(parse_config(raw), data_path=str(SAMPLE), out_dir=str(tmp_path / "r")).cluster == "processes"
+    assert prepare_backtest(parse_config(raw), data_path=str(SAMPLE), out_dir=str(tmp_path / "r"), cluster=None).cluster is None
+
+
+@pytest.mark.slow
+def test_daily_flow_same_bytes_in_every_mode(prefect_ephemeral, tmp_path):
+    from distributed import LocalCluster
+
+    from flows.daily import daily_flow
+
+    data = split_by_symbol(tmp_path / "in", 3)
+    cfg = config_file(tmp_path / "cfg.yaml", bars_per_partition=15_000)  # 5 partitions
+    reports = {}
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as scheduler:
+        for mode in ("none", "processes", scheduler.scheduler_address):
+            with result_storage(tmp_path / f"store-{len(reports)}"):  # no cache shared between modes
+                out = daily_flow(data_path=str(data), out_dir=str(tmp_path / f"rep{len(reports)}"), config_path=cfg,
+                                 backend="cpu", cluster=mode)
+            reports[mode] = out
+    files = {mode: report_bytes(out) for mode, out in reports.items()}
+    first = files["none"]
+    assert sorted(first) == [f"indicators/part-{i:05d}.parquet" for i in range(5)] + ["rejected.parquet"]
+    for mode, got in files.items():
+        assert got == first, mode
+    kinds = [json.loads((tmp_path / f"rep{i}" / "manifest.json").read_text())["cluster"]["kind"] for i in range(3)]
+    assert kinds == ["in-process", "LocalCluster (processes)", "scheduler"]
+    assert "dask_cuda" not in sys.modules
+
+
+@pytest.mark.slow
+def test_portfolio_flow_same_bytes_in_process_and_on_processes(prefect_ephemeral, tmp_path):
+    from flows.portfolio import portfolio_flow
+
+    outs = [portfolio_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / mode), backend="cpu", cluster=mode)
+            for mode in ("none", "processes")]
+    a, b = report_bytes(outs[0]), report_bytes(outs[1])
+    assert len(a) >= 10 and a == b
