@@ -1,34 +1,39 @@
 """The models flow: features, walk-forward training, ensembles and evaluation, over ``pipelines.modelling``.
 
-Retries belong to IO: loading and report writing retry; the arithmetic (one coarse task: features,
-walk-forward, ensembles, evaluation and the signal backtest) does not. Runs with no Prefect
-server configured (Prefect's ephemeral mode).
+Retries belong to IO: loading and report writing retry on an ``OSError``; the arithmetic (one
+coarse task: features, walk-forward, ensembles, evaluation and the signal backtest) and bad input
+do not (``flows.runners.io_retry``). No caching and no cluster: the input is one panel, and the
+work is one batched pass per walk-forward step on this process's device. The report is published
+as Prefect artifacts (``flows.artifacts``). Runs with no Prefect server configured (Prefect's
+ephemeral mode).
 """
 from __future__ import annotations
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import publish_report_artifacts
+from flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry
 from pipelines import modelling
 from pipelines.backend import Backend, choose_backend
 from pipelines.config import load_config
 from pipelines.stages import StageTimer
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)
 def load_bars_task(request: modelling.ModelsRequest, backend: Backend):
     return modelling.load_stage(request, backend)
 
 
-@task
+@task(cache_policy=NO_CACHE)
 def analyse_task(request: modelling.ModelsRequest, backend: Backend, bars):
     timer = StageTimer()
     return modelling.analyse(request, backend, bars, timer), timer.seconds
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)
 def write_report_task(request, backend, loaded, parts, stages, run_id):
     return modelling.report_stage(request, backend, loaded, *parts, stages, run_id=run_id)
 
@@ -57,6 +62,5 @@ def models_flow(data_path: str | None = None, out_dir: str | None = None, config
     parts, seconds = analyse_task(request, chosen, loaded.bars)
     run_id = str(flow_run.get_id() or "")[:12] or None
     result = write_report_task(request, chosen, loaded, parts, {**timer.seconds, **seconds}, run_id)
-    create_markdown_artifact(key="models-summary", markdown=(result.out_dir / "summary.md").read_text(),
-                             description=f"AlphaPulse models report in {result.out_dir}")
+    publish_report_artifacts(result.out_dir, key="models", main_table="model_scores.parquet")
     return str(result.out_dir)
