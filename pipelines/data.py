@@ -248,7 +248,11 @@ def _read_and_check(item, *, inputs: InputFiles, lib):
     """Read one file and apply the row rules: one Dask partition."""
     index, path = item
     try:
-        raw = frames.read_parquet(lib, path) if inputs.format == "parquet" else frames.read_csv(lib, path)
+        if inputs.format == "parquet":
+            raw = frames.read_parquet(lib, path)
+        else:
+            symbol = next((f for f, std in inputs.rename.items() if std == "symbol"), "symbol")
+            raw = frames.read_csv(lib, path, text_columns=(symbol,))
     except Exception as e:
         raise DataError(f"{path}: cannot read as {inputs.format}: {type(e).__name__}: {e}") from None
     raw = raw.rename(columns=inputs.rename)

@@ -13,14 +13,22 @@ def is_cudf(lib) -> bool:
     return lib.__name__ == "cudf"
 
 
-def read_csv(lib, path):
+def read_csv(lib, path, *, text_columns=()):
     """Types inferred by a fast parser (pyarrow on the CPU, libcudf on the GPU). A column with a
-    stray non-numeric value arrives as text; :func:`to_float` then rejects just those rows."""
+    stray non-numeric value arrives as text; :func:`to_float` then rejects just those rows.
+
+    Only an empty field is missing: the parsers' default null spellings ("NA", "NULL", "N/A", ...)
+    are real tickers too. ``text_columns`` are read as text whatever they look like (a symbol
+    "0700" stays "0700", not the integer 700); "nan" and "inf" still parse as floats in numbers."""
     if is_cudf(lib):
-        return lib.read_csv(path)
+        return lib.read_csv(path, dtype={c: "str" for c in text_columns} or None, keep_default_na=False,
+                            na_values=[""])
+    import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    table = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(strings_can_be_null=True))
+    options = pa_csv.ConvertOptions(strings_can_be_null=True, null_values=[""],
+                                    column_types={c: pa.string() for c in text_columns})
+    table = pa_csv.read_csv(path, convert_options=options)
     return table.to_pandas(date_as_object=False)
 
 

@@ -672,3 +672,14 @@ def test_a_header_of_thousands_of_columns_gives_a_short_line(tmp_path, capsys):
     rc, _, err = run(tmp_path, capsys, "--data", str(path))
     assert_error(rc, err, "wide.csv: unexpected column(s) ['c0', 'c1',", "(4,990 more)]")
     assert len(err) < 600
+
+
+def test_tickers_that_look_like_nulls_or_numbers_survive_a_csv(tmp_path, capsys):
+    """"NA" (a NASDAQ ticker) and "NULL" were missing values to the CSV parser; "0700" (Tencent in
+    Hong Kong) became the integer 700. Only an empty field is missing."""
+    frame = bars()
+    frame["symbol"] = ["NA"] * 20 + ["NULL"] * 20 + ["0700"] * 20 + ["0005"] * 20
+    frame.loc[5, "symbol"] = ""
+    rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame)))
+    assert_quarantined(tmp_path, rc, err, "missing_symbol", [5])
+    assert sorted(indicators(tmp_path)["symbol"].unique()) == ["0005", "0700", "NA", "NULL"]
