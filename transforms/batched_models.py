@@ -148,7 +148,7 @@ def fit_logistic(X, y, mask, *, C: float = 1.0, max_iter: int = 100, tol: float 
     Minimises ``C * sum(log-loss) + ||coef||^2 / 2`` (scikit-learn's objective; the intercept is
     not penalised). The objective is strictly convex in the coefficients, so Newton's method
     from zero converges quadratically; it stops when every symbol's largest step is below
-    ``tol`` (or after ``max_iter`` steps, logged by the caller through ``n_iter``).
+    ``tol`` (at least 100 machine epsilons of the dtype) or after ``max_iter`` steps.
 
     Parameters
     ----------
@@ -173,6 +173,7 @@ def fit_logistic(X, y, mask, *, C: float = 1.0, max_iter: int = 100, tol: float 
     eye = xp.eye(n_feat + 1, dtype=X.dtype)
     beta = xp.zeros((n_sym, n_feat + 1), dtype=X.dtype)
     active = fitted.copy()
+    tol = max(float(tol), 100 * float(np.finfo(X.dtype).eps))  # float32 cannot step below ~1e-5
     for _ in range(int(max_iter)):
         p = 1.0 / (1.0 + xp.exp(-(Z1 @ beta[:, :, None])[:, :, 0]))
         grad = (Z1t @ (w * (p - t))[:, :, None])[:, :, 0] + penalty * beta
