@@ -113,3 +113,35 @@ def test_ic_and_ensembles_cupy_match_numpy():
         wn, _ = ensemble_weights(method, p, t)
         np.testing.assert_allclose(wc, wn, rtol=1e-10)
         np.testing.assert_allclose(combine(cp.asarray(p), wc).get(), combine(p, wn), atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("method", ["mean", "weighted", "stacking"])
+def test_ensembles_out_of_sample_find_a_planted_signal(method):
+    """Walk-forward with validation slices, then each step's weights applied to its test window:
+    every ensemble of a signal model and a noise-only model keeps the signal."""
+    X, y = _panel(6, beta=0.3)
+    X[:, :, 1:] = np.random.default_rng(1).normal(size=X[:, :, 1:].shape)
+    noise_only = lambda a, b, m: fit_ridge(a[:, :, 1:], b, m)  # noqa: E731  (blind to the signal)
+    specs = [ModelSpec("ridge", "per_symbol", "return", FITS["ridge"][1]),
+             ModelSpec("knn", "per_symbol", "return", FITS["knn"][1]),
+             ModelSpec("blind", "per_symbol", "return", lambda a, b, m: _Blind(noise_only(a, b, m)))]
+    splits = walk_forward_splits(600, train_bars=200, test_bars=50, purge_bars=1, horizon_bars=1, validation_bars=60)
+    res = walk_forward(X, y, splits, specs)
+    ens = np.full(y.shape, np.nan)
+    for step in res.steps:
+        s = step.split
+        w, _ = ensemble_weights(method, step.validation, y[s.val_start:s.train_stop], alpha=1.0)
+        if method == "weighted":
+            assert w[2] < w[0]  # the blind model earns the smallest weight
+        ens[s.test_start:s.test_stop] = combine(res.predictions[:, s.test_start:s.test_stop], w)
+    ic_ens = ic_summary(information_coefficient(ens, y))
+    ic_blind = ic_summary(information_coefficient(res.predictions[2], y))
+    assert ic_ens["ic_mean"] > 0.1 and abs(ic_blind["ic_tstat"]) < 3
+
+
+class _Blind:
+    def __init__(self, model):
+        self.model, self.fitted = model, model.fitted
+
+    def predict(self, X):
+        return self.model.predict(X[:, :, 1:])
