@@ -331,15 +331,38 @@ def _timestamps(lib, s, source: str):
     iso = pd.to_datetime(s, errors="coerce", format="ISO8601", utc=True)
     if iso.isna().sum() > s.isna().sum():
         # not all ISO 8601: the column's own format (inferred from its first value) may fit more rows
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "could not infer format": then it parses per row
-            try:
-                inferred = pd.to_datetime(s, errors="coerce", utc=True)
-            except (ValueError, TypeError, OverflowError):
-                inferred = iso
-        if inferred.notna().sum() > iso.notna().sum():
-            iso = inferred
+        month_first = _parse_inferred(s, dayfirst=False)
+        best = month_first if month_first.notna().sum() > iso.notna().sum() else iso
+        first = s.dropna().head(1)
+        first = str(frames.to_host(first).iloc[0]) if len(first) else ""
+        if _DAY_MONTH.match(first):  # 03/04/2024: 3 April or March 4? The rows must tell.
+            day_first = _parse_inferred(s, dayfirst=True)
+            n_month, n_day = month_first.notna().sum(), day_first.notna().sum()
+            differ = (day_first != month_first) & day_first.notna() & month_first.notna()
+            if n_day == n_month > iso.notna().sum() and differ.any():
+                i = int(np.flatnonzero(differ.to_numpy())[0])
+                either = f"{month_first.iloc[i]:%Y-%m-%d} or {day_first.iloc[i]:%Y-%m-%d}"
+                raise DataError(f"{source}: column 'timestamp': day and month order is ambiguous (row {i}, "
+                                f"{str(s.iloc[i])!r}, is {either}, and no row tells which); give ISO 8601 dates "
+                                "such as 2024-04-03")
+            if n_day > max(n_month, iso.notna().sum()):
+                best = day_first
+        iso = best
     return iso.dt.tz_localize(None)
+
+
+_DAY_MONTH = re.compile(r"\s*\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b")
+"""A date that starts with day and month in either order (03/04/2024, 3.4.24, 03-04-2024)."""
+
+
+def _parse_inferred(s, *, dayfirst: bool):
+    """``s`` parsed in the format pandas infers from its first value (NaT where a row differs)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "could not infer format": then it parses per row
+        try:
+            return pd.to_datetime(s, errors="coerce", utc=True, dayfirst=dayfirst)
+        except (ValueError, TypeError, OverflowError):
+            return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
 
 
 def _symbol_text(lib, sym):

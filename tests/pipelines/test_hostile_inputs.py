@@ -683,3 +683,24 @@ def test_tickers_that_look_like_nulls_or_numbers_survive_a_csv(tmp_path, capsys)
     rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame)))
     assert_quarantined(tmp_path, rc, err, "missing_symbol", [5])
     assert sorted(indicators(tmp_path)["symbol"].unique()) == ["0005", "0700", "NA", "NULL"]
+
+
+def test_ambiguous_day_month_order_is_refused(tmp_path, capsys):
+    """03/04/2024 on every row with days up to 12: 3 April or March 4? No row tells, so no guess."""
+    frame = bars()
+    days = pd.to_datetime(frame["timestamp"]).dt.day.clip(upper=12)
+    frame["timestamp"] = [f"{d:02d}/{m:02d}/2024" for d, m in zip(days, [1] * N_BARS + [2] * N_BARS)]
+    frame = frame.drop_duplicates(["symbol", "timestamp"])
+    assert_error(*run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame)))[::2],
+                 "bars.csv: column 'timestamp': day and month order is ambiguous (row 1, '02/01/2024', is "
+                 "2024-02-01 or 2024-01-02", "ISO 8601")
+
+
+def test_day_first_dates_are_read_day_first_when_a_row_shows_it(tmp_path, capsys):
+    """European 03/01/2024 .. 09/02/2024: rows with a day over 12 settle the order; none is swapped."""
+    frame = bars()
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.strftime("%d/%m/%Y")
+    rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame)))
+    assert rc == 0, err
+    got = indicators(tmp_path).query("symbol == 'AAA'")["timestamp"]
+    assert list(got) == list(pd.date_range("2024-01-01", periods=N_BARS, freq="D"))
