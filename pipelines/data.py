@@ -17,12 +17,16 @@ Row rules, besides missing and unparseable values:
 
 - timestamps: text is parsed as ISO 8601 (any offsets, converted to UTC; naive ones are taken as
   UTC), or, where that parses fewer rows, in the one format pandas infers from the column; rows in
-  no such format are rejected. Timestamps before 1678 or more than a day after the run's UTC clock
-  are rejected (a bar cannot come from the future; outside those bounds nanosecond timestamps
-  overflow).
-- symbols: text (integers, and integral floats of an integer column with gaps, print as
-  integers); blank ones, ones padded with whitespace and ones holding control characters are
-  rejected, so that ``"AAA "`` never becomes a second ``AAA``.
+  no such format are rejected. Dates that start with day and month (03/04/2024) are read in the
+  order some row proves (a first field over 12); when no row tells, the file is an error, never
+  a guess. Timestamps before 1678 or more than a day after the run's UTC clock are rejected (a bar
+  cannot come from the future; outside those bounds nanosecond timestamps overflow). Bare numbers
+  are an error (seconds, milliseconds or nanoseconds since 1970?).
+- symbols: text (a CSV's symbol column is read as text, so "0700" stays "0700"; integers and
+  integral floats of a parquet integer column with gaps print as integers); in a CSV only an
+  empty field is missing (the ticker "NA" is a ticker); blank ones, ones padded with whitespace
+  and ones holding control characters are rejected, so that ``"AAA "`` never becomes a second
+  ``AAA``.
 - prices must lie in [:data:`MIN_PRICE`, :data:`MAX_PRICE`] and volumes in [0,
   :data:`MAX_VOLUME`]: within these bounds the squares and window sums the indicators take stay
   finite and normal even in float32 (see the constants).
