@@ -33,7 +33,7 @@ hostile_symbol = st.one_of(
     st.none(),
 )
 hostile_time = st.one_of(
-    st.sampled_from(["2200-01-01", "9999-12-31", "1500-06-01", "0001-01-01", "junk", "", "2024-13-45",
+    st.sampled_from(["2200-01-01", "9999-12-31", "1500-06-01", "0001-01-01", "junk", "", "2024-13-45", "03/04/2024",
                      "2024-01-02T25:00:00", "Jan 3 2024", "1704067200", "2024-02-30"]),
     st.datetimes(min_value=pd.Timestamp("1700-01-01").to_pydatetime(),
                  max_value=pd.Timestamp("2250-01-01").to_pydatetime()).map(lambda d: d.isoformat()),
@@ -162,7 +162,7 @@ def check_loaded(frame: pd.DataFrame, loaded) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=frames())
 def test_loader_accounts_for_every_row(fmt, case):
     frame, dropped = case
@@ -181,7 +181,7 @@ def test_loader_accounts_for_every_row(fmt, case):
         check_loaded(frame, loaded)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(good_row(), min_size=1, max_size=20), fmt=st.sampled_from(["csv", "parquet"]))
 def test_valid_bars_are_all_accepted_but_repeats(rows, fmt):
     """Nothing valid is refused: only repeated (symbol, timestamp) bars are rejected."""
