@@ -169,8 +169,14 @@ def test_a_worker_killed_mid_run(prefect_ephemeral, tmp_path):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             done = list(parts.glob("*.parquet")) if parts.exists() else []
-            workers = [p for p in psutil.Process().children(recursive=True)
-                       if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+            workers = []
+            for p in psutil.Process().children(recursive=True):
+                try:
+                    cmd = " ".join(p.cmdline())
+                except psutil.Error:  # a process that ended meanwhile
+                    continue
+                if "spawn_main" in cmd and "resource_tracker" not in cmd:
+                    workers.append(p)
             if done and workers:
                 killed["pid"], killed["parts_done"] = workers[0].pid, len(done)
                 os.kill(workers[0].pid, signal.SIGKILL)
