@@ -563,6 +563,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read config: {e}") from None
     try:
         data = yaml.safe_load(text)
+    except ValueError as e:  # a constructor's own error, e.g. an integer of more than 4,300 digits
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())[:200]}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

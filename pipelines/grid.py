@@ -44,11 +44,21 @@ def _suggest(word, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+MAX_EXPONENT = 15
+"""Grid values are 0 or of magnitude 1e-15 to below 1e16 (1e999999999 made a billion-digit int)."""
+
+
 def _number(name: str, text: str) -> Decimal:
     text = text.strip()
     if not _NUMBER.match(text):
         raise GridError(f"grid parameter {name!r}: {text!r} is not a number")
-    return Decimal(text)
+    return _in_range(name, Decimal(text), text)
+
+
+def _in_range(name: str, d: Decimal, shown) -> Decimal:
+    if d and not -MAX_EXPONENT <= d.adjusted() <= MAX_EXPONENT:  # adjusted(): the exponent, no arithmetic
+        raise GridError(f"grid parameter {name!r}: {str(shown)[:40]!r} is out of range (0, or magnitude 1e-15 to 1e16)")
+    return d
 
 
 def _range(name: str, text: str) -> list[Decimal]:
@@ -105,6 +115,7 @@ def parse_values(name: str, value) -> list:
             raise GridError(f"grid parameter {name!r}: {d} is not a finite number") from None
         if not d.is_finite():
             raise GridError(f"grid parameter {name!r}: {d} is not a finite number")
+        _in_range(name, d, d)
         out.append(int(d) if is_int else float(d))
     seen = set()
     for v in out:

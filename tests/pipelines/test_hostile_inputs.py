@@ -459,6 +459,8 @@ def config_case(tmp_path, capsys, text: str | bytes, *fragments):
     ("backtest:\n  take_profit: .inf\n", ["c.yaml: backtest.take_profit: Input should be a finite number"]),
     ("backtest:\n  random_sample: 500000000\n",  # 4 GB of indices before the first backtest
      ["c.yaml: backtest.random_sample: Input should be less than or equal to 1000000"]),
+    ("backtest:\n  seed: " + "9" * 5000 + "\n", ["c.yaml: not valid YAML: Exceeds the limit (4300 digits)"]),
+    ("backtest:\n  grid: {fast: " + "1" * 40 + "}\n", ["grid parameter 'fast': '1111", "is out of range"]),
     ("gpu:\n  enabled: true\n  enabled: false\n", ["c.yaml: gpu.enabled: key given twice (lines 2 and 3)"]),
     ("data:\n  path: a.csv\nindicators:\n  sma: [5]\ndata:\n  path: b.csv\n", ["c.yaml: data: key given twice"]),
 ])
@@ -582,7 +584,10 @@ def test_missing_data_path(tmp_path, capsys):
     ("fast=5:50:0", ["range '5:50:0' needs a positive step"]),
     ("fastt=5", ["grid parameter 'fastt': not a parameter of sma_cross (did you mean 'fast'?)"]),
     ("fast=-5,slow=20", ["period: must be in [1, 100000], got -5"]),
-    ("fast=1e308", ["all 1 combinations are invalid"]),
+    ("fast=1e308", ["grid parameter 'fast': '1e308' is out of range"]),
+    ("fast=1e999999999", ["'1e999999999' is out of range"]),       # was a billion-digit int
+    ("fast=5:50:1e-999999999", ["'1e-999999999' is out of range"]),  # was decimal.Overflow
+    ("fast=1:1e999999999", ["'1e999999999' is out of range"]),
     ("", ["empty grid"]),
 ])
 def test_bad_grid(tmp_path, capsys, grid, fragments):
