@@ -142,6 +142,9 @@ def _print_summary(manifest: dict, out_dir, seconds: float) -> None:
           + (" (rejected.parquet)" if inp["rows_rejected"] else ""))
     print(f"symbols: {inp['symbols']}; indicator columns: {len(manifest['output']['columns']) - 2}; "
           f"short histories: {len(manifest['short_history'])}")
+    out, cluster = manifest.get("output", {}), manifest.get("cluster", {})
+    if out.get("partitions", 1) > 1 or cluster.get("kind", "in-process") != "in-process":
+        print(f"partitions: {out.get('partitions', 1)} ({out.get('path')}); cluster: {cluster.get('kind')}")
     print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
 
 
