@@ -709,3 +709,12 @@ def test_day_first_dates_are_read_day_first_when_a_row_shows_it(tmp_path, capsys
     assert rc == 0, err
     got = indicators(tmp_path).query("symbol == 'AAA'")["timestamp"]
     assert list(got) == list(pd.date_range("2024-01-01", periods=N_BARS, freq="D"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="Linux /proc only")
+def test_a_file_even_root_cannot_read(tmp_path, capsys):
+    """Permissions do not stop root; /proc/self/mem is a regular file whose read fails with EIO."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  format: csv\nindicators:\n  sma: [5]\n")
+    assert_error(*run(tmp_path, capsys, "--data", "/proc/self/mem", "--config", str(cfg))[::2],
+                 "/proc/self/mem: cannot read as csv: OSError: [Errno 5] Input/output error")
