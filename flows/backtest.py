@@ -1,7 +1,8 @@
 """The backtest flow: load -> validate -> panel -> sweep (+ walk-forward) -> report, over
 ``pipelines.backtest``.
 
-Retries belong to IO: loading and report writing retry; the sweep does not. The sweep's Dask
+Retries belong to IO: loading and report writing retry on an ``OSError`` (``flows.runners.io_retry``);
+the sweep and bad input do not. The sweep's Dask
 cluster (``cluster``: in-process, local, processes, cuda or a scheduler address) is opened by the
 pipeline inside its task, with a ``distributed.Client``, so the flow runs with Prefect's default
 task runner. Runs with no Prefect server configured (Prefect's ephemeral mode).
@@ -14,6 +15,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import publish_report_artifacts
+from flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry
 from pipelines import backtest
 from pipelines.backend import Backend, choose_backend
 from pipelines.config import load_config
@@ -21,7 +23,9 @@ from pipelines.stages import StageTimer
 
 
 # No input hashing for caching: the inputs are whole panels, and results are not persisted.
-@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+# The cluster (``cluster``: "config" = backtest.cluster, else cluster.address) is the pipeline's
+# own distributed.Client inside compute_task: one mechanism, so no DaskTaskRunner here.
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)
 def load_bars_task(request: backtest.BacktestRequest, backend: Backend):
     return backtest.load_stage(request, backend)
 
@@ -36,7 +40,7 @@ def compute_task(prepared, request: backtest.BacktestRequest, backend: Backend):
     return backtest.compute_stage(prepared, request, backend)
 
 
-@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)
 def write_report_task(request, backend, loaded, prepared, computed, stages, run_id):
     return backtest.report_stage(request, backend, loaded, prepared, computed, stages, run_id=run_id)
 

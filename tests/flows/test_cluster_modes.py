@@ -77,3 +77,35 @@ def test_portfolio_flow_same_bytes_in_process_and_on_processes(prefect_ephemeral
             for mode in ("none", "processes")]
     a, b = report_bytes(outs[0]), report_bytes(outs[1])
     assert len(a) >= 10 and a == b
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_daily_flow_on_a_cuda_cluster_matches_in_process(prefect_ephemeral, tmp_path):
+    """dask-cuda LocalCUDACluster (one worker per GPU): the same partitions, on the GPU backend,
+    match the CPU in-process run to float64 rounding (GPU and CPU kernels differ in summation order)."""
+    import numpy as np
+    import pandas as pd
+
+    from tests.transforms.gpu_testlib import cupy_or_skip
+
+    cupy_or_skip()
+    pytest.importorskip("dask_cuda")
+    from flows.daily import daily_flow
+
+    data = split_by_symbol(tmp_path / "in", 2)
+    cfg = config_file(tmp_path / "cfg.yaml", bars_per_partition=20_000)
+    with result_storage(tmp_path / "s1"):
+        cpu = daily_flow(data_path=str(data), out_dir=str(tmp_path / "cpu"), config_path=cfg, backend="cpu",
+                         cluster="none")
+    with result_storage(tmp_path / "s2"):
+        gpu = daily_flow(data_path=str(data), out_dir=str(tmp_path / "gpu"), config_path=cfg, backend="gpu",
+                         cluster="cuda")
+    manifest = json.loads((tmp_path / "gpu" / "manifest.json").read_text())
+    assert manifest["cluster"]["kind"] == "LocalCUDACluster" and manifest["backend"]["name"] == "gpu"
+    a, b = pd.read_parquet(f"{cpu}/indicators"), pd.read_parquet(f"{gpu}/indicators")
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    for col in a.columns[2:]:
+        np.testing.assert_allclose(b[col], a[col], rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=col)
+    pd.testing.assert_frame_equal(pd.read_parquet(f"{gpu}/rejected.parquet"), pd.read_parquet(f"{cpu}/rejected.parquet"),
+                                  check_dtype=False)
