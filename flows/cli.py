@@ -186,12 +186,20 @@ def _backtest(args) -> tuple[dict, object, object]:
     return manifest, pd.read_parquet(request.out_dir / "backtest_summary.parquet"), out_dir
 
 
+def _check_no_prefect(args) -> None:
+    """daily and portfolio use a cluster through Prefect's task runner: not without Prefect."""
+    if args.no_prefect and args.cluster is not None and args.cluster.lower() != "none":
+        raise ValueError(f"--cluster {args.cluster} runs {args.command}'s tasks through Prefect; drop --no-prefect "
+                         "(--no-prefect runs in-process)")
+
+
 def _portfolio(args) -> tuple[dict, object]:
     from pipelines.portfolio import prepare_portfolio, run_portfolio
 
     config = load_config(args.config)
     request = prepare_portfolio(config, data_path=args.data, out_dir=args.out, backend=args.backend)
     cluster = resolve_cluster("config" if args.cluster is None else args.cluster, config)
+    _check_no_prefect(args)
     if args.no_prefect:
         result = run_portfolio(request)
         return result.manifest, result.out_dir
@@ -255,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         request = prepare_daily(config, data_path=args.data, out_dir=args.out, backend=args.backend,
                                 cluster="config" if args.cluster is None else args.cluster)
+        _check_no_prefect(args)
         if args.no_prefect:
             result = run_daily(request)
             manifest, out_dir = result.manifest, result.out_dir

@@ -109,3 +109,17 @@ def test_daily_flow_on_a_cuda_cluster_matches_in_process(prefect_ephemeral, tmp_
         np.testing.assert_allclose(b[col], a[col], rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=col)
     pd.testing.assert_frame_equal(pd.read_parquet(f"{gpu}/rejected.parquet"), pd.read_parquet(f"{cpu}/rejected.parquet"),
                                   check_dtype=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["daily", "--cluster", "bogus"], "cluster must be null, 'local', 'processes', 'cuda' or a scheduler address"),
+    (["portfolio", "--cluster", "htp://x:1"], "not 'htp://x:1'"),
+    (["daily", "--no-prefect", "--cluster", "local"], "--cluster local runs daily's tasks through Prefect"),
+    (["portfolio", "--no-prefect", "--cluster", "processes"], "drop --no-prefect"),
+])
+def test_cli_cluster_errors_are_one_line(argv, message, tmp_path, capsys):
+    from flows.cli import main
+
+    assert main([*argv, "--data", str(SAMPLE), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alphapulse: error: ") and message in err and err.count("\n") == 1
