@@ -257,6 +257,8 @@ def _read_and_check(item, *, inputs: InputFiles, lib):
         else:
             symbol = next((f for f, std in inputs.rename.items() if std == "symbol"), "symbol")
             raw = frames.read_csv(lib, path, text_columns=(symbol,))
+    except FileNotFoundError:
+        raise  # checked by inspect_input, gone since (a flaky mount): IO, which the flows retry
     except Exception as e:
         raise DataError(f"{path}: cannot read as {inputs.format}: {type(e).__name__}: {e}") from None
     raw = raw.rename(columns=inputs.rename)

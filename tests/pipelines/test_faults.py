@@ -98,3 +98,15 @@ def test_killed_while_assembling_a_partitioned_report(two_files, tmp_path):
     again = run_daily(prepare_daily(_config(20_000), data_path=str(two_files), out_dir=str(out), backend="cpu"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml", "in", "rep"]
     pd.testing.assert_frame_equal(again.indicators, first.indicators)
+
+
+def test_a_vanished_file_of_a_whole_load_is_retryable_too(tmp_path):
+    f = tmp_path / "bars.parquet"
+    f.write_bytes(SAMPLE.read_bytes())
+    request = prepare_daily(load_config(), data_path=str(f), out_dir=str(tmp_path / "rep"), backend="cpu")
+    plan = plan_stage(request)
+    assert [p.whole for p in plan] == [True]
+    f.unlink()
+    with pytest.raises(StageError, match=r"^stage 'load' failed on the whole input: FileNotFoundError") as err:
+        compute_partition(request, cpu_backend("test"), plan[0], total=1, dest=tmp_path / "p.parquet")
+    assert err.value.retryable
