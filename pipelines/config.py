@@ -343,7 +343,7 @@ class ModelConfig(_Frozen):
     max_depth: int | None = Field(6, gt=0, description="random_forest")
     min_samples_leaf: int = Field(50, gt=0, description="random_forest")
     max_features: float = Field(0.5, gt=0, le=1, description="random_forest: share of features per split")
-    max_samples: float = Field(0.25, gt=0, le=1, description="random_forest: share of rows per tree")
+    max_samples: float = Field(0.1, gt=0, le=1, description="random_forest: share of rows per tree")
     seed: int = 0
 
     @field_validator("scope")

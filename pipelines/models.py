@@ -50,7 +50,7 @@ MODEL_TARGETS = {"ridge": "return", "logistic": "sign", "random_forest": "return
 
 def estimator(kind: str, *, backend: str = "cpu", alpha: float = 1.0, C: float = 1.0, max_iter: int = 100,
               n_neighbors: int = 25, n_estimators: int = 50, max_depth: int | None = 6, min_samples_leaf: int = 50,
-              max_features: float = 0.5, max_samples: float = 0.25, seed: int = 0):
+              max_features: float = 0.5, max_samples: float = 0.1, seed: int = 0):
     """An unfitted estimator of ``kind`` for ``backend``; the parameters mean the same on both.
 
     Parameters
