@@ -2,7 +2,6 @@
 the signal's backtest, model files (round trip, wrong features, untrusted content), config
 checks and the CLI."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
