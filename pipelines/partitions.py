@@ -103,15 +103,21 @@ def plan_partitions(inputs: InputFiles, *, bars_per_partition: int) -> list[Part
         return whole
     import pyarrow.parquet as pq
 
+    total = 0
+    for path in inputs.paths:  # footers only: input that fits one partition is not scanned
+        try:
+            total += pq.read_metadata(path).num_rows
+        except Exception as e:
+            raise _read_error(path, e) from None
+    if total <= bars_per_partition:
+        return whole
     column = _symbol_column(inputs)
     counts: dict[str, int] = {}
     in_file: dict[str, set[int]] = {}
     null_files: set[int] = set()
-    total = 0
     for i, path in enumerate(inputs.paths):
         try:
             pf = pq.ParquetFile(path)
-            total += pf.metadata.num_rows
             for rg in range(pf.num_row_groups):
                 col = _symbol_strings(pf.read_row_group(rg, columns=[column]).column(0))
                 if col.null_count:
@@ -123,8 +129,6 @@ def plan_partitions(inputs: InputFiles, *, bars_per_partition: int) -> list[Part
                         in_file.setdefault(value, set()).add(i)
         except Exception as e:
             raise _read_error(path, e) from None
-    if total <= bars_per_partition:
-        return whole
     parts, group, bars = [], [], 0
     for s in sorted(counts):
         if group and bars + counts[s] > bars_per_partition:
