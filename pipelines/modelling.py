@@ -45,7 +45,8 @@ from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.models import MODEL_TARGETS, estimator, model_files
 from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, markdown_table, write_report
-from pipelines.stages import StageTimer, run_record
+from pipelines.cost import stage_table_lines
+from pipelines.stages import StageTimer, run_record, run_sections
 from transforms import backtest as engine
 from transforms._array import namespace
 from transforms.batched_models import fit_knn, fit_logistic, fit_ridge
@@ -393,8 +394,7 @@ def _summary_md(manifest: dict, scores: pd.DataFrame, bt: pd.DataFrame, weights:
                   markdown_table(last.pivot(index="model", columns="ensemble", values="weight").reset_index())]
     if manifest["saved_models"]:
         lines += ["", f"Saved models (last step): {', '.join(manifest['saved_models'])}"]
-    lines += ["", "## Stage timings", "", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in manifest["stages"].items()]
+    lines += stage_table_lines(manifest)
     return "\n".join(lines) + "\n"
 
 
@@ -403,7 +403,8 @@ def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, f
                  run_id: str | None = None) -> ModelsResult:
     config = request.config
     mc = config.models
-    tables = {"predictions.parquet": predictions_frame(feats, trained, ens), "model_scores.parquet": scores,
+    predictions = predictions_frame(feats, trained, ens)
+    tables = {"predictions.parquet": predictions, "model_scores.parquet": scores,
               "ensemble_weights.parquet": ens.weights, "backtest.parquet": bt}
     if len(loaded.rejected):
         tables["rejected.parquet"] = loaded.rejected
@@ -440,6 +441,9 @@ def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, f
         "saved_models": sorted(n for n in files if n.endswith(".json")),
         "stages": dict(stages),
     }
+    # cost per unit: out-of-sample predictions made (rows of predictions.parquet x models)
+    manifest.update(run_sections(config, stages, work=("million predictions",
+                                                       len(predictions) * len(mc.models) / 1e6)))
     out = write_report(request.out_dir, tables=tables, manifest=manifest,
                        summary=_summary_md(manifest, scores, bt, ens.weights), files=files)
     return ModelsResult(out, manifest, tables)
