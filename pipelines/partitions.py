@@ -42,8 +42,8 @@ class Partition:
     files : indices into ``InputFiles.paths`` of the files holding some of them
     bars : rows of those symbols (rejected ones included)
     nulls : whether rows without a symbol belong here
-    fingerprint : sha256 of the files' (path, size, mtime_ns) and the symbols: changes when an
-        input file changes (the cache key of a partition's results)
+    fingerprint : sha256 of the files' (index, path, size, mtime_ns) and the symbols: changes when
+        an input file changes, or moves in the input's file order (the cache key of a partition's results)
     """
 
     index: int
@@ -68,7 +68,8 @@ def _fingerprint(inputs: InputFiles, files, symbols) -> str:
     for i in files:
         p = inputs.paths[i]
         st = os.stat(p)
-        h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        # the index too: rejected rows name their file by it, so a file added before it is a change
+        h.update(f"{i}\0{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     h.update("\0".join(symbols).encode())
     return h.hexdigest()
 

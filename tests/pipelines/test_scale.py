@@ -115,6 +115,12 @@ def test_fingerprint_changes_with_a_file(by_year, tmp_path):
     df.to_parquet(target, index=False)
     after = [p.fingerprint for p in plan_partitions(inputs, bars_per_partition=20_000)]
     assert all(a != b for a, b in zip(before, after))  # every partition reads every year file
+    # a file added first shifts every file's index (which rejected rows name): a change too
+    (folder / "bars-0000.parquet").write_bytes((folder / "bars-2017.parquet").read_bytes())
+    (folder / "bars-2017.parquet").unlink()
+    moved = inspect_input(folder, columns={"timestamp": "date", "symbol": "Name"})
+    shifted = [p.fingerprint for p in plan_partitions(moved, bars_per_partition=20_000)]
+    assert all(a != b for a, b in zip(after, shifted))
 
 
 def test_rows_without_a_symbol_are_rejected_in_the_last_partition(tmp_path, rows):
