@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, task
@@ -51,8 +52,8 @@ def partition_task(request: daily.DailyRequest, backend: Backend, part: Partitio
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)
-def write_report_task(request, backend, parts, stages, run_id, cluster):
-    return daily.report_stage(request, backend, parts, stages, run_id=run_id, cluster=cluster)
+def write_report_task(request, backend, parts, stages, run_id, cluster, cached):
+    return daily.report_stage(request, backend, parts, stages, run_id=run_id, cluster=cluster, cached=cached)
 
 
 def _daily(data_path, out_dir, config_path, backend, spec, cluster_info, on_cluster: bool) -> str:
@@ -73,14 +74,26 @@ def _daily(data_path, out_dir, config_path, backend, spec, cluster_info, on_clus
 
     if on_cluster:  # all at once: the scheduler runs as many as there are worker threads
         futures = [partition_task.submit(*args(p)) for p in plan]
-        parts = [f.result() for f in futures]
-    else:  # one after the other: one partition in memory at a time
-        parts = [partition_task(*args(p)) for p in plan]
+        for f in futures:
+            f.wait()
+        states = [f.state for f in futures]
+    else:  # one after the other: one partition in memory at a time, stopping at the first failure
+        states = []
+        for p in plan:
+            states.append(partition_task(*args(p), return_state=True))
+            if not states[-1].is_completed():
+                break
+    parts = [s.result() for s in states]  # raises the first failure (its message names stage and partition)
     # a cached result whose part file was removed since (a cleaned cache folder): compute again
-    parts = [r if Path(r.path).exists() else partition_task.with_options(refresh_cache=True)(*args(p))
-             for r, p in zip(parts, plan)]
+    for i, (r, p) in enumerate(zip(parts, plan)):
+        if not Path(r.path).exists():
+            states[i] = partition_task.with_options(refresh_cache=True)(*args(p), return_state=True)
+            parts[i] = states[i].result()
+    cached = [s.name == "Cached" for s in states]
+    # a cached partition's stage times are the run's that computed it: not this run's
+    parts = [replace(r, seconds={}) if c else r for r, c in zip(parts, cached)]
     run_id = str(flow_run.get_id() or "")[:12] or None
-    result = write_report_task(request, chosen, parts, timer.seconds, run_id, cluster_info)
+    result = write_report_task(request, chosen, parts, timer.seconds, run_id, cluster_info, sum(cached))
     publish_report_artifacts(result.out_dir, key="daily")
     return str(result.out_dir)
 

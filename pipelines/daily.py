@@ -272,10 +272,14 @@ def _combined_stats(parts: list[PartitionResult]) -> dict:
 
 
 def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionResult],
-                 stages: dict[str, float], *, run_id: str | None = None, cluster: dict | None = None) -> DailyResult:
+                 stages: dict[str, float], *, run_id: str | None = None, cluster: dict | None = None,
+                 cached: int = 0) -> DailyResult:
     """Write the report atomically into the request's output folder: the part files (as
     ``indicators.parquet``, or ``indicators/part-NNNNN.parquet`` for several partitions),
     ``rejected.parquet`` (if any), ``manifest.json`` and ``summary.md``.
+
+    ``cached``: partitions taken from the flow's cache (``output.cached_partitions``; their stage
+    times are not this run's, so the caller passes them with empty ``seconds``).
 
     ``stages`` holds the flow's own stages; the partitions' stage times are added up into it.
     """
@@ -300,8 +304,8 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
         **run_record("daily", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
                      run_id=run_id),
         "cluster": cluster or {"kind": "in-process", "workers": 1},
-        "output": {"path": out_path, "partitions": len(parts), "rows": sum(p.rows for p in parts),
-                   "columns": parts[0].columns},
+        "output": {"path": out_path, "partitions": len(parts), "cached_partitions": cached,
+                   "rows": sum(p.rows for p in parts), "columns": parts[0].columns},
         "short_history": short,
         "stages": stages,
     }

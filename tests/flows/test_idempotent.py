@@ -37,12 +37,14 @@ def test_reruns_are_identical_and_cached_until_an_input_changes(prefect_ephemera
     assert len(first) == 3 and set(first.values()) == {"Completed"}
     # the same input again: every partition comes from the cache, the report is the same
     assert set(run("b").values()) == {"Cached"}
+    mb = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert mb["output"]["cached_partitions"] == 3 and "load_validate" not in mb["stages"]
     assert report_bytes(tmp_path / "b") == report_bytes(tmp_path / "a")
     # without the cache (a fresh result store): recomputed, byte for byte the same
     assert set(run("c", store="fresh").values()) == {"Completed"}
     assert report_bytes(tmp_path / "c") == report_bytes(tmp_path / "a")
     ma, mc = _manifest(tmp_path / "a"), _manifest(tmp_path / "c")
-    assert ma == mc
+    assert ma == mc and ma["output"]["cached_partitions"] == 0
     assert json.loads((tmp_path / "a" / "manifest.json").read_text())["run_id"] != \
         json.loads((tmp_path / "c" / "manifest.json").read_text())["run_id"]
 
