@@ -28,6 +28,25 @@ _CLUSTER_HELP = ("where tasks run: none (in-process), local (threads), processes
                  "in the config)")
 
 
+class _OneLineUserErrors(logging.Filter):
+    """Prefect logs a failed flow run's exception with its traceback; for bad input the CLI's own
+    one line says it all on the console. Prefect's API handler (the UI) still gets the traceback:
+    it sees the record first, as the flow-run loggers' own handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _USER_ERRORS):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_user_tracebacks() -> None:
+    """Install :class:`_OneLineUserErrors` on the console handlers (call after Prefect is imported:
+    it sets up its own handler then)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _OneLineUserErrors) for f in handler.filters):
+            handler.addFilter(_OneLineUserErrors())
+
+
 def _error(e: BaseException, status: int) -> int:
     # one line even when a path or a quoted value holds a newline
     print("alphapulse: error: " + str(e).replace("\r", " ").replace("\n", " "), file=sys.stderr)
@@ -180,6 +199,8 @@ def _backtest(args) -> tuple[dict, object, object]:
 
     from flows.backtest import backtest_flow
 
+    quiet_user_tracebacks()
+
     out_dir = backtest_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
                             strategy=request.strategy.name, grid=args.grid, backend=args.backend, cluster=cluster)
     manifest = json.loads((request.out_dir / "manifest.json").read_text())
@@ -206,6 +227,8 @@ def _portfolio(args) -> tuple[dict, object]:
     import json
 
     from flows.portfolio import portfolio_flow
+
+    quiet_user_tracebacks()
 
     out_dir = portfolio_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
                              backend=args.backend, cluster=cluster)
@@ -271,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             import json
 
             from flows.daily import daily_flow
+
+            quiet_user_tracebacks()
 
             out_dir = daily_flow(data_path=request.data_path, out_dir=str(request.out_dir),
                                  config_path=args.config, backend=args.backend, cluster=request.cluster)

@@ -56,7 +56,10 @@ def run(args) -> int:
         result = run_models(request)
         manifest, out_dir = result.manifest, result.out_dir
     else:
+        from flows.cli import quiet_user_tracebacks
         from flows.models import models_flow
+
+        quiet_user_tracebacks()
 
         out_dir = models_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
                               backend=args.backend)

@@ -46,3 +46,20 @@ def test_prefect_yaml_deployments_are_valid():
     daily = next(d for d in spec["deployments"] if d["name"] == "daily")
     assert daily["schedules"][0]["cron"] == "30 22 * * 1-5"
     assert (ROOT / daily["parameters"]["data_path"]).exists()
+
+
+@pytest.mark.slow
+def test_cli_bad_input_under_prefect_is_one_line_without_traceback(prefect_ephemeral, tmp_path, capfd):
+    """Input that only the load can judge (every row breaks a rule) fails inside the flow run:
+    the console gets Prefect's state lines and the CLI's one line, never a Python traceback."""
+    from flows.cli import main
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,symbol,open,high,low,close,volume\n"
+                   "2024-01-02,AAA,10,9,11,10,100\n2024-01-03,AAA,10,9,11,10,100\n")
+    assert main(["daily", "--data", str(bad), "--out", str(tmp_path / "rep"), "--backend", "cpu"]) == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"alphapulse: error: {bad}: all 2 rows rejected (high_below_low: 2); "
+                                            f"first: {bad} row 0 (0-based data row): high_below_low")
+    assert not (tmp_path / "rep").exists()
