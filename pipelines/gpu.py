@@ -368,7 +368,8 @@ def timeline_png(monitoring: dict, *, title: str = "Utilisation") -> bytes | Non
     for k, (name, a, b) in enumerate(spans):
         for ax in (ax1, ax2):
             ax.axvspan(a, max(b, a + 1e-3), color=f"C{k % 10}", alpha=0.08)
-        ax1.text(a, 1.0, name, transform=ax1.get_xaxis_transform(), fontsize=7, va="bottom", rotation=30)
+        # three staggered rows: short stages sit side by side without their names overlapping
+        ax1.text(a, 1.01 + 0.07 * (k % 3), name, transform=ax1.get_xaxis_transform(), fontsize=7, va="bottom")
     for ax in (ax1, ax2):
         ax.set_xlabel("seconds since start")
         ax.legend(fontsize=8, loc="upper right")
