@@ -72,6 +72,7 @@ from pipelines.report import check_out_dir, format_value, markdown_table, reject
 from pipelines.routing import route
 from pipelines.stages import RunTracker, StageTimer, record_alerts, run_record, run_sections, set_queue
 from transforms import backtest as engine
+from transforms._array import to_host
 from transforms.metrics import METRICS, metrics_from_acc
 from transforms.returns_metrics import (RETURN_METRICS, equal_weight_accumulate, equal_weight_returns,
                                         metrics_from_returns)
@@ -289,10 +290,6 @@ class BlockResult:
     stats: dict = field(default_factory=dict)
 
 
-def _to_host(x):
-    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
-
-
 def _columns(x, a: int, b: int, backend: Backend):
     """Columns a:b of a (n_bars, n_symbols) panel, contiguous in the backend's layout."""
     part = x[:, a:b]
@@ -427,10 +424,10 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
                     run_be, ins, lg, lv, bk = be, (p, sub_n, sub_rows), legs, levels, bank
                     if be.is_gpu and not on_gpu:
                         run_be = cpu_backend("GPU out of memory: chunk on the CPU", precision=str(be.dtype))
-                        ins = ({k: np.asfortranarray(_to_host(v)) for k, v in p.items()}, _to_host(sub_n),
-                               np.asfortranarray(_to_host(sub_rows)))
-                        lg, lv = _to_host(legs), _to_host(levels)
-                        bk = np.ascontiguousarray(_to_host(bank).transpose(0, 2, 1)).transpose(0, 2, 1)
+                        ins = ({k: np.asfortranarray(to_host(v)) for k, v in p.items()}, to_host(sub_n),
+                               np.asfortranarray(to_host(sub_rows)))
+                        lg, lv = to_host(legs), to_host(levels)
+                        bk = np.ascontiguousarray(to_host(bank).transpose(0, 2, 1)).transpose(0, 2, 1)
                     tg = _targets(job, ins[0], c0, c1, run_be) if target else None
                     acc, ret, _ = engine.run_backtest(ins[0], ins[1], bank=bk, legs=lg[c0:c1], levels=lv[c0:c1],
                                                       targets=tg, rows=ins[2], n_rows_out=n_bars,
@@ -464,10 +461,10 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
                         windows[name][w, c0:c1, s0:s1] = v.reshape(c1 - c0, s1 - s0)
             del bank
         if job.portfolio:
-            result.group_sums.append((group, _to_host(sums)))
-    result.metrics = {k: _to_host(v) for k, v in metrics.items()}
-    result.windows = {k: _to_host(v) for k, v in windows.items()}
-    result.counts = _to_host(counts) if counts is not None else None
+            result.group_sums.append((group, to_host(sums)))
+    result.metrics = {k: to_host(v) for k, v in metrics.items()}
+    result.windows = {k: to_host(v) for k, v in windows.items()}
+    result.counts = to_host(counts) if counts is not None else None
     result.stats = {"sub_blocks": stats["sub_blocks"], "launches": stats["launches"],
                     "symbols_per_sub_block": subs, "combinations_per_chunk": c_full,
                     "largest_chunk_elements": int(stats["largest"]), "alerts": ops.alerts,
@@ -529,8 +526,8 @@ def make_blocks(prepared: PreparedPanel, size: int, *, host: bool) -> list[Symbo
         prices = {k: v[:, start:stop] for k, v in prepared.prices.items()}
         n, rows = prepared.n[start:stop], prepared.rows[:, start:stop]
         if host:
-            prices = {k: _to_host(v) for k, v in prices.items()}
-            n, rows = _to_host(n), _to_host(rows)
+            prices = {k: to_host(v) for k, v in prices.items()}
+            n, rows = to_host(n), to_host(rows)
         blocks.append(SymbolBlock(index, start, prices, n, rows, groups))
     return blocks
 
@@ -647,7 +644,7 @@ def sweep_stage(prepared: PreparedPanel, request: BacktestRequest, backend: Back
     returns = equal_weight_returns(sums, counts)
     bt = request.config.backtest
     pm = metrics_from_returns(returns, periods_per_year=bt.periods_per_year, definitions=bt.definitions)
-    pm = {k: _to_host(v) for k, v in pm.items()}
+    pm = {k: to_host(v) for k, v in pm.items()}
     return SweepResult(metrics, returns, counts, pm, _chunk_record(blocks, size, stats, job.batch_elements))
 
 
@@ -806,7 +803,7 @@ def symbol_equity(prepared: PreparedPanel, request: BacktestRequest, backend: Ba
         _, _, eq = engine.run_backtest(p, prepared.n[s0:s1], bank=bank, legs=xp.asarray(plan.legs),
                                        levels=xp.asarray(plan.levels), targets=tg, rows=rows, n_rows_out=n_bars,
                                        want_equity=True, mode=plan.mode, **job.engine)
-        eq = _to_host(eq)
+        eq = to_host(eq)
         t, s = np.nonzero(~np.isnan(eq))
         order = np.lexsort((t, s))
         parts.append(pd.DataFrame({"timestamp": prepared.timestamps[t[order]],

@@ -44,6 +44,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from transforms._array import to_host
+
 log = logging.getLogger(__name__)
 
 OPERATIONS = ("indicators", "covariance", "backtest", "montecarlo")
@@ -123,10 +125,6 @@ def gpu_device() -> tuple[object | None, str]:
 def _sync(xp) -> None:
     if xp is not np:
         xp.cuda.Device().synchronize()
-
-
-def _host(x):
-    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +323,7 @@ def _timed(case: _Case, xp, repeats: int) -> tuple[float, float, dict]:
         out = case.run(xp, inputs)
         _sync(xp)
         times.append(time.perf_counter() - start)
-    return warmup, statistics.median(times), {k: _host(v) for k, v in out.items()}
+    return warmup, statistics.median(times), {k: to_host(v) for k, v in out.items()}
 
 
 def run_benchmark(operation: str, sizes: list[int] | None = None, *, dtype: str = "float64",

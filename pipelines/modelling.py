@@ -48,7 +48,7 @@ from pipelines.report import check_out_dir, markdown_table, write_report
 from pipelines.cost import stage_table_lines
 from pipelines.stages import StageTimer, run_record, run_sections
 from transforms import backtest as engine
-from transforms._array import namespace
+from transforms._array import namespace, to_host
 from transforms.batched_models import fit_knn, fit_logistic, fit_ridge
 from transforms.ensemble import combine, ensemble_weights
 from transforms.features import feature_panel, forward_returns
@@ -61,10 +61,6 @@ from transforms.walkforward import ModelSpec, walk_forward, walk_forward_splits
 log = logging.getLogger(__name__)
 
 PRICE_FIELDS = ("open", "high", "low", "close", "volume")
-
-
-def _host(x):
-    return x.get() if hasattr(x, "get") and type(x).__module__.startswith("cupy") else np.asarray(x)
 
 
 @dataclass(frozen=True)
@@ -169,7 +165,7 @@ def features_stage(bars, mc: ModelsConfig, backend: Backend) -> Features:
     X, names = feature_panel(close, indicators=ind, return_lags=f.return_lags, return_windows=f.return_windows,
                              volatility_windows=f.volatility_windows, rank_features=f.rank_features)
     y = forward_returns(close, horizon_bars=mc.horizon_bars)
-    complete = _host(xp.isfinite(X).all(axis=2).any(axis=1))
+    complete = to_host(xp.isfinite(X).all(axis=2).any(axis=1))
     if not complete.any():
         raise ValueError("no bar has a complete feature row: the histories are shorter than the features' lookbacks")
     timestamps = pd.DatetimeIndex(frames.to_host(panel.timestamps))
@@ -321,8 +317,8 @@ def backtest_stage(feats: Features, trained: Trained, ens: Ensembles, mc: Models
         held = (signal if c == 0 else hold)[first:]
         out.append({"strategy": name, "ensemble": sc.ensemble if c == 0 else "-",
                     "start": feats.timestamps[first], "end": feats.timestamps[-1],
-                    **{k: float(_host(v)[0]) for k, v in m.items()},
-                    "avg_long_fraction": float(_host(held.mean()))})
+                    **{k: float(to_host(v)[0]) for k, v in m.items()},
+                    "avg_long_fraction": float(to_host(held.mean()))})
     return pd.DataFrame(out)
 
 
@@ -334,8 +330,8 @@ def backtest_stage(feats: Features, trained: Trained, ens: Ensembles, mc: Models
 def predictions_frame(feats: Features, trained: Trained, ens: Ensembles) -> pd.DataFrame:
     first = trained.splits[0].test_start
     res = trained.result
-    cols = {n: _host(res.predictions[k, first:]) for k, n in enumerate(res.names)}
-    cols |= {k: _host(v[first:]) for k, v in ens.scores.items()}
+    cols = {n: to_host(res.predictions[k, first:]) for k, n in enumerate(res.names)}
+    cols |= {k: to_host(v[first:]) for k, v in ens.scores.items()}
     any_pred = np.zeros(cols[res.names[0]].shape, dtype=bool)
     for v in cols.values():
         any_pred |= np.isfinite(v)
@@ -346,7 +342,7 @@ def predictions_frame(feats: Features, trained: Trained, ens: Ensembles) -> pd.D
                         "symbol": np.asarray(feats.symbols, dtype=object)[s]})
     for k, v in cols.items():
         out[k] = v[t, s]
-    out["target"] = _host(feats.target[first:])[t, s]
+    out["target"] = to_host(feats.target[first:])[t, s]
     return out
 
 

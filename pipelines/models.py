@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from transforms._array import to_host
+
 __all__ = ["kmeans_model", "estimator", "ProbabilityOfOne", "model_files", "load_model", "ModelFileError"]
 
 
@@ -137,10 +139,6 @@ class ModelFileError(ValueError):
     """A saved model that cannot be used: wrong features, unexpected content, unreadable."""
 
 
-def _host(x):
-    return x.get() if hasattr(x, "get") and type(x).__module__.startswith("cupy") else np.asarray(x)
-
-
 def model_files(model, *, name: str, kind: str, scope: str, features: list, symbols: list, config_hash: str,
                 window: dict) -> dict[str, bytes]:
     """The files of one fitted model, as ``name -> bytes`` for ``write_report(files=...)``.
@@ -186,7 +184,7 @@ def model_files(model, *, name: str, kind: str, scope: str, features: list, symb
     if scope == "per_symbol":
         meta["symbols"] = [str(s) for s in symbols]
     buf = io.BytesIO()
-    np.savez(buf, **{k: _host(v) for k, v in arrays.items()})
+    np.savez(buf, **{k: to_host(v) for k, v in arrays.items()})
     files[f"model_{name}.npz"] = buf.getvalue()
     files[f"model_{name}.json"] = (json.dumps(meta, indent=2) + "\n").encode()
     return files

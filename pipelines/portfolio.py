@@ -51,6 +51,7 @@ from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, markdown_table, rejected_note, write_report
 from pipelines.routing import route
 from pipelines.stages import StageTimer, run_record, run_sections
+from transforms._array import to_host
 from transforms import covariance as cov_mod
 from transforms.correlation import absorption_ratio, average_pairwise_correlation, rolling_corr
 from transforms.montecarlo import monte_carlo_var_cvar, normal_var_cvar
@@ -60,10 +61,6 @@ from transforms.regimes import fit_regimes, market_features
 from transforms.returns import common_window, simple_returns
 
 log = logging.getLogger(__name__)
-
-
-def _host(x):
-    return x.get() if hasattr(x, "get") and type(x).__module__.startswith("cupy") else np.asarray(x)
 
 
 @dataclass(frozen=True)
@@ -156,7 +153,7 @@ def returns_stage(bars, pc: PortfolioConfig, backend: Backend) -> Returns:
                          f"(lookback_bars={pc.lookback_bars}, min_history_bars={pc.min_history_bars})")
     if len(window.rows) < 2:
         raise ValueError("the common window has fewer than two complete rows")
-    block = _host(window.select(r)).astype(np.float64)
+    block = to_host(window.select(r)).astype(np.float64)
     for e in window.excluded:
         log.info("excluded %s: %s (%s)", e.symbol, e.reason, e.detail)
     return Returns(r, timestamps, symbols, window, block)
@@ -180,7 +177,7 @@ def covariance_stage(rets: Returns, pc: PortfolioConfig, backend: Backend,
         c = cov_mod.ewma_cov(x, halflife=pc.ewma_halflife, periods_per_year=ppy)
     else:
         c = cov_mod.denoised_cov(x, periods_per_year=ppy)
-    c = _host(c).astype(np.float64)
+    c = to_host(c).astype(np.float64)
     return (c + c.T) / 2
 
 
@@ -232,24 +229,24 @@ def optimise_stage(rets: Returns, cov: np.ndarray, pc: PortfolioConfig) -> Optim
     for method in pc.methods:
         if method == "black_litterman":
             bl = pc.black_litterman
-            prior = _host(market_implied_prior_returns(np.full(n, 1.0 / n), cov, risk_aversion=bl.risk_aversion,
+            prior = to_host(market_implied_prior_returns(np.full(n, 1.0 / n), cov, risk_aversion=bl.risk_aversion,
                                                        risk_free_rate=pc.risk_free_rate))
             P, Q, omega, dropped = _views(pc, symbols, cov)
             notes += [f"black_litterman: dropped {d}" for d in dropped]
             post_mu, post_cov = (prior, cov) if P is None else black_litterman_posterior(
                 prior, cov, picking=P, views=Q, omega=omega, tau=bl.tau)
-            res = optimise_with_fallback("max_sharpe", covariance=_host(post_cov), expected_returns=_host(post_mu), **box)
+            res = optimise_with_fallback("max_sharpe", covariance=to_host(post_cov), expected_returns=to_host(post_mu), **box)
         else:
             res = optimise_with_fallback(method, covariance=cov, expected_returns=mu, **box)
         if res.fell_back:
             log.warning("%s fell back to %s: %s", method, res.method,
                         "; ".join(f"{a.method}: {a.error}" for a in res.attempts if a.error))
-        results[method] = _host(res.weights).astype(np.float64)
+        results[method] = to_host(res.weights).astype(np.float64)
         chains += [{"method": method, "step": r["step"], "tried": r["method"], "status": r["status"],
                     "reason": r["reason"]} for r in res.records()]
     component = np.vstack([w / w.sum() for w in results.values()])
     try:
-        ens = _host(ensemble_weights(component, method=pc.ensemble, covariance=cov if pc.ensemble == "inverse_volatility"
+        ens = to_host(ensemble_weights(component, method=pc.ensemble, covariance=cov if pc.ensemble == "inverse_volatility"
                                      else None, returns=rets.block if pc.ensemble == "adaptive" else None,
                                      periods_per_year=pc.periods_per_year))
     except (ValueError, OptimisationError) as e:
@@ -273,7 +270,7 @@ def correlation_stage(rets: Returns, pc: PortfolioConfig) -> tuple[pd.DataFrame,
     """Month-end rolling correlation over all symbols (long, upper triangle, finite) and its summary."""
     rows = month_end_rows(rets.timestamps)
     rows = rows[rows >= pc.correlation_lookback_bars]  # full windows only (row 0 has no return)
-    corr = _host(rolling_corr(rets.returns, rows, lookback=pc.correlation_lookback_bars,
+    corr = to_host(rolling_corr(rets.returns, rows, lookback=pc.correlation_lookback_bars,
                               min_periods=pc.correlation_min_periods))
     n = len(rets.symbols)
     iu, ju = np.triu_indices(n, k=1)
@@ -285,7 +282,7 @@ def correlation_stage(rets: Returns, pc: PortfolioConfig) -> tuple[pd.DataFrame,
     long = pd.DataFrame({"date": dates[d_idx], "symbol_i": sym[iu[p_idx]], "symbol_j": sym[ju[p_idx]],
                          "rho": vals[keep]})
     summary = []
-    avg = _host(average_pairwise_correlation(corr)) if len(rows) else np.zeros(0)
+    avg = to_host(average_pairwise_correlation(corr)) if len(rows) else np.zeros(0)
     for k in range(len(rows)):
         ok = np.isfinite(np.diagonal(corr[k]))  # symbols with data in the window
         ok[ok] = np.isfinite(corr[k][np.ix_(ok, ok)]).all(axis=1)  # and a value with every other one
@@ -333,7 +330,7 @@ def risk_stage(rets: Returns, cov_annual: np.ndarray, weights: np.ndarray, pc: P
             out = monte_carlo_var_cvar(d_weights, model=model, levels=mc.levels, horizon_bars=h, n_paths=mc.n_paths,
                                        seed=mc.seed, mean=d_mean, cov=d_cov, returns=d_block,
                                        dof=mc.student_t_dof if model == "student_t" else None)
-            var, cvar = _host(out["var"]), _host(out["cvar"])
+            var, cvar = to_host(out["var"]), to_host(out["cvar"])
             rows += [{"method": method, "model": model, "level": lv, "horizon": h, "VaR": float(v), "CVaR": float(c)}
                      for lv, v, c in zip(mc.levels, var, cvar)]
         var, cvar = normal_var_cvar(weights, mean=mean, cov=cov, horizon_bars=h, levels=mc.levels)

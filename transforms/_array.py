@@ -28,3 +28,8 @@ def namespace(*arrays):
 def float_dtype(x):
     """``x``'s dtype when it is float32/float64, else float64 (integers, e.g. volume, compute in float64)."""
     return x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def to_host(x) -> np.ndarray:
+    """``x`` as a NumPy array (a CuPy array is copied from the device; anything else as is)."""
+    return x.get() if is_cupy(x) else np.asarray(x)

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from transforms._array import is_cupy, namespace
+from transforms._array import namespace
 
 __all__ = [
     "OptimisationError", "QPSolution", "solve_qp",

@@ -38,16 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from transforms._array import float_dtype, is_cupy, namespace
+from transforms._array import float_dtype, namespace, to_host
 from transforms.correlation import average_pairwise_correlation, rolling_corr
 
 __all__ = ["FEATURES", "market_features", "fit_regimes", "regime_runs", "RegimeResult"]
 
 FEATURES = ("index_return", "volatility", "avg_correlation", "dispersion", "trend")
-
-
-def _host(x):
-    return x.get() if is_cupy(x) else np.asarray(x)
 
 
 def _trailing(x, window: int, reduce, *, xp):
@@ -110,7 +106,7 @@ def market_features(returns, *, dates=None, vol_window_bars: int = 21, corr_wind
     if len(index_name) != n_bars:
         raise ValueError(f"{len(index_name)} dates for {n_bars} rows")
     cols = dict(zip(FEATURES, (index, vol, avg_corr, dispersion, trend)))
-    return pd.DataFrame({k: _host(v).astype(np.float64) for k, v in cols.items()}, index=index_name)
+    return pd.DataFrame({k: to_host(v).astype(np.float64) for k, v in cols.items()}, index=index_name)
 
 
 @dataclass(frozen=True)
@@ -162,7 +158,7 @@ def fit_regimes(features: pd.DataFrame, model, *, order_by: str = "volatility") 
     x = complete.to_numpy(dtype=np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0)
     z = (x - mean) / np.where(std > 0, std, 1.0)
-    raw = _host(model.fit_predict(z)).astype(np.int64).reshape(-1)
+    raw = to_host(model.fit_predict(z)).astype(np.int64).reshape(-1)
     found = np.unique(raw)
     centres = pd.DataFrame([x[raw == k].mean(axis=0) for k in found], columns=complete.columns, index=found)
     first = pd.Series([int(np.argmax(raw == k)) for k in found], index=found)
