@@ -70,7 +70,7 @@ from pipelines.oom import run_chunks
 from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, format_value, markdown_table, rejected_note, write_report
 from pipelines.routing import route
-from pipelines.stages import RunTracker, StageTimer, record_alerts, run_record, run_sections, set_queue
+from pipelines.stages import RunTracker, StageTimer, record_alerts, request_paths, run_record, run_sections, set_queue
 from transforms import backtest as engine
 from transforms._array import to_host
 from transforms.metrics import METRICS, metrics_from_acc
@@ -142,14 +142,8 @@ def prepare_backtest(config: Config, *, data_path: str | None = None, out_dir: s
     Raises ``ValueError`` (``GridError``), ``DataError`` or ``ReportError`` with a one-line message.
     """
     bt = config.backtest
-    data_path = config.data.path if data_path is None else data_path  # "" is no input, not the default
-    out_dir = bt.out_dir if out_dir is None else out_dir
-    if not data_path:
-        raise ValueError("no input: give --data or set data.path in the config")
-    if not out_dir:
-        raise ValueError("no output folder: give --out or set backtest.out_dir in the config")
-    if backend not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"unknown backend {backend!r}: expected auto, cpu or gpu")
+    data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
+                                       default_out_dir=bt.out_dir, out_key="backtest.out_dir", backend=backend)
     strat = _strategy_of(strategy or bt.strategy)
     if isinstance(grid, str):
         values, source = parse_grid(grid), "command line"

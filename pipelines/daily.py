@@ -36,7 +36,7 @@ from pipelines.panel import bars_to_panel, panel_to_frame
 from pipelines.partitions import Partition, load_partition, plan_partitions
 from pipelines.report import check_out_dir, markdown_table, write_report
 from pipelines.routing import route
-from pipelines.stages import RunTracker, StageTimer, run_record, run_sections, stage_errors
+from pipelines.stages import RunTracker, StageTimer, request_paths, run_record, run_sections, stage_errors
 from transforms.indicators import INDICATORS, compute_indicators, lookback
 
 log = logging.getLogger(__name__)
@@ -105,14 +105,8 @@ def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str 
     ``cluster``: where the flow's tasks run (see :mod:`pipelines.cluster`); "config" takes
     ``cluster.address``. Raises ``DataError`` / ``ReportError`` / ``ValueError`` with a one-line message.
     """
-    data_path = config.data.path if data_path is None else data_path  # "" is no input, not the default
-    out_dir = config.report.out_dir if out_dir is None else out_dir
-    if not data_path:
-        raise ValueError("no input: give --data or set data.path in the config")
-    if not out_dir:
-        raise ValueError("no output folder: give --out or set report.out_dir in the config")
-    if backend not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"unknown backend {backend!r}: expected auto, cpu or gpu")
+    data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
+                                       default_out_dir=config.report.out_dir, out_key="report.out_dir", backend=backend)
     if not config.indicator_specs():
         raise ValueError("no indicators configured (the indicators: block is empty)")
     cluster = resolve_cluster(cluster, config)

@@ -46,7 +46,7 @@ from pipelines.models import MODEL_TARGETS, estimator, model_files
 from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, markdown_table, write_report
 from pipelines.cost import stage_table_lines
-from pipelines.stages import StageTimer, run_record, run_sections
+from pipelines.stages import StageTimer, request_paths, run_record, run_sections
 from transforms import backtest as engine
 from transforms._array import namespace, to_host
 from transforms.batched_models import fit_knn, fit_logistic, fit_ridge
@@ -118,14 +118,8 @@ def prepare_models(config: Config, *, data_path: str | None = None, out_dir: str
                    backend: str = "auto") -> ModelsRequest:
     """Resolve paths and check them and the ``models:`` block cheaply (headers, not data)."""
     mc = config.models
-    data_path = config.data.path if data_path is None else data_path  # "" is no input, not the default
-    out_dir = mc.out_dir if out_dir is None else out_dir
-    if not data_path:
-        raise ValueError("no input: give --data or set data.path in the config")
-    if not out_dir:
-        raise ValueError("no output folder: give --out or set models.out_dir in the config")
-    if backend not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"unknown backend {backend!r}: expected auto, cpu or gpu")
+    data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
+                                       default_out_dir=mc.out_dir, out_key="models.out_dir", backend=backend)
     check_models_config(mc)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
     return ModelsRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend)

@@ -50,7 +50,7 @@ from pipelines.models import kmeans_model
 from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, markdown_table, rejected_note, write_report
 from pipelines.routing import route
-from pipelines.stages import StageTimer, run_record, run_sections
+from pipelines.stages import StageTimer, request_paths, run_record, run_sections
 from transforms._array import to_host
 from transforms import covariance as cov_mod
 from transforms.correlation import absorption_ratio, average_pairwise_correlation, rolling_corr
@@ -88,14 +88,8 @@ def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: 
     Raises ``DataError`` / ``ReportError`` / ``ValueError`` with a one-line message.
     """
     pc = config.portfolio
-    data_path = config.data.path if data_path is None else data_path  # "" is no input, not the default
-    out_dir = pc.out_dir if out_dir is None else out_dir
-    if not data_path:
-        raise ValueError("no input: give --data or set data.path in the config")
-    if not out_dir:
-        raise ValueError("no output folder: give --out or set portfolio.out_dir in the config")
-    if backend not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"unknown backend {backend!r}: expected auto, cpu or gpu")
+    data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
+                                       default_out_dir=pc.out_dir, out_key="portfolio.out_dir", backend=backend)
     if pc.min_history_bars > pc.lookback_bars:
         raise ValueError(f"portfolio.min_history_bars ({pc.min_history_bars}) exceeds portfolio.lookback_bars "
                          f"({pc.lookback_bars})")

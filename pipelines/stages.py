@@ -354,3 +354,19 @@ def run_record(pipeline: str, *, backend, config, data_path: str, loaded, run_id
         "config_hash": config.hash(),
         "input": {"path": data_path, "files": loaded.files, **loaded.stats},
     }
+
+
+def request_paths(config, *, data_path: str | None, out_dir: str | None, default_out_dir: str | None,
+                  out_key: str, backend: str) -> tuple[str, str]:
+    """A request's ``(data_path, out_dir)``: the arguments, else the config's (``data.path`` and
+    ``default_out_dir``, named ``out_key`` in messages); an empty argument is no path, never the
+    config's default. Checks the backend name too. One-line ``ValueError``\\ s."""
+    data_path = config.data.path if data_path is None else data_path
+    out_dir = default_out_dir if out_dir is None else out_dir
+    if not data_path:
+        raise ValueError("no input: give --data or set data.path in the config")
+    if not out_dir:
+        raise ValueError(f"no output folder: give --out or set {out_key} in the config")
+    if backend not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"unknown backend {backend!r}: expected auto, cpu or gpu")
+    return str(data_path), str(out_dir)
