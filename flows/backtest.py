@@ -2,7 +2,10 @@
 ``pipelines.backtest``.
 
 Retries belong to IO: loading and report writing retry on an ``OSError`` (``flows.runners.io_retry``);
-the sweep and bad input do not. The sweep's Dask
+the sweep and bad input do not. Caching: the sweep's result is cached (``INPUTS + TASK_SOURCE``,
+persisted) under :func:`pipelines.backtest.compute_key` (config, strategy and grid, backend and
+dtype, the input files' fingerprint, the code), so a re-run on unchanged input and settings skips
+the sweep and writes the same report (``cached_compute`` in its manifest). The sweep's Dask
 cluster (``cluster``: in-process, local, processes, cuda or a scheduler address) is opened by the
 pipeline inside its task, with a ``distributed.Client``, so the flow runs with Prefect's default
 task runner. Runs with no Prefect server configured (Prefect's ephemeral mode).
@@ -12,7 +15,9 @@ from __future__ import annotations
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 
 from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from dataclasses import replace
+
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from flows.artifacts import publish_report_artifacts
 from flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry
@@ -22,7 +27,6 @@ from pipelines.config import load_config
 from pipelines.stages import StageTimer
 
 
-# No input hashing for caching: the inputs are whole panels, and results are not persisted.
 # The cluster (``cluster``: "config" = backtest.cluster, else cluster.address) is the pipeline's
 # own distributed.Client inside compute_task: one mechanism, so no DaskTaskRunner here.
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)
@@ -35,8 +39,10 @@ def panel_task(bars, backend: Backend):
     return backtest.panel_stage(bars, backend)
 
 
-@task(cache_policy=NO_CACHE)
-def compute_task(prepared, request: backtest.BacktestRequest, backend: Backend):
+# Only ``cache_key`` and the task's source decide a hit: hashing the panel would cost more than the
+# key, and the request holds the output folder.
+@task(persist_result=True, cache_policy=(INPUTS - "prepared" - "request" - "backend") + TASK_SOURCE)
+def compute_task(prepared, request: backtest.BacktestRequest, backend: Backend, cache_key: str):
     return backtest.compute_stage(prepared, request, backend)
 
 
@@ -73,7 +79,10 @@ def backtest_flow(data_path: str | None = None, out_dir: str | None = None, conf
         loaded = load_bars_task(request, chosen)
     with timer.stage("panel"):
         prepared = panel_task(loaded.bars, chosen)
-    computed = compute_task(prepared, request, chosen)
+    state = compute_task(prepared, request, chosen, backtest.compute_key(request, chosen), return_state=True)
+    computed = state.result()
+    if state.name == "Cached":  # its stage times are the run's that computed it, not this run's
+        computed = replace(computed, stages={}, cached=True)
     run_id = str(flow_run.get_id() or "")[:12] or None
     result = write_report_task(request, chosen, loaded, prepared, computed, {**timer.seconds, **computed.stages},
                                run_id)

@@ -46,6 +46,7 @@ Execution
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import time
@@ -68,9 +69,11 @@ from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.grid import GridError, check_grid, expand_grid, grid_size, parse_grid
 from pipelines.oom import run_chunks
 from pipelines.panel import bars_to_panel
+from pipelines.partitions import input_fingerprint
 from pipelines.report import check_out_dir, format_value, markdown_table, rejected_note, write_report
 from pipelines.routing import route
-from pipelines.stages import RunTracker, StageTimer, record_alerts, request_paths, run_record, run_sections, set_queue
+from pipelines.stages import (RunTracker, StageTimer, record_alerts, request_paths, result_key, run_record,
+                              run_sections, set_queue)
 from transforms import backtest as engine
 from transforms._array import to_host
 from transforms.metrics import METRICS, metrics_from_acc
@@ -748,6 +751,19 @@ class ComputeResult:
     walk_forward: WalkForwardResult | None
     cluster: dict
     stages: dict = field(default_factory=dict)
+    cached: bool = False  # set by the flow when Prefect's cache served it (its stages are another run's)
+
+
+def compute_key(request: BacktestRequest, backend: Backend) -> str:
+    """What the sweep's results depend on: the config, the strategy and its grid (arguments may
+    override the config's), the backend and dtype, the input files' fingerprint and the code. Not
+    the cluster: results are bit-identical on every cluster. The flow's cache key."""
+    grid = json.dumps(request.grid, sort_keys=True, default=str)
+    return result_key(request.config.hash(), request.strategy.name, grid, backend.name, str(backend.dtype),
+                      input_fingerprint(request.inputs),
+                      modules=("pipelines.backtest", "pipelines.data", "pipelines.panel", "pipelines.grid",
+                               "transforms.backtest", "transforms.strategies", "transforms.metrics",
+                               "transforms.returns_metrics", "transforms.indicators", "transforms.kernels"))
 
 
 def compute_stage(prepared: PreparedPanel, request: BacktestRequest, backend: Backend,
@@ -1048,6 +1064,7 @@ def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars,
         "cluster": computed.cluster,
         "heatmap": "sharpe_heatmap.png" if png else "not drawn: the grid varies no parameter",
         "stages": {**stages, **timer.seconds},
+        "cached_compute": computed.cached,
     })
     backtests = len(request.plan.combos) * prepared.shape[1]
     manifest.update(run_sections(config, manifest["stages"], work=("million backtests", backtests / 1e6)))

@@ -14,7 +14,6 @@ the report folder, which is swapped in atomically as before.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -36,7 +35,8 @@ from pipelines.panel import bars_to_panel, panel_to_frame
 from pipelines.partitions import Partition, load_partition, plan_partitions
 from pipelines.report import check_out_dir, markdown_table, write_report
 from pipelines.routing import route
-from pipelines.stages import RunTracker, StageTimer, request_paths, run_record, run_sections, stage_errors
+from pipelines.stages import (RunTracker, StageTimer, request_paths, result_key, run_record, run_sections,
+                              stage_errors)
 from transforms.indicators import INDICATORS, compute_indicators, lookback
 
 log = logging.getLogger(__name__)
@@ -124,25 +124,13 @@ def plan_stage(request: DailyRequest) -> list[Partition]:
         return plan_partitions(request.inputs, bars_per_partition=request.config.data.bars_per_partition)
 
 
-def _code_version() -> str:
-    """sha256 of the source of the modules a partition's results come from: a cached result is
-    never reused by different code (the task's own source is only its thin wrapper)."""
-    import importlib
-    import inspect
-
-    h = hashlib.sha256()
-    for name in ("pipelines.daily", "pipelines.partitions", "pipelines.data", "pipelines.panel",
-                 "transforms.indicators"):
-        h.update(inspect.getsource(importlib.import_module(name)).encode())
-    return h.hexdigest()
-
-
 def partition_key(request: DailyRequest, backend: Backend, part: Partition) -> str:
     """What a partition's results depend on: the config, the backend and dtype, the files'
     fingerprint (path, size, mtime) with the partition's symbols, and the code. The flow's cache key."""
-    text = "\0".join([request.config.hash(), backend.name, str(backend.dtype), part.fingerprint,
-                      "whole" if part.whole else "part", _code_version()])
-    return hashlib.sha256(text.encode()).hexdigest()
+    return result_key(request.config.hash(), backend.name, str(backend.dtype), part.fingerprint,
+                      "whole" if part.whole else "part",
+                      modules=("pipelines.daily", "pipelines.partitions", "pipelines.data", "pipelines.panel",
+                               "transforms.indicators"))
 
 
 def _write_part(frame: pd.DataFrame, dest: Path) -> None:

@@ -63,6 +63,11 @@ class Partition:
         return f"partition {self.index + 1} of {total} ({self.symbols[0]}..{self.symbols[-1]})"
 
 
+def input_fingerprint(inputs: InputFiles) -> str:
+    """sha256 of every input file's (index, path, size, mtime_ns): changes when the input does."""
+    return _fingerprint(inputs, range(len(inputs.paths)), ())
+
+
 def _fingerprint(inputs: InputFiles, files, symbols) -> str:
     h = hashlib.sha256()
     for i in files:

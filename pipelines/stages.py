@@ -8,6 +8,7 @@ utilisation samples tagged with the active stages and the task queue) and
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import platform
 import sys
@@ -370,3 +371,16 @@ def request_paths(config, *, data_path: str | None, out_dir: str | None, default
     if backend not in ("auto", "cpu", "gpu"):
         raise ValueError(f"unknown backend {backend!r}: expected auto, cpu or gpu")
     return str(data_path), str(out_dir)
+
+
+def result_key(*parts: str, modules: tuple[str, ...]) -> str:
+    """A cache key: sha256 of ``parts`` (config hash, backend, input fingerprint, ...) and of the
+    source of ``modules``, the code the result comes from (a Prefect task's own source is only its
+    thin wrapper, so ``TASK_SOURCE`` alone would reuse results of changed code)."""
+    import importlib
+    import inspect
+
+    h = hashlib.sha256("\0".join(parts).encode())
+    for name in modules:
+        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    return h.hexdigest()
