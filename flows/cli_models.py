@@ -42,7 +42,11 @@ def add_parser(sub) -> None:
     m.add_argument("--config", help="YAML config (default: the shipped default config; see its models: block)")
     m.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
                    help="override the config's backend choice (default: auto)")
-    m.add_argument("--no-prefect", action="store_true", help="run the pipeline directly, without a Prefect flow run")
+    m.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT",
+                   help="where the flow's tasks run: none (in-process), local (threads), processes, cuda (dask-cuda) "
+                        "or a Dask scheduler address (default: cluster.address in the config)")
+    m.add_argument("--no-prefect", action="store_true",
+                   help="run the pipeline directly, without a Prefect flow run (in-process, no cluster)")
     m.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
 
 
@@ -50,8 +54,15 @@ def run(args) -> int:
     from pipelines.config import load_config
     from pipelines.modelling import prepare_models, run_models
 
+    from pipelines.cluster import resolve_cluster
+
     start = time.perf_counter()
-    request = prepare_models(load_config(args.config), data_path=args.data, out_dir=args.out, backend=args.backend)
+    config = load_config(args.config)
+    request = prepare_models(config, data_path=args.data, out_dir=args.out, backend=args.backend)
+    cluster = resolve_cluster("config" if args.cluster is None else args.cluster, config)
+    if args.no_prefect and cluster is not None:
+        raise ValueError(f"--cluster {cluster} runs the models flow's tasks through Prefect; drop --no-prefect "
+                         "(--no-prefect runs in-process)")
     if args.no_prefect:
         result = run_models(request)
         manifest, out_dir = result.manifest, result.out_dir
@@ -62,7 +73,7 @@ def run(args) -> int:
         quiet_user_tracebacks()
 
         out_dir = models_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
-                              backend=args.backend)
+                              backend=args.backend, cluster=cluster)
         manifest = json.loads((request.out_dir / "manifest.json").read_text())
     _print_summary(manifest, out_dir, time.perf_counter() - start)
     return 0

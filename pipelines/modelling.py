@@ -46,7 +46,8 @@ from pipelines.models import MODEL_TARGETS, estimator, model_files
 from pipelines.panel import bars_to_panel
 from pipelines.report import check_out_dir, markdown_table, write_report
 from pipelines.cost import stage_table_lines
-from pipelines.stages import StageTimer, request_paths, run_record, run_sections
+from pipelines.partitions import input_fingerprint
+from pipelines.stages import StageTimer, request_paths, result_key, run_record, run_sections
 from transforms import backtest as engine
 from transforms._array import namespace, to_host
 from transforms.batched_models import fit_knn, fit_logistic, fit_ridge
@@ -390,7 +391,7 @@ def _summary_md(manifest: dict, scores: pd.DataFrame, bt: pd.DataFrame, weights:
 
 def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, feats: Features, trained: Trained,
                  ens: Ensembles, scores: pd.DataFrame, bt: pd.DataFrame, stages: dict, *,
-                 run_id: str | None = None) -> ModelsResult:
+                 run_id: str | None = None, cached: bool = False) -> ModelsResult:
     config = request.config
     mc = config.models
     predictions = predictions_frame(feats, trained, ens)
@@ -430,6 +431,7 @@ def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, f
         "scores": scores[scores["step"] == -1][["model", "ic_mean", "ic_tstat", "hit_rate"]].to_dict(orient="records"),
         "saved_models": sorted(n for n in files if n.endswith(".json")),
         "stages": dict(stages),
+        "cached_compute": cached,
     }
     # cost per unit: out-of-sample predictions made (rows of predictions.parquet x models)
     manifest.update(run_sections(config, stages, work=("million predictions",
@@ -437,6 +439,16 @@ def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, f
     out = write_report(request.out_dir, tables=tables, manifest=manifest,
                        summary=_summary_md(manifest, scores, bt, ens.weights), files=files)
     return ModelsResult(out, manifest, tables)
+
+
+def compute_key(request: ModelsRequest, backend: Backend) -> str:
+    """What :func:`analyse`'s results depend on: the config, the backend and dtype, the input
+    files' fingerprint and the code. The flow's cache key."""
+    return result_key(request.config.hash(), backend.name, str(backend.dtype), input_fingerprint(request.inputs),
+                      modules=("pipelines.modelling", "pipelines.models", "pipelines.data", "pipelines.panel",
+                               "transforms.features", "transforms.batched_models", "transforms.walkforward",
+                               "transforms.ensemble", "transforms.signal_metrics", "transforms.indicators",
+                               "transforms.backtest"))
 
 
 def analyse(request: ModelsRequest, backend: Backend, bars, timer: StageTimer):

@@ -116,6 +116,8 @@ def test_daily_flow_on_a_cuda_cluster_matches_in_process(prefect_ephemeral, tmp_
     (["portfolio", "--cluster", "htp://x:1"], "not 'htp://x:1'"),
     (["daily", "--no-prefect", "--cluster", "local"], "--cluster local runs daily's tasks through Prefect"),
     (["portfolio", "--no-prefect", "--cluster", "processes"], "drop --no-prefect"),
+    (["models", "--no-prefect", "--cluster", "processes"], "--cluster processes runs the models flow's tasks"),
+    (["models", "--cluster", "udp://x"], "cluster must be null"),
 ])
 def test_cli_cluster_errors_are_one_line(argv, message, tmp_path, capsys):
     from flows.cli import main

@@ -9,27 +9,67 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sp500_sample.parquet"
 
 
-@pytest.mark.slow
-def test_models_flow_in_ephemeral_prefect(prefect_ephemeral, tmp_path):
-    from prefect.states import StateType
-
-    from flows.models import models_flow
-
+def _fast_config(tmp_path) -> Path:
     cfg = tmp_path / "fast.yaml"
     cfg.write_text(yaml.safe_dump({"data": {"columns": {"timestamp": "date", "symbol": "Name"}},
                                    "models": {"walk_forward": {"train_bars": 252, "test_bars": 252},
                                               "models": [{"kind": "ridge"}, {"kind": "logistic"},
                                                          {"kind": "random_forest", "scope": "pooled",
                                                           "n_estimators": 5}]}}))
+    return cfg
+
+
+@pytest.mark.slow
+def test_models_flow_in_ephemeral_prefect_cached_rerun(prefect_ephemeral, tmp_path):
+    from prefect.states import StateType
+
+    from flows.models import models_flow
+
+    cfg = _fast_config(tmp_path)
     state = models_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "rep"), config_path=str(cfg),
-                        backend="cpu", return_state=True)
+                        backend="cpu", cluster=None, return_state=True)
     assert state.type == StateType.COMPLETED, state.message
     out = Path(state.result())
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["run_id"] and manifest["pipeline"] == "models"
+    assert manifest["run_id"] and manifest["pipeline"] == "models" and not manifest["cached_compute"]
     assert {"load_validate", "features", "walk_forward", "ensemble", "evaluate", "backtest"} <= set(manifest["stages"])
     pred = pd.read_parquet(out / "predictions.parquet")
     assert {"ridge", "logistic", "random_forest", "ensemble_mean", "target"} <= set(pred.columns)
+
+    # the same input and config again: the walk-forward comes from Prefect's cache, same tables
+    again = Path(models_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "again"), config_path=str(cfg),
+                             backend="cpu", cluster=None))
+    m2 = json.loads((again / "manifest.json").read_text())
+    assert m2["cached_compute"] and "walk_forward" not in m2["stages"]
+    for name in ("predictions.parquet", "model_scores.parquet", "backtest.parquet"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_models_flow_on_processes_equals_in_process(prefect_ephemeral, tmp_path):
+    """On a LocalCluster of processes the models are the same as in-process. Each run reads its
+    own copy of the input, so the fingerprints differ and neither is served from the cache."""
+    import shutil
+
+    from flows.models import models_flow
+
+    cfg = _fast_config(tmp_path)
+    outs = []
+    for mode in ("processes", "none"):
+        data = tmp_path / f"bars-{mode}.parquet"
+        shutil.copy(SAMPLE, data)
+        outs.append(Path(models_flow(data_path=str(data), out_dir=str(tmp_path / mode), config_path=str(cfg),
+                                     backend="cpu", cluster=mode)))
+    manifests = [json.loads((o / "manifest.json").read_text()) for o in outs]
+    assert not any(m["cached_compute"] for m in manifests)
+    pred = [pd.read_parquet(o / "predictions.parquet") for o in outs]
+    # the models are bit-identical; the stacking meta-model's small solve goes through BLAS, whose
+    # summation order follows its thread count (one per worker process): float64 rounding only
+    stack = [p.pop("ensemble_stacking") for p in pred]
+    pd.testing.assert_frame_equal(pred[0], pred[1], check_exact=True)
+    assert (stack[0] - stack[1]).abs().max() < 1e-12
+    scores = [pd.read_parquet(o / "model_scores.parquet").drop(columns="fit_seconds") for o in outs]
+    pd.testing.assert_frame_equal(scores[0], scores[1])
 
 
 def test_prefect_yaml_models_deployment_is_valid():
