@@ -47,6 +47,11 @@ class SeriesKernel:
 
     def __call__(self, n_cols: int, *args) -> None:
         if any(is_cupy(a) for a in args):
+            # Numba would copy a NumPy argument to the device and back around every launch: a
+            # hidden transfer and sync inside a transform (e.g. a plan's host legs with CuPy bars).
+            if any(isinstance(a, np.ndarray) for a in args):
+                raise TypeError(f"{self.__name__}: mixed NumPy and CuPy arrays in one kernel launch; "
+                                "move every input to one device at a named boundary first")
             self.gpu(n_cols, *args)
         else:
             self.cpu(n_cols, *args)
