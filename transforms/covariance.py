@@ -66,6 +66,34 @@ def _as_returns(returns):
     return xp, x
 
 
+def cholesky_lower_or_none(matrix, *, xp):
+    """The lower Cholesky factor ``L`` (``L L^T = matrix``) of a symmetric matrix, or None when
+    ``matrix`` is not numerically positive definite.
+
+    One test for both backends: NumPy raises ``LinAlgError``, but CuPy (cuSOLVER's ``potrf``
+    under CuPy's default ``linalg="ignore"``) returns the partly factored matrix without an
+    error, not necessarily NaN. So a factor is accepted only when it is finite, its diagonal is
+    positive and it reproduces ``matrix`` within the rounding of a Cholesky factorisation
+    (backward error below ``(n + 1) eps max(diag)`` per entry; four times that is allowed).
+    Shared by the Monte Carlo draws and the portfolio solvers.
+    """
+    try:
+        low = xp.linalg.cholesky(matrix)
+    except Exception:  # noqa: BLE001 (numpy.linalg.LinAlgError, or CuPy's under linalg="raise")
+        return None
+    if not bool(xp.isfinite(low).all()) or not bool((xp.diagonal(low) > 0).all()):
+        return None
+    n = matrix.shape[0]
+    if n == 0:
+        return low
+    eps = float(np.finfo(low.dtype).eps)
+    scale = float(xp.max(xp.abs(xp.diagonal(matrix))))
+    # The lower triangles only: that is the part either library reads.
+    if float(xp.max(xp.abs(xp.tril(low @ low.T - matrix)))) > 4 * (n + 1) * eps * scale:
+        return None
+    return low
+
+
 def _symmetric(c):
     """``(c + c.T) / 2``: exactly symmetric whatever the matrix product's rounding."""
     return (c + c.T) * 0.5

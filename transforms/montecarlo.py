@@ -44,6 +44,7 @@ from typing import Sequence
 import numpy as np
 
 from transforms._array import float_dtype, namespace
+from transforms.covariance import cholesky_lower_or_none
 
 __all__ = ["simulate_portfolio_returns", "var_cvar", "monte_carlo_var_cvar", "normal_var_cvar", "MODELS"]
 
@@ -148,12 +149,9 @@ def _cholesky_factor(c, *, xp):
     eigendecomposition (negative rounding eigenvalues clipped to 0) when ``c`` is singular."""
     if not bool(xp.isfinite(c).all()):
         raise ValueError("cov contains NaN or infinite values")
-    try:
-        low = xp.linalg.cholesky(c)
-        if bool(xp.isfinite(low).all()):  # CuPy returns NaN instead of raising
-            return low
-    except Exception:  # numpy.linalg.LinAlgError: not positive definite
-        pass
+    low = cholesky_lower_or_none(c, xp=xp)  # CuPy does not raise on a failed factorisation
+    if low is not None:
+        return low
     ev, vec = xp.linalg.eigh((c + c.T) * 0.5)
     if bool((ev < -1e-10 * xp.abs(ev).max()).any()):
         raise ValueError("cov is not positive semi-definite")

@@ -1,9 +1,13 @@
-"""Shared helpers for the returns, covariance and correlation tests: real close panels, the FTSE
-100 file, synthetic returns with gaps, and the CuPy guard."""
+"""Shared helpers for the risk and portfolio tests: real close panels, the FTSE 100 file,
+synthetic returns with gaps, and NumPy with CuPy's linear-algebra failure semantics (CPU tests of
+the code paths a transform takes on CuPy)."""
 from __future__ import annotations
 
 import functools
+import math
 import os
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +56,59 @@ def synthetic_returns(n_bars: int = 400, n_symbols: int = 12, seed: int = 7, gap
     return r
 
 
-
-
 def month_end_rows(index) -> np.ndarray:
     """Row positions of the last row of each calendar month of a date index."""
     dates = pd.DatetimeIndex(pd.to_datetime(index))
     pos = pd.Series(np.arange(len(dates)), index=dates)
     return pos.groupby([dates.year, dates.month]).max().to_numpy()
+
+
+def _unchecked_cholesky(a):
+    """What cuSOLVER's ``potrf`` leaves when CuPy does not check its status: the lower factor
+    computed column by column (left-looking, as LAPACK's unblocked ``potf2``) up to the first
+    pivot that is not positive, that pivot's value in place, the columns after it untouched.
+    No exception, and finite for finite input. (cuSOLVER documents only the status; the content
+    after a failure is LAPACK's here, one plausible garbage among many.)"""
+    low = np.tril(np.array(a, dtype=np.result_type(a, np.float32)))
+    for j in range(low.shape[0]):
+        d = low[j, j] - low[j, :j] @ low[j, :j]
+        if not d > 0:
+            low[j, j] = d
+            break
+        low[j, j] = math.sqrt(d)
+        low[j + 1:, j] = (low[j + 1:, j] - low[j + 1:, :j] @ low[j, :j]) / low[j, j]
+    return low
+
+
+def _unchecked_solve(a, b):
+    """CuPy's ``solve`` of a singular matrix: LU's zero pivot divides, giving non-finite values."""
+    try:
+        return np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        return np.full(np.shape(b), np.nan)
+
+
+def cupy_like_numpy():
+    """NumPy, except that ``linalg.cholesky`` and ``linalg.solve`` fail as CuPy's do by default
+    (``cupyx.errstate(linalg="ignore")``): silently, with a partial factor or non-finite values,
+    where NumPy raises ``LinAlgError``. Passed (or patched in) as a transform's ``xp``, it makes
+    the transform take its CuPy branches on the CPU; ``xp is np`` is False for it."""
+    fake = types.ModuleType("cupy_like_numpy")
+    fake.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
+    linalg = types.ModuleType("cupy_like_numpy.linalg")
+    linalg.__dict__.update({k: v for k, v in vars(np.linalg).items() if not k.startswith("__")})
+    linalg.cholesky, linalg.solve = _unchecked_cholesky, _unchecked_solve
+    fake.linalg = linalg
+    return fake
+
+
+def install_fake_cupyx(monkeypatch):
+    """``cupyx.scipy.linalg`` as SciPy's (``solve_triangular`` has the same signature), for the
+    CuPy branches that import it, run on :func:`cupy_like_numpy` arrays."""
+    import scipy.linalg
+
+    for name, module in (("cupyx", types.ModuleType("cupyx")), ("cupyx.scipy", types.ModuleType("cupyx.scipy")),
+                         ("cupyx.scipy.linalg", scipy.linalg)):
+        monkeypatch.setitem(sys.modules, name, module)
+    sys.modules["cupyx"].scipy = sys.modules["cupyx.scipy"]
+    sys.modules["cupyx.scipy"].linalg = scipy.linalg
