@@ -7,7 +7,8 @@ out of sample (``transforms.walkforward``; per-symbol models batched over symbol
 on the CPU, cuML on the GPU) -> ensembles on the device (``transforms.ensemble``) -> per-date
 information coefficient and hit rate per model, ensemble and step
 (``transforms.signal_metrics``) -> the chosen ensemble's signal (long where its score is above
-``models.signal.long_threshold``, flat elsewhere and before the first test window) through the
+``models.signal.long_threshold`` by more than rounding noise, 64 epsilons of the dtype; flat
+elsewhere and before the first test window) through the
 backtest engine (``transforms.backtest``, TARGET rule) -> report. Each stage is a plain function;
 :func:`run_models` chains them without Prefect, ``flows.models`` under a flow.
 
@@ -20,7 +21,8 @@ Report files
   out-of-sample period only.
 - ``model_scores.parquet``: per model/ensemble and step (``step = -1``: the whole out-of-sample
   period): test window, ``ic_mean, ic_std, ic_tstat, ic_tstat_nonoverlap, ic_positive, n_dates,
-  hit_rate, n_predictions``, fit seconds and fitted symbols (per-symbol models).
+  hit_rate, n_predictions`` and fitted symbols (per-symbol models). Fit times are the run's, not
+  the result's: they are in the manifest (``fit_seconds``), so reruns give the same bytes.
 - ``ensemble_weights.parquet``: ``step, ensemble, model, weight, note``.
 - ``backtest.parquet``: the signal's equal-weight portfolio metrics and those of holding every
   symbol over the same out-of-sample period (``strategy = signal | buy_and_hold``).
@@ -267,13 +269,10 @@ def evaluate_stage(feats: Features, trained: Trained, ens: Ensembles, mc: Models
             r = _score_row(pred[s.test_start:s.test_stop], feats.target[s.test_start:s.test_stop], mc)
             rows.append({"model": name, "kind": kind, "scope": scope, "step": s.step,
                          "test_start": feats.timestamps[s.test_start], "test_end": feats.timestamps[s.test_stop - 1],
-                         **r, "fit_seconds": step.seconds.get(name, np.nan),
-                         "fitted_symbols": step.fitted_symbols.get(name, -1)})
+                         **r, "fitted_symbols": step.fitted_symbols.get(name, -1)})
         r = _score_row(pred[first:last], feats.target[first:last], mc)
         rows.append({"model": name, "kind": kind, "scope": scope, "step": -1, "test_start": feats.timestamps[first],
-                     "test_end": feats.timestamps[last - 1], **r,
-                     "fit_seconds": float(sum(st.seconds.get(name, 0.0) for st in res.steps)) if name in kinds
-                     else np.nan, "fitted_symbols": -1})
+                     "test_end": feats.timestamps[last - 1], **r, "fitted_symbols": -1})
     return pd.DataFrame(rows)
 
 
@@ -288,7 +287,10 @@ def backtest_stage(feats: Features, trained: Trained, ens: Ensembles, mc: Models
     n_bars, n_sym = score.shape
     oos = xp.zeros((n_bars, 1), dtype=bool)
     oos[first:] = True
-    signal = xp.where(oos & xp.isfinite(score) & (score > sc.long_threshold), 1.0, 0.0)
+    # A score within rounding noise of the threshold is on it, and on it is flat: a z-score that
+    # is exactly at the threshold in exact arithmetic must not go long or flat with the last bit.
+    noise = 64 * float(np.finfo(score.dtype).eps) * max(1.0, abs(sc.long_threshold))
+    signal = xp.where(oos & xp.isfinite(score) & (score > sc.long_threshold + noise), 1.0, 0.0)
     hold = xp.where(oos, 1.0, 0.0) + xp.zeros((1, n_sym))
     prices, n, rows = engine.compact_bars(feats.prices)
     valid = valid_mask(feats.prices["close"])
@@ -372,8 +374,7 @@ def _summary_md(manifest: dict, scores: pd.DataFrame, bt: pd.DataFrame, weights:
         "of the date's median.", "",
     ]
     allp = scores[scores["step"] == -1][["model", "kind", "scope", "ic_mean", "ic_std", "ic_tstat",
-                                          "ic_tstat_nonoverlap", "ic_positive", "hit_rate", "n_dates",
-                                          "fit_seconds"]]
+                                          "ic_tstat_nonoverlap", "ic_positive", "hit_rate", "n_dates"]]
     lines += [markdown_table(allp)]
     lines += ["", f"## Signal backtest (ensemble `{manifest['signal']['ensemble']}`, long where its score > "
                   f"{manifest['signal']['long_threshold']}, equal-weight portfolio)", "",
@@ -386,6 +387,9 @@ def _summary_md(manifest: dict, scores: pd.DataFrame, bt: pd.DataFrame, weights:
     if manifest["saved_models"]:
         lines += ["", f"Saved models (last step): {', '.join(manifest['saved_models'])}"]
     lines += stage_table_lines(manifest)
+    fit = manifest.get("fit_seconds") or {}
+    if fit:
+        lines += ["", "Fit seconds per model (all steps): " + ", ".join(f"{k} {v:.3f}" for k, v in fit.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -431,6 +435,8 @@ def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, f
         "scores": scores[scores["step"] == -1][["model", "ic_mean", "ic_tstat", "hit_rate"]].to_dict(orient="records"),
         "saved_models": sorted(n for n in files if n.endswith(".json")),
         "stages": dict(stages),
+        "fit_seconds": {m.label: round(sum(st.seconds.get(m.label, 0.0) for st in trained.result.steps), 4)
+                        for m in mc.models},
         "cached_compute": cached,
     }
     # cost per unit: out-of-sample predictions made (rows of predictions.parquet x models)
@@ -452,16 +458,27 @@ def compute_key(request: ModelsRequest, backend: Backend) -> str:
 
 
 def analyse(request: ModelsRequest, backend: Backend, bars, timer: StageTimer):
-    """Every stage after loading, timed: (features, trained, ensembles, scores, backtest)."""
+    """Every stage after loading, timed: (features, trained, ensembles, scores, backtest).
+
+    Host BLAS and OpenMP run on one thread while models are fitted, combined and scored:
+    OpenBLAS splits long dot and matrix-vector products (the stacking meta-model's, on many
+    symbols) over threads and scikit-learn splits its OpenMP reductions, so their rounding would
+    follow the machine's thread count, and a Dask worker process (one thread each) would disagree
+    with an in-process run. The matrices are small (a symbol's window, a few models): one thread
+    is not slower (the default config on the sample: 6.9 s, against 7.3 s on 2 threads).
+    """
+    from threadpoolctl import threadpool_limits
+
     mc = request.config.models
     with timer.stage("features"):
         feats = features_stage(bars, mc, backend)
-    with timer.stage("walk_forward"):
-        trained = train_stage(feats, mc, backend)
-    with timer.stage("ensemble"):
-        ens = ensemble_stage(feats, trained, mc)
-    with timer.stage("evaluate"):
-        scores = evaluate_stage(feats, trained, ens, mc)
+    with threadpool_limits(limits=1):
+        with timer.stage("walk_forward"):
+            trained = train_stage(feats, mc, backend)
+        with timer.stage("ensemble"):
+            ens = ensemble_stage(feats, trained, mc)
+        with timer.stage("evaluate"):
+            scores = evaluate_stage(feats, trained, ens, mc)
     with timer.stage("backtest"):
         bt = backtest_stage(feats, trained, ens, mc)
     return feats, trained, ens, scores, bt

@@ -11,7 +11,8 @@ import numpy as np
 
 from transforms._array import to_host
 
-__all__ = ["kmeans_model", "estimator", "ProbabilityOfOne", "model_files", "load_model", "ModelFileError"]
+__all__ = ["kmeans_model", "estimator", "ProbabilityOfOne", "TreeOrderForest", "model_files", "load_model",
+           "ModelFileError", "canonical_skops"]
 
 
 def kmeans_model(n_clusters: int, *, seed: int = 0, backend: str = "cpu", n_init: int = 10, max_iter: int = 300,
@@ -65,7 +66,9 @@ def estimator(kind: str, *, backend: str = "cpu", alpha: float = 1.0, C: float =
 
     Returns
     -------
-    the estimator; a classifier (logistic) is wrapped so that ``predict`` returns P(class 1).
+    the estimator; a classifier (logistic) is wrapped so that ``predict`` returns P(class 1), and
+    scikit-learn's forest so that its predictions do not depend on thread timing
+    (:class:`TreeOrderForest`).
     """
     if kind not in MODEL_TARGETS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_TARGETS)}")
@@ -102,8 +105,9 @@ def estimator(kind: str, *, backend: str = "cpu", alpha: float = 1.0, C: float =
         return KNeighborsRegressor(n_neighbors=n_neighbors)
     from sklearn.ensemble import RandomForestRegressor
 
-    return RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
-                                 max_features=max_features, max_samples=max_samples, random_state=seed, n_jobs=-1)
+    return TreeOrderForest(RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth,
+                                                 min_samples_leaf=min_samples_leaf, max_features=max_features,
+                                                 max_samples=max_samples, random_state=seed, n_jobs=-1))
 
 
 class ProbabilityOfOne:
@@ -118,6 +122,28 @@ class ProbabilityOfOne:
 
     def predict(self, X):
         return self.classifier.predict_proba(X)[:, 1]
+
+
+class TreeOrderForest:
+    """A scikit-learn forest fitted on every core that predicts by summing its trees in their order.
+
+    With ``n_jobs != 1`` scikit-learn's forest adds each tree's prediction to one buffer as its
+    thread finishes, so the rounding of the sum follows thread timing (reruns differed by ~1e-17,
+    enough to flip decisions at a threshold). Each tree is built from its own seed, so fitting in
+    parallel is reproducible; predicting is done with ``n_jobs=1``, which is also what a saved
+    model keeps.
+    """
+
+    def __init__(self, forest):
+        self.forest = forest
+
+    def fit(self, X, y):
+        self.forest.set_params(n_jobs=-1).fit(X, y)
+        self.forest.set_params(n_jobs=1)
+        return self
+
+    def predict(self, X):
+        return self.forest.predict(X)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +197,7 @@ def model_files(model, *, name: str, kind: str, scope: str, features: list, symb
 
         est = model.model
         est = est.classifier if isinstance(est, ProbabilityOfOne) else est
+        est = est.forest if isinstance(est, TreeOrderForest) else est
         if not type(est).__module__.startswith("sklearn"):
             try:
                 est = est.as_sklearn()  # cuML's scikit-learn interoperability
@@ -179,7 +206,7 @@ def model_files(model, *, name: str, kind: str, scope: str, features: list, symb
                                      f"({type(e).__name__}: {e})") from None
         meta["format"] = "skops"
         meta["classifier"] = isinstance(model.model, ProbabilityOfOne)
-        files[f"model_{name}.skops"] = sio.dumps(est)
+        files[f"model_{name}.skops"] = canonical_skops(sio.dumps(est))
         arrays = {"mean": model.mean, "std": model.std}
     if scope == "per_symbol":
         meta["symbols"] = [str(s) for s in symbols]
@@ -188,6 +215,62 @@ def model_files(model, *, name: str, kind: str, scope: str, features: list, symb
     files[f"model_{name}.npz"] = buf.getvalue()
     files[f"model_{name}.json"] = (json.dumps(meta, indent=2) + "\n").encode()
     return files
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """The same skops archive written byte-stably: what :func:`skops.io.loads` reads back unchanged.
+
+    skops names the archive's array files and the schema's ``__id__`` fields after the objects'
+    memory addresses (``id()``), other binary parts after random UUIDs, and stamps every entry
+    with the clock. Its ids also record which nodes were one Python object, and for immutable
+    values (JSON scalars, types) that follows Python's caching, not the model: ``0.0`` is one
+    object in the fitting process and two after a pickle round trip (a Dask worker's result).
+    Here those values lose their id (loading builds each anew, as it would anyway), the other
+    ids are renumbered and files renamed in the order the schema first mentions them
+    (one-to-one, so shared arrays and estimators stay shared), and the archive is rewritten
+    uncompressed with a fixed entry date, permissions and order (schema first).
+    """
+    import io
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        schema = json.loads(z.read("schema.json"))
+        parts = {n: z.read(n) for n in z.namelist() if n != "schema.json"}
+    ids: dict = {}
+    names: dict = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            out = {}
+            immutable = node.get("__loader__") in ("JsonNode", "TypeNode")
+            for k, v in node.items():
+                if k == "__id__" and immutable:
+                    continue
+                if k == "__id__" and isinstance(v, int):
+                    v = ids.setdefault(v, len(ids) + 1)  # from 1: skops does not memoise an id of 0
+                elif k == "file" and isinstance(v, str) and v in parts:
+                    v = names.setdefault(v, f"{len(names):06d}{v[v.rfind('.'):] if '.' in v else ''}")
+                out[k] = walk(v)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    schema = walk(schema)
+    unnamed = sorted(set(parts) - set(names))
+    if unnamed:  # an archive part the schema does not point at: refuse rather than drop it
+        raise ModelFileError(f"skops archive has parts its schema does not name: {', '.join(unnamed)}")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
+        entries = [("schema.json", json.dumps(schema, indent=2).encode())]
+        entries += sorted((new, parts[old]) for old, new in names.items())
+        for name, payload in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            info.external_attr = 0o644 << 16
+            z.writestr(info, payload)
+    return buf.getvalue()
 
 
 def load_model(json_path, *, features: list | None = None):

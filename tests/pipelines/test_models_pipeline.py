@@ -219,3 +219,94 @@ def test_signal_backtest_against_hand_computed_returns():
     port = (r0 / counts)[first:]
     assert bt.loc["signal", "total_return"] == pytest.approx(np.prod(1 + port) - 1, rel=1e-12)
     assert bt.loc["signal", "avg_long_fraction"] == pytest.approx(1 / 3)
+
+
+def test_forest_predictions_do_not_depend_on_thread_timing():
+    """scikit-learn's forest with n_jobs=-1 sums its trees' predictions in the order its threads
+    finish: the same model gave predictions differing by ~1e-17 from call to call."""
+    from pipelines.models import estimator
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 20))
+    y = X[:, 0] + rng.normal(size=len(X))
+    model = estimator("random_forest", n_estimators=8, max_depth=4).fit(X, y)
+    assert len({model.predict(X).tobytes() for _ in range(20)}) == 1
+
+
+_RUN_FIELDS = ("run_id", "created_at", "stages", "cost", "monitoring", "fit_seconds")  # identity and timings
+
+
+def _summary_without_run_fields(text: str, manifest: dict) -> str:
+    """summary.md / summary.html less what names this run: its id, its clock time, and the stage
+    timings and cost section (from its heading on)."""
+    text = text.replace(manifest["run_id"], "RUN").replace(manifest["created_at"], "TIME")
+    cut = min(i for i in (text.find("## Stage timings"), text.find("<h2>Stage timings"), len(text)) if i >= 0)
+    tail = text[cut:]
+    rejected = tail.find("Rejected rows")  # the html goes on with rejected rows and files after the timings
+    return text[:cut] + (tail[rejected:] if rejected >= 0 else "")
+
+
+def test_reruns_are_byte_identical(report, tmp_path):
+    """A second run on the same bars writes the same bytes in every file: predictions, scores,
+    weights, backtest, model files (.skops archives without memory addresses or clock times);
+    the manifest and summaries differ only in the run's id, time and timings."""
+    first, config = report
+    second = run_models(prepare_models(config, data_path=str(SAMPLE), out_dir=str(tmp_path / "again"), backend="cpu"))
+    a, b = first.out_dir, second.out_dir
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
+    assert ma["run_id"] != mb["run_id"]
+    assert {k: v for k, v in ma.items() if k not in _RUN_FIELDS} == {k: v for k, v in mb.items() if k not in _RUN_FIELDS}
+    for name in names:
+        if name == "manifest.json":
+            continue
+        if name.startswith("summary."):
+            ta = _summary_without_run_fields((a / name).read_text(), ma)
+            assert ta == _summary_without_run_fields((b / name).read_text(), mb), name
+        else:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_skops_files_are_canonical():
+    """skops names archive parts after memory addresses, dates them by the clock and records which
+    immutable values were one Python object: the same forest, and its pickled copy (what a Dask
+    worker returns), must give the same bytes, and load back to the same predictions."""
+    import io
+    import pickle
+    import zipfile
+
+    import skops.io as sio
+
+    from pipelines.models import canonical_skops, estimator
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, 6))
+    forest = estimator("random_forest", n_estimators=4, max_depth=3).fit(X, X[:, 0]).forest
+    data = canonical_skops(sio.dumps(forest))
+    assert canonical_skops(sio.dumps(pickle.loads(pickle.dumps(forest)))) == data
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        infos = z.infolist()
+    assert infos[0].filename == "schema.json" and {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert [i.filename for i in infos[1:]] == [f"{k:06d}.npy" for k in range(len(infos) - 1)]
+    loaded = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    np.testing.assert_array_equal(loaded.predict(X), forest.predict(X))
+
+
+def test_signal_is_flat_within_rounding_noise_of_the_threshold():
+    """A score that is the threshold up to its last bits (a z-score of 0 computed with another
+    summation order) is on the threshold, hence flat, whichever side the noise falls."""
+    from types import SimpleNamespace
+
+    from pipelines.modelling import Ensembles, Features, backtest_stage
+    from transforms.walkforward import Split
+
+    n, first = 30, 10
+    close = 100 * np.cumprod(1 + 0.01 * np.random.default_rng(4).normal(size=(n, 3)), axis=0)
+    prices = {"open": close, "high": close * 1.01, "low": close * 0.99, "close": close, "volume": np.ones((n, 3))}
+    feats = Features(None, None, prices, [], pd.date_range("2020-01-01", periods=n), ["A", "B", "C"], 0)
+    trained = SimpleNamespace(splits=[Split(0, 0, 5, 5, 5, first, n)])
+    mc = parse_config({}).models
+    score = np.tile([4e-16, -4e-16, 1e-6], (n, 1))
+    bt = backtest_stage(feats, trained, Ensembles({"ensemble_mean": score}, pd.DataFrame()), mc).set_index("strategy")
+    assert bt.loc["signal", "avg_long_fraction"] == pytest.approx(1 / 3)  # only C, clearly above 0
