@@ -20,8 +20,14 @@ daily: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The GPU check on a CPU: the same script and code paths, GPU parts "skipped: no GPU" (docs/gpu.md).
+gpu-rehearse: $(STAMP)
+	bash scripts/gpu_wheels.sh --list
+	OUT=out/gpu-rehearse/level1 bash scripts/gpu_check.sh --rehearse
+	OUT=out/gpu-rehearse/level2 bash scripts/gpu_check.sh --rehearse --level 2
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/indicators.py
 	$(BIN)/python benchmarks/daily.py
 
-.PHONY: install daily test bench
+.PHONY: install daily test gpu-rehearse bench
