@@ -49,7 +49,7 @@ class SeriesKernel:
         if any(is_cupy(a) for a in args):
             # Numba would copy a NumPy argument to the device and back around every launch: a
             # hidden transfer and sync inside a transform (e.g. a plan's host legs with CuPy bars).
-            if any(isinstance(a, np.ndarray) for a in args):
+            if any(isinstance(a, np.ndarray) and not is_cupy(a) for a in args):
                 raise TypeError(f"{self.__name__}: mixed NumPy and CuPy arrays in one kernel launch; "
                                 "move every input to one device at a named boundary first")
             self.gpu(n_cols, *args)

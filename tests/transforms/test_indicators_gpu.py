@@ -5,8 +5,12 @@
   path. Runs in a subprocess because ``NUMBA_ENABLE_CUDASIM`` is read when Numba is imported.
 - PTX compilation (where CUDA's NVVM/NVRTC libraries are installed, else skipped): every kernel
   compiles for sm_90 in float64 and float32, with no float32 arithmetic.
-- On a real GPU with CuPy (``gpu`` marker; skipped without one): CuPy panels give the NumPy
-  results.
+
+On a real GPU the kernels run on the device in the CuPy cases of the ``xp`` tests (``gpu``
+marker), fed C-ordered CuPy panels: every kernel in float64 and float32 against TA-Lib in
+``test_indicators_talib`` (where TA-Lib is installed), and without TA-Lib in
+``test_indicators_properties.test_float32_panels_compute_in_float64`` (both dtypes, every
+kernel), the other properties and ``test_indicators_reference`` (float64).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.transforms.gpu_testlib import cupy_or_skip, float32_arithmetic
+from tests.transforms.gpu_testlib import float32_arithmetic
 
 from transforms import indicators as ind
 from transforms.indicators import INDICATORS, IndicatorSpec, compute_indicators
@@ -135,25 +139,3 @@ def test_kernels_compile_to_ptx(dtype):
         single = float32_arithmetic(ptx)
         assert not single, f"{name} ({dtype}) does float32 arithmetic: {single[:3]}"
 
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_cupy_panels_match_numpy(dtype):
-    cupy = cupy_or_skip()
-    from tests.transforms.indicator_testlib import synthetic_long, to_panel
-
-    symbols, panel = to_panel(synthetic_long(n_symbols=40, n_bars=400), np.dtype(dtype))
-    cpu = compute_indicators(panel, SIM_SPECS)
-    # C-ordered on the device: adjacent threads (symbols) read adjacent addresses.
-    gpu = compute_indicators({k: cupy.asarray(np.ascontiguousarray(v)) for k, v in panel.items()}, SIM_SPECS)
-    for column, values in cpu.items():
-        on_device = gpu[column]
-        assert type(on_device).__module__.startswith("cupy") and on_device.dtype == values.dtype, column
-        got = cupy.asnumpy(on_device).astype(np.float64)
-        want = values.astype(np.float64)
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=column)
-        # NVVM fuses multiply-adds (the CPU build does not), so the two differ by a few ulp of
-        # the price level: the same bound as against TA-Lib.
-        scale = np.nanmax(np.abs(want), axis=0, initial=0.0)
-        rtol = 1e-9 if dtype == "float64" else 2.0**-22
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale.max(), err_msg=column)

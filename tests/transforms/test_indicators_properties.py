@@ -3,6 +3,11 @@
 Panels are small (at most 90 bars x 4 symbols) and always have two or more columns: a
 one-column panel is both C- and F-contiguous and would make Numba compile a second (C-layout)
 variant of every kernel.
+
+Each property runs on NumPy and, where a GPU is usable, on CuPy (the ``xp`` fixture; panels are
+drawn on the host and copied to the device C-ordered). Without TA-Lib on a GPU host,
+:func:`test_float32_panels_compute_in_float64` is what runs every CUDA kernel on the device in
+float32 and float64 (with TA-Lib, ``test_indicators_talib`` does too, against TA-Lib).
 """
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from tests.conftest import host
+from tests.transforms.gpu_testlib import assert_on_device, device
 from transforms.indicators import INDICATORS, IndicatorSpec, compute_indicators
 
 # Short windows, so that 20-90 bars give every indicator some output.
@@ -31,7 +38,9 @@ SMALL_SPECS = [
 ]
 assert {s.name for s in SMALL_SPECS} == set(INDICATORS)
 
-PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The xp fixture is function-scoped: the same backend for every example is what is wanted.
+PROPERTY_SETTINGS = settings(max_examples=40, deadline=None,
+                             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 TICK = 64  # prices are multiples of 1/64
@@ -75,23 +84,28 @@ def _equal(a, b):
     return np.array_equal(a, b, equal_nan=True)
 
 
+def _compute(xp, bars, specs=SMALL_SPECS):
+    """``compute_indicators`` of host ``bars`` on ``xp``, brought back to the host."""
+    return host(compute_indicators(device(xp, bars), specs))
+
+
 @PROPERTY_SETTINGS
 @given(bars=panels(), data=st.data())
-def test_no_look_ahead(bars, data):
+def test_no_look_ahead(xp, bars, data):
     """Dropping the future never changes the past: every output at bar t depends on bars <= t."""
-    full = compute_indicators(bars, SMALL_SPECS)
+    full = _compute(xp, bars)
     n_bars = bars["close"].shape[0]
     cut = data.draw(st.integers(1, n_bars - 1), label="cut")
-    past = compute_indicators({k: np.asfortranarray(v[:cut]) for k, v in bars.items()}, SMALL_SPECS)
+    past = _compute(xp, {k: np.asfortranarray(v[:cut]) for k, v in bars.items()})
     for name, values in full.items():
         assert _equal(past[name], values[:cut]), name
 
 
 @PROPERTY_SETTINGS
 @given(bars=panels(), data=st.data())
-def test_changing_the_future_keeps_the_past(bars, data):
+def test_changing_the_future_keeps_the_past(xp, bars, data):
     """Rewriting every bar after t (reversed and repriced, some removed) leaves bars <= t alone."""
-    full = compute_indicators(bars, SMALL_SPECS)
+    full = _compute(xp, bars)
     n_bars = bars["close"].shape[0]
     cut = data.draw(st.integers(1, n_bars - 1), label="cut")
     factor = data.draw(st.sampled_from([0.5, 1.1, 3.0]), label="factor")
@@ -100,7 +114,7 @@ def test_changing_the_future_keeps_the_past(bars, data):
         future = v[cut:][::-1] * (factor if k != "volume" else 2.0)
         future[::3, 0] = np.nan
         changed[k] = np.asfortranarray(np.concatenate([v[:cut], future]))
-    again = compute_indicators(changed, SMALL_SPECS)
+    again = _compute(xp, changed)
     for name, values in full.items():
         assert _equal(again[name][:cut], values[:cut]), name
 
@@ -110,11 +124,11 @@ SCALE_FREE = ["rsi", "stoch", "willr", "adx", "cci", "natr", "roc"]
 
 @PROPERTY_SETTINGS
 @given(bars=panels())
-def test_oscillators_are_scale_invariant(bars):
+def test_oscillators_are_scale_invariant(xp, bars):
     """Quoting prices in thousandths (x 1000) leaves the oscillators unchanged."""
     specs = [s for s in SMALL_SPECS if s.name in SCALE_FREE]
-    base = compute_indicators(bars, specs)
-    scaled = compute_indicators({k: (v * 1000.0 if k != "volume" else v) for k, v in bars.items()}, specs)
+    base = _compute(xp, bars, specs)
+    scaled = _compute(xp, {k: (v * 1000.0 if k != "volume" else v) for k, v in bars.items()}, specs)
     for name, values in base.items():
         assert _equal(np.isnan(scaled[name]), np.isnan(values)), name
         # Prices and their differences scale exactly (binary ticks), so every comparison and tie
@@ -125,7 +139,7 @@ def test_oscillators_are_scale_invariant(bars):
 
 @PROPERTY_SETTINGS
 @given(bars=panels(gaps=False), data=st.data())
-def test_interior_gap_is_skipped(bars, data):
+def test_interior_gap_is_skipped(xp, bars, data):
     """A missing bar inside a series: the series runs on over it (the bars around it are
     consecutive for the indicator) and the output there is NaN -- the same as computing on the
     series with that bar removed."""
@@ -135,9 +149,8 @@ def test_interior_gap_is_skipped(bars, data):
     holed = {k: v.copy(order="F") for k, v in bars.items()}
     for v in holed.values():
         v[gap, column] = np.nan
-    with_gap = compute_indicators(holed, SMALL_SPECS)
-    removed = compute_indicators({k: np.asfortranarray(np.delete(v, gap, axis=0)) for k, v in bars.items()},
-                                 SMALL_SPECS)
+    with_gap = _compute(xp, holed)
+    removed = _compute(xp, {k: np.asfortranarray(np.delete(v, gap, axis=0)) for k, v in bars.items()})
     for name, values in with_gap.items():
         expected = np.insert(removed[name][:, column], gap, np.nan)
         assert _equal(values[:, column], expected), name
@@ -145,15 +158,44 @@ def test_interior_gap_is_skipped(bars, data):
 
 @PROPERTY_SETTINGS
 @given(bars=panels(gaps=False), data=st.data())
-def test_late_listing_starts_its_own_lookback(bars, data):
+def test_late_listing_starts_its_own_lookback(xp, bars, data):
     """A symbol listed at bar s gets exactly the values of its own series computed alone."""
     n_bars = bars["close"].shape[0]
     listing = data.draw(st.integers(1, n_bars - 1), label="listing")
     late = {k: v.copy(order="F") for k, v in bars.items()}
     for v in late.values():
         v[:listing, 0] = np.nan
-    result = compute_indicators(late, SMALL_SPECS)
-    alone = compute_indicators({k: np.asfortranarray(v[listing:]) for k, v in bars.items()}, SMALL_SPECS)
+    result = _compute(xp, late)
+    alone = _compute(xp, {k: np.asfortranarray(v[listing:]) for k, v in bars.items()})
     for name, values in result.items():
         assert np.isnan(values[:listing, 0]).all(), name
         assert _equal(values[listing:, 0], alone[name][:, 0]), name
+
+
+@PROPERTY_SETTINGS
+@given(bars=panels())
+def test_float32_panels_compute_in_float64(xp, bars):
+    """A float32 panel is stored in float32 and computed in float64: every output is the float64
+    computation on the same (float32) prices, rounded once to float32.
+
+    On the CPU the two runs execute the same float64 operations, so the results are identical.
+    On the GPU this is the test that runs every CUDA kernel on the device in both dtypes; the
+    bound there is one float32 ulp (2**-23 relative, the final rounding of two float64 values
+    that may differ in their last bits) plus 1e-12 of the column's largest value, for outputs
+    near zero (MACD, ROC) where a fused multiply-add placed differently in the two compiled
+    variants would show as a relative error. Float32 arithmetic inside a kernel errs by 1e-6
+    and more: far outside both.
+    """
+    bars32 = {k: v.astype(np.float32) for k, v in bars.items()}
+    bars64 = {k: v.astype(np.float64) for k, v in bars32.items()}
+    out32 = compute_indicators(device(xp, bars32), SMALL_SPECS)
+    assert_on_device(xp, out32, np.float32)
+    out32 = host(out32)
+    out64 = _compute(xp, bars64)
+    for name, want in out64.items():
+        want = want.astype(np.float32)
+        if xp is np:
+            np.testing.assert_array_equal(out32[name], want, err_msg=name)
+        else:
+            scale = np.nanmax(np.abs(want), initial=0.0).astype(np.float64)
+            np.testing.assert_allclose(out32[name], want, rtol=2.0**-23, atol=1e-12 * scale, err_msg=name)

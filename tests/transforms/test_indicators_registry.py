@@ -1,4 +1,7 @@
-"""The registry, ``lookback``, ``compute_indicators`` and the per-indicator functions as an API."""
+"""The registry, ``lookback``, ``compute_indicators`` and the per-indicator functions as an API.
+
+Tests that compute run on NumPy and, where a GPU is usable, on CuPy (the ``xp`` fixture): outputs
+stay on the inputs' device, in their float dtype, whatever the inputs' layout."""
 from __future__ import annotations
 
 import itertools
@@ -6,6 +9,8 @@ import itertools
 import numpy as np
 import pytest
 
+from tests.conftest import host
+from tests.transforms.gpu_testlib import assert_on_device, device
 from transforms import indicators as ind
 from transforms.indicators import INDICATORS, IndicatorSpec, compute_indicators, lookback
 
@@ -81,11 +86,11 @@ def test_lookback_equals_talib(name):
         assert lookback(IndicatorSpec(name, params)) == function.lookback, (name, params)
 
 
-def test_lookback_is_where_outputs_start():
-    bars = panel(n_bars=120)
+def test_lookback_is_where_outputs_start(xp):
+    bars = device(xp, panel(n_bars=120))
     for name in INDICATORS:
         spec = IndicatorSpec(name)
-        for column, values in compute_indicators(bars, [spec]).items():
+        for column, values in host(compute_indicators(bars, [spec])).items():
             first = np.argmax(~np.isnan(values[:, 0]))
             assert first == lookback(spec), column
 
@@ -114,48 +119,51 @@ def test_spec_defaults_and_params():
     (IndicatorSpec("bbands", {"nbdev": float("inf")}), "must be in"),
     (IndicatorSpec("bbands", {"nbdev": float("nan")}), "must be in"),
 ])
-def test_bad_specs_are_rejected_before_computing(spec, message):
+def test_bad_specs_are_rejected_before_computing(xp, spec, message):
     with pytest.raises(ValueError, match=message):
-        compute_indicators(panel(), [IndicatorSpec("sma"), spec])
+        compute_indicators(device(xp, panel()), [IndicatorSpec("sma"), spec])
     with pytest.raises(ValueError, match=message):
         lookback(spec)
 
 
-def test_missing_input_is_a_key_error():
-    bars = panel()
+def test_missing_input_is_a_key_error(xp):
+    bars = device(xp, panel())
     del bars["volume"]
     with pytest.raises(KeyError):
         compute_indicators(bars, [IndicatorSpec("obv")])
 
 
-def test_outputs_follow_spec_order_dtype_and_shape():
+def test_outputs_follow_spec_order_dtype_and_shape(xp):
     bars = panel()
     specs = [IndicatorSpec("rsi"), IndicatorSpec("macd"), IndicatorSpec("sma", {"period": 5})]
     for dtype in (np.float64, np.float32):
-        out = compute_indicators({k: v.astype(dtype) for k, v in bars.items()}, specs)
+        out = compute_indicators(device(xp, {k: v.astype(dtype) for k, v in bars.items()}), specs)
         assert list(out) == ["rsi_14", "macd_12_26_9", "macd_signal_12_26_9", "macd_hist_12_26_9", "sma_5"]
         assert all(v.dtype == dtype and v.shape == bars["close"].shape for v in out.values())
+        assert_on_device(xp, out, dtype)
 
 
-def test_integer_volume_and_c_order_give_the_same_results():
+def test_integer_volume_and_c_order_give_the_same_results(xp):
     # (OBV only: a C-ordered panel makes Numba compile a C-layout variant of each kernel it meets.)
+    # The layouts are explicit: F as the CPU pipeline hands panels over, C as the GPU one does.
     bars = panel()
     specs = [IndicatorSpec("obv")]
-    reference = compute_indicators(bars, specs)
+    reference = host(compute_indicators({k: xp.asarray(v, order="F") for k, v in bars.items()}, specs))
     as_ints = {**bars, "volume": bars["volume"].astype(np.int64)}
     c_order = {k: np.ascontiguousarray(v) for k, v in bars.items()}
-    for variant in (as_ints, c_order):
-        out = compute_indicators(variant, specs)
+    for variant, order in ((as_ints, "F"), (c_order, "C")):
+        out = host(compute_indicators({k: xp.asarray(v, order=order) for k, v in variant.items()}, specs))
         for name, values in reference.items():
             np.testing.assert_array_equal(out[name], values)
 
 
-def test_short_and_empty_series():
+def test_short_and_empty_series(xp):
     bars = panel(n_bars=40, n_symbols=4)
     for v in bars.values():
         v[:, 1] = np.nan  # never listed
         v[:-5, 2] = np.nan  # five bars only
-    out = compute_indicators(bars, [IndicatorSpec(name) for name in INDICATORS])
+    bars = device(xp, bars)
+    out = host(compute_indicators(bars, [IndicatorSpec(name) for name in INDICATORS]))
     for column, values in out.items():
         assert np.isnan(values[:, 1]).all(), column
         if column != "obv":
@@ -165,8 +173,8 @@ def test_short_and_empty_series():
     assert [v.shape for v in compute_indicators(empty, [IndicatorSpec("obv")]).values()] == [(40, 0)]
 
 
-def test_public_functions():
-    bars = panel()
+def test_public_functions(xp):
+    bars = device(xp, panel())
     h, l, c, v = bars["high"], bars["low"], bars["close"], bars["volume"]
     checks = {
         "sma": (ind.sma(c, period=7), [IndicatorSpec("sma", {"period": 7})]),
@@ -185,9 +193,10 @@ def test_public_functions():
     }
     assert set(checks) == set(INDICATORS)
     for name, (got, specs) in checks.items():
-        expected = tuple(compute_indicators(bars, specs).values())
+        expected = host(tuple(compute_indicators(bars, specs).values()))
         got = got if isinstance(got, tuple) else (got,)
         assert len(got) == len(INDICATORS[name].outputs), name
-        for a, b in zip(got, expected):
+        assert_on_device(xp, got, np.float64)
+        for a, b in zip(host(got), expected):
             np.testing.assert_array_equal(a, b, err_msg=name)
         assert getattr(ind, name).__doc__, name

@@ -5,12 +5,19 @@ the bundled 50-symbol sample of it, and a seeded synthetic panel. All have late 
 interior gaps (the real ones after dropping the vendor's bad rows), so these tests also pin the
 NaN semantics: TA-Lib sees a symbol's valid bars only (the ``talib`` wrapper would skip leading
 NaNs, not interior ones), and the panel result must equal that, with NaN at the missing rows.
+
+Every test runs on NumPy and, where a GPU is usable, on CuPy (the ``xp`` fixture): the CuPy case
+feeds C-ordered device panels, so every CUDA kernel runs on the device in float64 and float32
+against the same TA-Lib values and tolerances (the GPU fuses multiply-adds, as TA-Lib's x86-64
+build does, in its own places: a few ulp of the price level, inside the bounds below).
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from tests.conftest import host
+from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.indicator_testlib import assert_matches, talib_panel
 from transforms.indicators import INDICATORS, IndicatorSpec, compute_indicators, lookback
 
@@ -60,16 +67,33 @@ def _reference(dataset_name, panel, spec_index, variant):
     return _talib_cache[key]
 
 
-@pytest.fixture(scope="module")
-def ours64(dataset):
-    name, symbols, panel = dataset
-    return compute_indicators(panel, SPECS)
+_ours_cache: dict = {}
 
 
-@pytest.fixture(scope="module")
-def ours32(dataset):
+def _ours(dataset, xp, dtype):
+    """Every spec on the data set's panel in ``dtype``, computed on ``xp`` and brought to the host;
+    computed once per (data set, backend, dtype) and kept while the data set's tests run."""
     name, symbols, panel = dataset
-    return compute_indicators({k: v.astype(np.float32) for k, v in panel.items()}, SPECS)
+    if _ours_cache.get("dataset") != name:
+        _ours_cache.clear()
+        _ours_cache["dataset"] = name
+    key = (xp.__name__, dtype)
+    if key not in _ours_cache:
+        bars = {k: v.astype(dtype) for k, v in panel.items()} if dtype != np.float64 else panel
+        out = compute_indicators(device(xp, bars), SPECS)
+        assert_on_device(xp, out, dtype)
+        _ours_cache[key] = host(out)
+    return _ours_cache[key]
+
+
+@pytest.fixture
+def ours64(dataset, xp):
+    return _ours(dataset, xp, np.float64)
+
+
+@pytest.fixture
+def ours32(dataset, xp):
+    return _ours(dataset, xp, np.float32)
 
 
 def test_specs_cover_every_indicator():
