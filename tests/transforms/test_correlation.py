@@ -1,17 +1,23 @@
 """transforms.correlation: rolling_corr equals pandas' ``df.iloc[window].corr()`` at each date on
 real returns with gaps and late listings (pairwise-complete, min_periods, constant series); no
 look-ahead; chunking does not change results; average pairwise correlation and absorption ratio
-against direct NumPy computations; hypothesis; CuPy (skips without a GPU)."""
+against direct NumPy computations; hypothesis.
+
+Every test takes the ``xp`` fixture: the returns go to the device (the dates stay host row
+indices), the matrices come back with ``host`` and meet the same oracle (NumPy always; CuPy where
+a GPU exists, else skipped). The tolerances are set by the pairs with two or three common
+observations, whose correlations are ill-conditioned whatever the backend's summation order."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import host
+from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.risk_testlib import close_panel, ftse_closes, month_end_rows, synthetic_returns
-from tests.transforms.gpu_testlib import cupy_or_skip
 from transforms.correlation import _corr_pairwise, absorption_ratio, average_pairwise_correlation, rolling_corr
 from transforms.returns import simple_returns
 
@@ -36,71 +42,76 @@ def sp500(sp500_long):
 
 
 @pytest.mark.parametrize("lookback", [250, 1000])
-def test_equals_pandas_on_the_sp500_panel(sp500, lookback):
+def test_equals_pandas_on_the_sp500_panel(xp, sp500, lookback):
     index, r = sp500
     rows = [3, 100, 700, 1000, r.shape[0] - 1]  # early rows: windows clipped at row 0
-    assert_like_pandas(rolling_corr(r, rows, lookback=lookback), pandas_corr(r, rows, lookback), atol=2e-12)
+    assert_like_pandas(host(rolling_corr(device(xp, r), rows, lookback=lookback)), pandas_corr(r, rows, lookback),
+                       atol=2e-12)
 
 
-def test_equals_pandas_at_month_ends_of_the_sample(sample_long):
+def test_equals_pandas_at_month_ends_of_the_sample(xp, sample_long):
     wide = close_panel(sample_long)
     r = simple_returns(wide.to_numpy())
     rows = month_end_rows(wide.index)
     assert len(rows) == 61
-    assert_like_pandas(rolling_corr(r, rows, lookback=120), pandas_corr(r, rows, 120), atol=2e-12)
+    assert_like_pandas(host(rolling_corr(device(xp, r), rows, lookback=120)), pandas_corr(r, rows, 120), atol=2e-12)
 
 
-def test_equals_pandas_on_the_ftse_panel():
+def test_equals_pandas_on_the_ftse_panel(xp):
     wide = ftse_closes()
     r = simple_returns(wide.to_numpy(dtype=np.float64))
     rows = month_end_rows(wide.index)[::24]
-    assert_like_pandas(rolling_corr(r, rows, lookback=500), pandas_corr(r, rows, 500), atol=2e-12)
+    assert_like_pandas(host(rolling_corr(device(xp, r), rows, lookback=500)), pandas_corr(r, rows, 500), atol=2e-12)
 
 
-def test_min_periods_and_constant_series():
+def test_min_periods_and_constant_series(xp):
     r = synthetic_returns(n_bars=200, n_symbols=8)
     r[50:120, 5] = 0.001  # constant over some windows, not others
     r[130:140, 6] = np.nan
     rows = [0, 1, 2, 60, 110, 125, 150, 199]
     for min_periods in (1, 30, 60):
-        assert_like_pandas(rolling_corr(r, rows, lookback=60, min_periods=min_periods),
+        assert_like_pandas(host(rolling_corr(device(xp, r), rows, lookback=60, min_periods=min_periods)),
                            pandas_corr(r, rows, 60, min_periods))
     full = np.nan_to_num(r[:, [0, 5, 7]], nan=0.0)  # complete windows: the one-product path
-    assert_like_pandas(rolling_corr(full, rows, lookback=60), pandas_corr(full, rows, 60))
-    assert np.isnan(rolling_corr(full, [110], lookback=60)[0, 1]).all()  # constant: NaN row, as pandas
-    assert np.isnan(rolling_corr(full, [59], lookback=60, min_periods=61)).all()
+    d_full = device(xp, full)
+    assert_like_pandas(host(rolling_corr(d_full, rows, lookback=60)), pandas_corr(full, rows, 60))
+    assert np.isnan(host(rolling_corr(d_full, [110], lookback=60))[0, 1]).all()  # constant: NaN row, as pandas
+    assert np.isnan(host(rolling_corr(d_full, [59], lookback=60, min_periods=61))).all()
 
 
-def test_complete_and_pairwise_paths_agree(sp500):
+def test_complete_and_pairwise_paths_agree(xp, sp500):
     """The one-product path (complete windows) and the four-product path give the same matrices."""
     _, r = sp500
     block = r[1:, np.isfinite(r[1:]).all(axis=0)][:, :60]
-    win = np.stack([block[t - 249:t + 1] for t in (300, 800)])
-    fast = rolling_corr(block, [300, 800], lookback=250)
-    slow = _corr_pairwise(win, np.isfinite(win), min_periods=1, xp=np)
+    win = device(xp, np.stack([block[t - 249:t + 1] for t in (300, 800)]))
+    fast = host(rolling_corr(device(xp, block), [300, 800], lookback=250))
+    slow = host(_corr_pairwise(win, xp.isfinite(win), min_periods=1, xp=xp))
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-14)
 
 
-def test_no_look_ahead_and_chunking(sp500):
+def test_no_look_ahead_and_chunking(xp, sp500):
     _, r = sp500
     rows = np.array([260, 400, 401, 900])
-    base = rolling_corr(r, rows, lookback=250)
+    d_r = device(xp, r)
+    base = host(rolling_corr(d_r, rows, lookback=250))
     for t_idx, t in enumerate(rows):
         changed = r.copy()
         rng = np.random.default_rng(t)
         changed[t + 1:] = rng.normal(0, 0.05, changed[t + 1:].shape)  # rewrite the future
         changed[t + 1:t + 5, :10] = np.nan
-        np.testing.assert_array_equal(rolling_corr(changed, [t], lookback=250)[0], base[t_idx])
+        np.testing.assert_array_equal(host(rolling_corr(device(xp, changed), [t], lookback=250))[0], base[t_idx])
     # one date per chunk (a tiny memory bound) or all at once: identical
-    np.testing.assert_array_equal(rolling_corr(r, rows, lookback=250, max_chunk_bytes=1), base)
-    np.testing.assert_array_equal(rolling_corr(r, rows, lookback=250, max_chunk_bytes=2**40), base)
+    np.testing.assert_array_equal(host(rolling_corr(d_r, rows, lookback=250, max_chunk_bytes=1)), base)
+    np.testing.assert_array_equal(host(rolling_corr(d_r, rows, lookback=250, max_chunk_bytes=2**40)), base)
     # a date alone equals the same date in a batch
-    np.testing.assert_array_equal(rolling_corr(r, rows[2:3], lookback=250)[0], base[2])
+    np.testing.assert_array_equal(host(rolling_corr(d_r, rows[2:3], lookback=250))[0], base[2])
 
 
-def test_output_invariants(sp500):
+def test_output_invariants(xp, sp500):
     _, r = sp500
-    c = rolling_corr(r, [500, 1258], lookback=250)
+    c = rolling_corr(device(xp, r), [500, 1258], lookback=250)
+    assert_on_device(xp, c, np.float64)
+    c = host(c)
     assert c.shape == (2, 505, 505) and c.dtype == np.float64
     for m in c:
         np.testing.assert_array_equal(m, m.T)
@@ -110,94 +121,88 @@ def test_output_invariants(sp500):
         assert ((d == 1) | np.isnan(d)).all()
 
 
-def test_float32(sp500):
+def test_float32(xp, sp500):
     _, r = sp500
     rows = [400, 1258]
-    c32 = rolling_corr(r.astype(np.float32), rows, lookback=250)
-    assert c32.dtype == np.float32
-    c64 = rolling_corr(r, rows, lookback=250)
+    c32 = rolling_corr(device(xp, r.astype(np.float32)), rows, lookback=250)
+    assert_on_device(xp, c32, np.float32)
+    c32 = host(c32)
+    c64 = host(rolling_corr(device(xp, r), rows, lookback=250))
     np.testing.assert_array_equal(np.isnan(c32), np.isnan(c64))
     finite = np.isfinite(c64)
     # pairs with 2-3 common observations are the least stable; every other value within 1e-5
     assert np.quantile(np.abs(c32[finite] - c64[finite]), 0.9999) < 1e-5
 
 
-def test_bad_arguments():
-    r = synthetic_returns()
+def test_bad_arguments(xp):
+    r = device(xp, synthetic_returns())
     with pytest.raises(ValueError):
         rolling_corr(r, [r.shape[0]], lookback=10)
     with pytest.raises(ValueError):
         rolling_corr(r, [5], lookback=0)
     with pytest.raises(ValueError):
         rolling_corr(r[:, 0], [5], lookback=3)
-    assert rolling_corr(r, [], lookback=5).shape == (0, 12, 12)
+    empty = rolling_corr(r, [], lookback=5)
+    assert_on_device(xp, empty)
+    assert empty.shape == (0, 12, 12)
 
 
-def test_average_pairwise_correlation():
+def test_average_pairwise_correlation(xp):
     r = synthetic_returns(n_bars=300, n_symbols=10)
-    c = rolling_corr(r, [99, 299], lookback=100)
-    got = average_pairwise_correlation(c)
+    d_c = rolling_corr(device(xp, r), [99, 299], lookback=100)
+    got = average_pairwise_correlation(d_c)
+    assert_on_device(xp, got, np.float64)
+    c, got = host(d_c), host(got)
     for k in range(2):
         m = c[k]
         off = m[~np.eye(10, dtype=bool)]
         assert got[k] == pytest.approx(np.nanmean(off), rel=1e-14)
-    assert average_pairwise_correlation(c[1]) == pytest.approx(got[1], rel=1e-15)
-    assert np.isnan(average_pairwise_correlation(np.full((1, 3, 3), np.nan)))[0]
+    assert host(average_pairwise_correlation(d_c[1])) == pytest.approx(got[1], rel=1e-15)
+    assert np.isnan(host(average_pairwise_correlation(device(xp, np.full((1, 3, 3), np.nan)))))[0]
 
 
-def test_absorption_ratio():
+def test_absorption_ratio(xp):
     rng = np.random.default_rng(0)
     r = rng.normal(size=(500, 20)) + rng.normal(size=(500, 1)) * 0.8
-    c = rolling_corr(r, [249, 499], lookback=250)
-    ar = absorption_ratio(c)
+    d_c = rolling_corr(device(xp, r), [249, 499], lookback=250)
+    c = host(d_c)
+    ar = absorption_ratio(d_c)
+    assert_on_device(xp, ar, np.float64)
+    ar = host(ar)
+
+    def ratio(m, **kw):
+        return host(absorption_ratio(device(xp, m), **kw))
+
     for k in range(2):
         ev = np.sort(np.linalg.eigvalsh(c[k]))[::-1]
         assert ar[k] == pytest.approx(ev[:4].sum() / 20, rel=1e-12)  # k = ceil(0.2 * 20) = 4
-    assert absorption_ratio(c, n_components=1)[0] == pytest.approx(np.linalg.eigvalsh(c[0]).max() / 20, rel=1e-12)
-    assert absorption_ratio(np.eye(10)) == pytest.approx(0.2)  # no common factor: k / n
-    assert absorption_ratio(np.ones((10, 10))) == pytest.approx(1.0)  # one factor explains all
-    assert absorption_ratio(np.eye(47), fraction=0.2) == pytest.approx(10 / 47)  # k = ceil(9.4)
+    assert ratio(c, n_components=1)[0] == pytest.approx(np.linalg.eigvalsh(c[0]).max() / 20, rel=1e-12)
+    assert ratio(np.eye(10)) == pytest.approx(0.2)  # no common factor: k / n
+    assert ratio(np.ones((10, 10))) == pytest.approx(1.0)  # one factor explains all
+    assert ratio(np.eye(47), fraction=0.2) == pytest.approx(10 / 47)  # k = ceil(9.4)
     cov = np.cov(r, rowvar=False)  # on a covariance: the paper's asset-variance weighting
     ev = np.sort(np.linalg.eigvalsh(cov))[::-1]
-    assert absorption_ratio(cov) == pytest.approx(ev[:4].sum() / np.trace(cov), rel=1e-12)
+    assert ratio(cov) == pytest.approx(ev[:4].sum() / np.trace(cov), rel=1e-12)
     bad = c.copy()
     bad[1, 0, 3] = np.nan
-    out = absorption_ratio(bad)
+    out = ratio(bad)
     assert out[0] == ar[0] and np.isnan(out[1])
     with pytest.raises(ValueError):
-        absorption_ratio(c, n_components=21)
+        absorption_ratio(d_c, n_components=21)
 
 
-@settings(max_examples=40, deadline=None)
+# The xp fixture is set up once per backend, not per example: sharing it across examples is safe.
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), n_bars=st.integers(1, 40), n_symbols=st.integers(1, 5),
        lookback=st.integers(1, 45), min_periods=st.integers(1, 6), nan_share=st.sampled_from([0.0, 0.1, 0.4]))
-def test_equals_pandas_property(seed, n_bars, n_symbols, lookback, min_periods, nan_share):
+def test_equals_pandas_property(xp, seed, n_bars, n_symbols, lookback, min_periods, nan_share):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n_bars, n_symbols)) * rng.uniform(0.01, 100, n_symbols) + rng.normal(size=n_symbols)
     x[rng.random(x.shape) < nan_share] = np.nan
     if n_symbols > 1 and rng.random() < 0.3:
         x[:, 1] = np.round(x[:, 1])  # ties and stretches of equal values
     rows = np.unique(rng.integers(0, n_bars, 4))
-    got = rolling_corr(x, rows, lookback=lookback, min_periods=min_periods)
+    got = host(rolling_corr(device(xp, x), rows, lookback=lookback, min_periods=min_periods))
     ref = pandas_corr(x, rows, lookback, min_periods)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_cupy_matches_numpy(dtype):
-    cupy = cupy_or_skip()
-    r = synthetic_returns(n_bars=400, n_symbols=30).astype(dtype)
-    rows = [50, 200, 399]
-    tol = 1e-12 if dtype == "float64" else 1e-5
-    for values in (r, np.nan_to_num(r[:, 5:], nan=0.0)):  # pairwise and complete paths
-        got = rolling_corr(cupy.asarray(values), rows, lookback=120)
-        assert type(got).__module__.startswith("cupy") and got.dtype == values.dtype
-        want = rolling_corr(values, rows, lookback=120)
-        np.testing.assert_array_equal(np.isnan(cupy.asnumpy(got)), np.isnan(want))
-        np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=0, atol=tol)
-        full = cupy.asarray(np.nan_to_num(want, nan=0.0) + np.eye(want.shape[1]) * np.isnan(want).all(axis=2)[..., None])
-        np.testing.assert_allclose(cupy.asnumpy(absorption_ratio(full)), absorption_ratio(cupy.asnumpy(full)), atol=tol)
-        np.testing.assert_allclose(cupy.asnumpy(average_pairwise_correlation(got)), average_pairwise_correlation(want),
-                                   atol=tol)
