@@ -1,60 +1,85 @@
 """transforms.returns: one-bar returns equal pandas' on real panels with gaps and late listings;
 the gap rule by hand; common_window qualifies, excludes with a reason and never drops a symbol
-silently; hypothesis over random gap patterns; CuPy (skips without a GPU)."""
+silently; hypothesis over random gap patterns. Every test runs on NumPy and, where a GPU is
+usable, on CuPy (the ``xp`` fixture): returns stay on the device in the prices' float dtype, and
+common_window gives the same window from a device panel."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import host
+from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.risk_testlib import close_panel, ftse_closes
-from tests.transforms.gpu_testlib import cupy_or_skip
 from transforms.returns import EXCLUSION_REASONS, common_window, log_returns, simple_returns
 
 
-def _check_against_pandas(wide: pd.DataFrame):
-    prices = wide.to_numpy(dtype=np.float64)
-    r = simple_returns(prices)
+def _check_against_pandas(wide: pd.DataFrame, xp):
+    prices = device(xp, wide.to_numpy(dtype=np.float64))
+    r = host(simple_returns(prices))
     ref = wide.pct_change(fill_method=None).to_numpy()
     np.testing.assert_array_equal(np.isnan(r), np.isnan(ref))
     np.testing.assert_array_equal(r[~np.isnan(r)], ref[~np.isnan(ref)])  # the same arithmetic
-    lr = log_returns(prices)
+    lr = host(log_returns(prices))
     np.testing.assert_array_equal(np.isnan(lr), np.isnan(ref))
     np.testing.assert_allclose(lr, np.log(wide / wide.shift(1)).to_numpy(), rtol=0, atol=0)
     np.testing.assert_allclose(lr, np.log1p(r), rtol=1e-12, atol=1e-15)
 
 
-def test_returns_equal_pandas_on_the_sp500_panel(sp500_long):
-    _check_against_pandas(close_panel(sp500_long))
+def test_returns_equal_pandas_on_the_sp500_panel(sp500_long, xp):
+    _check_against_pandas(close_panel(sp500_long), xp)
 
 
-def test_returns_equal_pandas_on_the_bundled_sample(sample_long):
-    _check_against_pandas(close_panel(sample_long))
+def test_returns_equal_pandas_on_the_bundled_sample(sample_long, xp):
+    _check_against_pandas(close_panel(sample_long), xp)
 
 
-def test_returns_equal_pandas_on_the_ftse_panel():
-    _check_against_pandas(ftse_closes())
+def test_returns_equal_pandas_on_the_ftse_panel(xp):
+    _check_against_pandas(ftse_closes(), xp)
 
 
-def test_gap_rule_by_hand():
-    p = np.array([[1.0, 10.0], [2.0, np.nan], [np.nan, np.nan], [4.0, 12.0], [5.0, 0.0], [6.0, 15.0],
-                  [3.0, -1.0], [np.inf, 20.0]])
-    r = simple_returns(p)
+def test_gap_rule_by_hand(xp):
+    p = device(xp, np.array([[1.0, 10.0], [2.0, np.nan], [np.nan, np.nan], [4.0, 12.0], [5.0, 0.0], [6.0, 15.0],
+                             [3.0, -1.0], [np.inf, 20.0]]))
+    r = host(simple_returns(p))
     nan = np.nan
     want = np.array([[nan, nan], [1.0, nan], [nan, nan], [nan, nan], [0.25, nan], [0.2, nan], [-0.5, nan],
                      [nan, nan]])
     np.testing.assert_allclose(r, want, rtol=1e-15, atol=0)  # NaN positions equal: one-bar only, never across a gap; p <= 0 or inf is missing
-    np.testing.assert_allclose(log_returns(p), np.log1p(want), rtol=1e-15)
+    np.testing.assert_allclose(host(log_returns(p)), np.log1p(want), rtol=1e-15)
 
 
-def test_dtypes():
-    p = np.array([[1, 2], [2, 4], [3, 5]], dtype=np.int64)
+def test_dtypes(xp):
+    p = device(xp, np.array([[1, 2], [2, 4], [3, 5]], dtype=np.int64))
     assert simple_returns(p).dtype == np.float64
     assert simple_returns(p.astype(np.float32)).dtype == np.float32
     assert log_returns(p.astype(np.float32)).dtype == np.float32
     assert simple_returns(p[:1]).shape == (1, 2)
+    assert_on_device(xp, (simple_returns(p), log_returns(p.astype(np.float32))))
+
+
+def test_float32_prices(xp):
+    """float32 prices give float32 returns on the prices' device, within float32 rounding of the
+    float64 returns of the same (float32) prices: the ratio p[t] / p[t-1] is rounded once (2**-24
+    of the ratio, about 1 + r; subtracting 1 is then exact), so |error| <= 2**-24 (1 + |r|). Log
+    returns add the rounding of the float32 ``log`` (a few ulp of the result, whichever library's
+    log): 2**-24 absolute plus 2**-21 (4 ulp) relative."""
+    r = _panel()
+    prices = np.exp(np.nancumsum(r, axis=0))
+    prices[np.isnan(r)] = np.nan
+    p32 = prices.astype(np.float32)
+    p64 = p32.astype(np.float64)
+    got = simple_returns(device(xp, p32))
+    got_log = log_returns(device(xp, p32))
+    assert_on_device(xp, (got, got_log), np.float32)
+    want = simple_returns(p64)
+    got = host(got).astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=2.0**-24, atol=2.0**-24)
+    np.testing.assert_allclose(host(got_log).astype(np.float64), log_returns(p64), rtol=2.0**-21, atol=2.0**-24)
 
 
 def _panel():
@@ -71,8 +96,8 @@ def _panel():
     return r
 
 
-def test_common_window_rules():
-    r = _panel()
+def test_common_window_rules(xp):
+    r = device(xp, _panel())
     names = [f"S{j}" for j in range(8)]
     cw = common_window(r, 60, max_gap_fraction=0.02, symbols=names)
     reasons = {e.symbol: e.reason for e in cw.excluded}
@@ -84,6 +109,8 @@ def test_common_window_rules():
     assert cw.rows[0] == 40 and cw.rows[-1] == 119 and 70 not in cw.rows
     assert cw.n_gap_rows_dropped == 1 and len(cw.rows) == 79
     block = cw.select(r)
+    assert_on_device(xp, block)
+    block = host(block)
     assert block.shape == (79, 4) and np.isfinite(block).all()
     assert "20 returns < min_history_bars=60" in next(e.detail for e in cw.excluded if e.symbol == "S2")
 
@@ -99,8 +126,8 @@ def test_common_window_rules():
     assert 6 in early.columns and early.rows[-1] == 110
 
 
-def test_common_window_edge_cases():
-    r = _panel()
+def test_common_window_edge_cases(xp):
+    r = device(xp, _panel())
     none = common_window(r, 1000)
     assert none.columns.size == 0 and none.rows.size == 0 and len(none.excluded) == 8
     with pytest.raises(ValueError):
@@ -111,37 +138,39 @@ def test_common_window_edge_cases():
         common_window(r, 10, symbols=["a"])
 
 
-def test_common_window_on_the_sp500_panel(sp500_long):
+def test_common_window_on_the_sp500_panel(sp500_long, xp):
     """The real late listings and gappy symbols are reported by name, none dropped silently."""
     wide = close_panel(sp500_long)
-    r = simple_returns(wide.to_numpy())
-    cw = common_window(r, 250, window_bars=1000, symbols=list(wide.columns))
+    on_device = simple_returns(device(xp, wide.to_numpy()))
+    r = host(on_device)
+    cw = common_window(on_device, 250, window_bars=1000, symbols=list(wide.columns))
     excluded = {e.symbol: e.reason for e in cw.excluded}
     assert len(cw.columns) + len(excluded) == wide.shape[1]
     assert {"APTV", "BHF", "BHGE", "DWDP", "DXC"} <= {s for s, why in excluded.items() if why == "short_history"}
     assert {s for s, why in excluded.items() if why == "gaps"} >= {"DHR", "O"}
-    assert np.isfinite(cw.select(r)).all()
+    assert np.isfinite(host(cw.select(on_device))).all()
     # full history over the whole panel: the 1,258 returns of every full symbol
-    full = common_window(r, r.shape[0] - 1, max_gap_fraction=0.0)
-    assert len(full.rows) == r.shape[0] - 1 and np.isfinite(full.select(r)).all()
+    full = common_window(on_device, r.shape[0] - 1, max_gap_fraction=0.0)
+    assert len(full.rows) == r.shape[0] - 1 and np.isfinite(host(full.select(on_device))).all()
     assert len(full.columns) == int(np.isfinite(r[1:]).all(axis=0).sum())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), n_bars=st.integers(2, 60), n_symbols=st.integers(1, 6),
        min_history=st.integers(1, 40), fraction=st.sampled_from([0.0, 0.05, 0.3]),
        window=st.one_of(st.none(), st.integers(1, 60)))
-def test_common_window_properties(seed, n_bars, n_symbols, min_history, fraction, window):
+def test_common_window_properties(xp, seed, n_bars, n_symbols, min_history, fraction, window):
     rng = np.random.default_rng(seed)
     prices = np.exp(np.cumsum(rng.normal(0, 0.01, (n_bars, n_symbols)), axis=0))
     prices[rng.random(prices.shape) < rng.uniform(0, 0.3)] = np.nan
     for j in range(n_symbols):
         if rng.random() < 0.3:  # a late listing
             prices[: rng.integers(0, n_bars + 1), j] = np.nan
-    r = simple_returns(prices)
-    cw = common_window(r, min_history, window_bars=window, max_gap_fraction=fraction)
+    on_device = simple_returns(device(xp, prices))
+    r = host(on_device)
+    cw = common_window(on_device, min_history, window_bars=window, max_gap_fraction=fraction)
     assert sorted([*cw.columns, *(e.column for e in cw.excluded)]) == list(range(n_symbols))
-    block = cw.select(r)
+    block = host(cw.select(on_device))
     assert np.isfinite(block).all()
     assert all(cw.window_start <= t < cw.window_stop for t in cw.rows)
     inside = r[cw.window_start:cw.window_stop]
@@ -155,21 +184,3 @@ def test_common_window_properties(seed, n_bars, n_symbols, min_history, fraction
         assert list(cw.rows) == list(start + np.flatnonzero(complete))
         assert cw.n_gap_rows_dropped == complete.size - complete.sum()
 
-
-@pytest.mark.gpu
-def test_cupy_matches_numpy():
-    cupy = cupy_or_skip()
-    r = _panel()
-    prices = np.exp(np.nancumsum(r, axis=0))
-    prices[np.isnan(r)] = np.nan
-    for dtype in (np.float64, np.float32):
-        p = prices.astype(dtype)
-        got = simple_returns(cupy.asarray(p))
-        assert type(got).__module__.startswith("cupy") and got.dtype == dtype
-        np.testing.assert_allclose(cupy.asnumpy(got), simple_returns(p), rtol=1e-6 if dtype == np.float32 else 0)
-        np.testing.assert_allclose(cupy.asnumpy(log_returns(cupy.asarray(p))), log_returns(p), rtol=1e-5, atol=1e-7)
-    on_gpu = common_window(cupy.asarray(r), 60, max_gap_fraction=0.02)
-    on_cpu = common_window(r, 60, max_gap_fraction=0.02)
-    assert np.array_equal(on_gpu.rows, on_cpu.rows) and np.array_equal(on_gpu.columns, on_cpu.columns)
-    assert on_gpu.excluded == on_cpu.excluded
-    assert np.array_equal(cupy.asnumpy(on_gpu.select(cupy.asarray(r))), on_cpu.select(r))
