@@ -35,7 +35,8 @@ Weights are fractions of capital that sum to 1. ``min_weights``/``max_weights`` 
 an ``(n_assets,)`` array (the default 0 and 1 is long-only). Inputs must be finite: NaN is an
 error here, not a missing value (clean the returns before estimating moments). Arrays may be
 NumPy or CuPy (``xp = namespace(x)``) everywhere except in HRP (:mod:`transforms.hrp`, SciPy's
-linkage on the CPU); the matrices are small, so the CPU is the usual place for this module.
+linkage on the CPU; the fallback chain runs it on a host copy and returns its weights on the
+device); the matrices are small, so the CPU is the usual place for this module.
 
 Failures are explicit: infeasible bounds or targets, a covariance that is not symmetric positive
 definite, a solver that does not converge raise :class:`OptimisationError` naming the method
@@ -48,7 +49,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from transforms._array import namespace
+from transforms._array import namespace, to_host
+from transforms.covariance import cholesky_lower_or_none
 
 __all__ = [
     "OptimisationError", "QPSolution", "solve_qp",
@@ -115,14 +117,11 @@ def _cholesky_solver(M, xp):
         except (np.linalg.LinAlgError, ValueError):
             return None
         return lambda B: sla.cho_solve(factor, B, check_finite=False)
+    L = cholesky_lower_or_none(M, xp=xp)  # CuPy returns a partial factor instead of raising
+    if L is None:
+        return None
     import cupyx.scipy.linalg as cla  # noqa: PLC0415 (GPU only)
 
-    try:
-        L = xp.linalg.cholesky(M)
-    except Exception:  # noqa: BLE001 (CuPy raises LinAlgError or returns NaN, by configuration)
-        return None
-    if not bool(xp.isfinite(L).all()):
-        return None
     return lambda B: cla.solve_triangular(L, cla.solve_triangular(L, B, lower=True), lower=True, trans="T")
 
 
@@ -291,6 +290,8 @@ def solve_qp(Q, c, A, b, *, lower, upper, scale_index=None, lower_scale=None, up
         try:
             dy = xp.linalg.solve(S, A @ u + rp)
         except np.linalg.LinAlgError:  # equality rows dependent in rounding: least squares
+            dy = None
+        if dy is None or not bool(xp.isfinite(dy).all()):  # CuPy returns inf/NaN instead of raising
             dy = xp.linalg.lstsq(S, A @ u + rp, rcond=None)[0]
         return u - MinvAt @ dy, dy
 
@@ -509,9 +510,9 @@ def _check_covariance(method, covariance, xp):
     if not scale > 0:
         raise OptimisationError(method, "the covariance is zero")
     n = cov.shape[0]
-    solver_ok = _cholesky_solver(cov, xp) is not None
+    solver = _cholesky_solver(cov, xp)
     rcond = None
-    if solver_ok and xp is np:
+    if solver is not None and xp is np:
         import scipy.linalg as sla
         from scipy.linalg import lapack
 
@@ -519,7 +520,13 @@ def _check_covariance(method, covariance, xp):
         anorm = float(np.abs(cov).sum(axis=0).max())
         rcond, _ = lapack.dpocon(c, anorm, uplo="L")
         rcond = float(rcond)
-    if not solver_ok or (rcond is not None and rcond < n * np.finfo(float).eps):
+    elif solver is not None:
+        # CuPy has no pocon: the same 1-norm reciprocal condition, exactly, from the inverse
+        # (LAPACK's is an estimate of it). Without it a singular covariance whose Cholesky
+        # factorisation happens to succeed would pass on the GPU.
+        inv = solver(xp.eye(n))
+        rcond = 1.0 / (float(xp.abs(cov).sum(axis=0).max()) * float(xp.abs(inv).sum(axis=0).max()))
+    if solver is None or (rcond is not None and not rcond >= n * np.finfo(float).eps):
         ev = xp.linalg.eigvalsh(cov)
         lo, hi = float(ev[0]), float(ev[-1])
         if lo < -n * np.finfo(float).eps * hi:
@@ -1005,10 +1012,14 @@ def black_litterman_posterior(prior_returns, covariance, *, picking, views, omeg
     om = default_omega(S, P, tau=tau) if omega is None else xp.asarray(omega, dtype=np.float64)
     tau_sigma_P = tau * S @ P.T
     A = P @ tau_sigma_P + om
+    rhs = xp.concatenate([Q - P @ pi, tau_sigma_P.T], axis=1)
     try:
-        sol = xp.linalg.solve(A, xp.concatenate([Q - P @ pi, tau_sigma_P.T], axis=1))
-    except np.linalg.LinAlgError:  # PyPortfolioOpt's fallback for a singular A
-        sol = xp.linalg.lstsq(A, xp.concatenate([Q - P @ pi, tau_sigma_P.T], axis=1), rcond=None)[0]
+        sol = xp.linalg.solve(A, rhs)
+    except np.linalg.LinAlgError:
+        sol = None
+    if sol is None or not bool(xp.isfinite(sol).all()):
+        # PyPortfolioOpt's fallback for a singular A (CuPy gives inf/NaN instead of raising)
+        sol = xp.linalg.lstsq(A, rhs, rcond=None)[0]
     post = pi + tau_sigma_P @ sol[:, :1]
     post_cov = S + (tau * S - tau_sigma_P @ sol[:, 1:])
     return post.reshape(-1), post_cov
@@ -1043,6 +1054,8 @@ def black_litterman_weights(posterior_returns, covariance, *, risk_aversion=1.0)
     try:
         raw = xp.linalg.solve(risk_aversion * S, xp.asarray(posterior_returns, dtype=np.float64))
     except np.linalg.LinAlgError:
+        raw = None
+    if raw is None or not bool(xp.isfinite(raw).all()):  # CuPy gives inf/NaN instead of raising
         raise OptimisationError("black_litterman", "the covariance is singular") from None
     total = float(raw.sum())
     if total == 0 or not math.isfinite(total):
@@ -1303,8 +1316,16 @@ def _run_method(method, *, covariance, expected_returns, risk_free_rate, min_wei
     if method == "hrp":
         from transforms.hrp import hrp_weights
 
-        return hrp_weights(covariance, linkage_method=linkage_method, min_weights=min_weights,
-                           max_weights=max_weights)
+        xp = namespace(covariance, expected_returns)
+        if xp is np:
+            return hrp_weights(covariance, linkage_method=linkage_method, min_weights=min_weights,
+                               max_weights=max_weights)
+        # HRP is CPU-only (SciPy's linkage) and raises TypeError on a CuPy array, which would end
+        # the chain instead of falling back. The chain is the boundary: its n x n inputs go to
+        # the host and the weights come back, so both backends take the same chain.
+        w = hrp_weights(to_host(covariance), linkage_method=linkage_method, min_weights=_host_bound(min_weights),
+                        max_weights=_host_bound(max_weights))
+        return xp.asarray(w)
     if method == "risk_parity":
         return risk_budget_weights(covariance, risk_budgets=risk_budgets, max_iterations=max_iterations)
     if method == "equal_weight":
@@ -1312,6 +1333,11 @@ def _run_method(method, *, covariance, expected_returns, risk_free_rate, min_wei
         n = xp.asarray(covariance).shape[0]
         return xp.full(n, 1.0 / n)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def _host_bound(value):
+    """A weight bound (scalar or array, possibly on the device) on the host."""
+    return value if np.isscalar(value) else to_host(value)
 
 
 def optimise_with_fallback(method, *, covariance, expected_returns=None, risk_free_rate=0.0, min_weights=0.0,

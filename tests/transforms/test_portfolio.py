@@ -2,6 +2,14 @@
 ensembles, and property tests of the QP solver against cvxpy (Clarabel) on random problems.
 
 The oracle comparisons on real data (PyPortfolioOpt, skfolio) are in test_portfolio_oracles.py.
+
+Every test of transforms.portfolio takes the ``xp`` fixture: moments and bounds go to the device,
+the weights come back with ``host`` and meet the same invariants and oracles (NumPy always; CuPy
+where a GPU exists, else skipped). The solvers work in float64 on either backend and polish to an
+exact KKT point, so the tolerances are those of float64 rounding on both. HRP is CPU-only
+(SciPy's linkage): its tests run on NumPy, and one checks that a device array is refused.
+CuPy's linear algebra fails silently where NumPy's raises; the last section checks, on the CPU,
+that the CuPy branches still catch those failures.
 """
 from __future__ import annotations
 
@@ -9,10 +17,12 @@ import warnings
 
 import numpy as np
 import pytest
-from tests.transforms.gpu_testlib import cupy_or_skip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import host
+from tests.transforms.gpu_testlib import assert_on_device, device
+from tests.transforms.risk_testlib import cupy_like_numpy, install_fake_cupyx
 from transforms import portfolio as pf
 from transforms.hrp import correlation_distance, hrp_order, hrp_weights
 from transforms.portfolio import OptimisationError
@@ -45,6 +55,11 @@ METHODS = {
 }
 
 
+def bound(xp, value):
+    """A weight bound on ``xp``'s device when it is an array (scalars stay Python floats)."""
+    return value if np.isscalar(value) else device(xp, value)
+
+
 def random_feasible(rng, n, lo, hi, k):
     """k random portfolios with sum 1 and lo <= w <= hi (Dirichlet on the room above lo, rejected
     above hi)."""
@@ -61,12 +76,15 @@ def random_feasible(rng, n, lo, hi, k):
 
 @pytest.mark.parametrize("bounds", [(0.0, 1.0), (0.01, 0.1), ("array", "array")])
 @pytest.mark.parametrize("method", list(METHODS))
-def test_weights_sum_to_one_and_respect_bounds(problem, method, bounds):
+def test_weights_sum_to_one_and_respect_bounds(xp, problem, method, bounds):
     mu, S = problem
     n = len(mu)
     if bounds[0] == "array":
         bounds = (np.where(np.arange(n) % 2 == 0, 0.0, 0.005), np.where(np.arange(n) % 3 == 0, 0.05, 0.2))
-    w = METHODS[method](mu, S, min_weights=bounds[0], max_weights=bounds[1])
+    w = METHODS[method](device(xp, mu), device(xp, S), min_weights=bound(xp, bounds[0]),
+                        max_weights=bound(xp, bounds[1]))
+    assert_on_device(xp, w, np.float64)
+    w = host(w)
     assert w.shape == (n,) and w.dtype == np.float64
     assert abs(w.sum() - 1) < 1e-10
     lo, hi = np.broadcast_to(bounds[0], (n,)), np.broadcast_to(bounds[1], (n,))
@@ -74,11 +92,11 @@ def test_weights_sum_to_one_and_respect_bounds(problem, method, bounds):
 
 
 @pytest.mark.parametrize("bounds", [(0.0, 1.0), (0.01, 0.1)])
-def test_min_variance_beats_random_feasible_portfolios(problem, bounds):
+def test_min_variance_beats_random_feasible_portfolios(xp, problem, bounds):
     mu, S = problem
     n = len(mu)
     rng = np.random.default_rng(1)
-    w = pf.min_variance_weights(S, min_weights=bounds[0], max_weights=bounds[1])
+    w = host(pf.min_variance_weights(device(xp, S), min_weights=bounds[0], max_weights=bounds[1]))
     others = random_feasible(rng, n, np.full(n, bounds[0]), np.full(n, bounds[1]), 3000)
     assert w @ S @ w <= np.einsum("ki,ij,kj->k", others, S, others).min()
     # and every feasible step away from it (moving weight between two assets) does not lower it
@@ -90,54 +108,61 @@ def test_min_variance_beats_random_feasible_portfolios(problem, bounds):
             assert v @ S @ v >= w @ S @ w * (1 - 1e-14)
 
 
-def test_max_sharpe_beats_random_and_frontier_portfolios(problem):
+def test_max_sharpe_beats_random_and_frontier_portfolios(xp, problem):
     mu, S = problem
     n = len(mu)
     rng = np.random.default_rng(2)
+    d_mu, d_S = device(xp, (mu, S))
     sharpe = lambda w: (w @ mu - 0.01) / np.sqrt(np.einsum("...i,ij,...j->...", w, S, w))  # noqa: E731
-    w = pf.max_sharpe_weights(mu, S, risk_free_rate=0.01)
+    w = host(pf.max_sharpe_weights(d_mu, d_S, risk_free_rate=0.01))
     others = random_feasible(rng, n, np.zeros(n), np.ones(n), 3000)
     assert sharpe(w) >= sharpe(others).max()
     for target in np.linspace(0.05, 0.2, 7):
-        assert sharpe(w) >= sharpe(pf.efficient_return_weights(mu, S, target_return=target)) - 1e-12
+        assert sharpe(w) >= sharpe(host(pf.efficient_return_weights(d_mu, d_S, target_return=target))) - 1e-12
 
 
-def test_frontier_is_consistent(problem):
+def test_frontier_is_consistent(xp, problem):
     """efficient_return and efficient_risk describe the same frontier; max utility lies on it."""
     mu, S = problem
-    w_r = pf.efficient_return_weights(mu, S, target_return=0.15)
-    vol = pf.portfolio_volatility(w_r, S)
-    w_v = pf.efficient_risk_weights(mu, S, target_volatility=vol)
+    d_mu, d_S = device(xp, (mu, S))
+    w_r = pf.efficient_return_weights(d_mu, d_S, target_return=0.15)
+    vol = pf.portfolio_volatility(w_r, d_S)
+    assert isinstance(vol, float)
+    w_r, w_v = host(w_r), host(pf.efficient_risk_weights(d_mu, d_S, target_volatility=vol))
     assert np.abs(w_r - w_v).max() < 1e-8
     assert w_v @ mu == pytest.approx(0.15, rel=1e-10)
-    w_u = pf.max_utility_weights(mu, S, risk_aversion=3.0)
-    w_f = pf.efficient_return_weights(mu, S, target_return=float(w_u @ mu))
+    w_u = host(pf.max_utility_weights(d_mu, d_S, risk_aversion=3.0))
+    w_f = host(pf.efficient_return_weights(d_mu, d_S, target_return=float(w_u @ mu)))
     assert np.abs(w_u - w_f).max() < 1e-8
     # a target below the minimum-variance return returns the minimum-variance portfolio
-    w_mv = pf.min_variance_weights(S)
-    assert np.array_equal(pf.efficient_return_weights(mu, S, target_return=float(w_mv @ mu) - 1), w_mv)
+    w_mv = host(pf.min_variance_weights(d_S))
+    assert np.array_equal(host(pf.efficient_return_weights(d_mu, d_S, target_return=float(w_mv @ mu) - 1)), w_mv)
     # a volatility above the best-return portfolio's returns the best-return portfolio
     best = np.zeros(len(mu))
     best[np.argmax(mu)] = 1
-    assert np.array_equal(pf.efficient_risk_weights(mu, S, target_volatility=10.0), best)
+    assert np.array_equal(host(pf.efficient_risk_weights(d_mu, d_S, target_volatility=10.0)), best)
 
 
-def test_unbounded_min_variance_is_the_closed_form(problem):
+def test_unbounded_min_variance_is_the_closed_form(xp, problem):
     _, S = problem
-    w = pf.min_variance_weights(S, min_weights=-np.inf, max_weights=np.inf)
+    w = host(pf.min_variance_weights(device(xp, S), min_weights=-np.inf, max_weights=np.inf))
     closed = np.linalg.solve(S, np.ones(len(S)))
     np.testing.assert_allclose(w, closed / closed.sum(), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("budgets", [None, "custom"])
-def test_risk_contributions_equal_budgets(problem, budgets):
+def test_risk_contributions_equal_budgets(xp, problem, budgets):
     _, S = problem
     n = len(S)
     b = None if budgets is None else np.random.default_rng(3).uniform(0.2, 5, n)
-    w = pf.risk_budget_weights(S, risk_budgets=b)
+    d_S = device(xp, S)
+    w = pf.risk_budget_weights(d_S, risk_budgets=None if b is None else device(xp, b))
+    rc = pf.risk_contributions(w, d_S)
+    assert_on_device(xp, (w, rc), np.float64)
+    w, rc = host(w), host(rc)
     target = np.full(n, 1 / n) if b is None else b / b.sum()
     assert abs(w.sum() - 1) < 1e-12 and (w > 0).all()
-    assert np.abs(pf.risk_contributions(w, S) - target).max() < 1e-10
+    assert np.abs(rc - target).max() < 1e-10
 
 
 def test_hrp_invariants(problem):
@@ -158,30 +183,46 @@ def test_hrp_two_uncorrelated_assets_is_inverse_variance():
     np.testing.assert_allclose(hrp_weights(S), [0.2, 0.8], rtol=1e-15)
 
 
-def test_black_litterman_certain_absolute_view_is_met():
+def test_hrp_takes_host_arrays_only(xp, problem):
+    """HRP is CPU-only (SciPy's linkage): a device array is refused with a TypeError that says so,
+    never copied to the host unasked (the fallback chain makes that copy itself, tested below)."""
+    _, S = problem
+    if xp is np:
+        assert abs(hrp_weights(device(xp, S)).sum() - 1) < 1e-12
+    else:
+        with pytest.raises(TypeError, match="CPU"):
+            hrp_weights(device(xp, S))
+
+
+def test_black_litterman_certain_absolute_view_is_met(xp):
     rng = np.random.default_rng(4)
     n = 6
     S = random_cov(rng, n) * 252
-    pi = pf.market_implied_prior_returns(np.ones(n), S, risk_aversion=2.5)  # equal-weight market prior
-    np.testing.assert_allclose(pi, 2.5 * S.mean(axis=1), rtol=1e-14)
-    P = pf.absolute_views_picking([2], n_assets=n)
-    omega = pf.idzorek_omega([1.0], S, P, tau=0.05)
-    assert omega[0, 0] == 0
-    post, post_cov = pf.black_litterman_posterior(pi, S, picking=P, views=[0.3], omega=omega, tau=0.05)
+    d_S = device(xp, S)
+    pi = pf.market_implied_prior_returns(device(xp, np.ones(n)), d_S, risk_aversion=2.5)  # equal-weight market
+    np.testing.assert_allclose(host(pi), 2.5 * S.mean(axis=1), rtol=1e-14)
+    P = device(xp, pf.absolute_views_picking([2], n_assets=n))
+    omega = pf.idzorek_omega(device(xp, np.array([1.0])), d_S, P, tau=0.05)
+    assert host(omega)[0, 0] == 0
+    post, post_cov = pf.black_litterman_posterior(pi, d_S, picking=P, views=device(xp, np.array([0.3])), omega=omega,
+                                                  tau=0.05)
+    assert_on_device(xp, (post, post_cov), np.float64)
+    post, post_cov = host((post, post_cov))
     assert post[2] == pytest.approx(0.3, rel=1e-12)
     np.testing.assert_allclose(post_cov, post_cov.T, atol=1e-18)
     assert np.linalg.eigvalsh(post_cov).min() > 0
     # no confidence leaves the prior (to 1e-6: omega = 1e6)
-    weak = pf.black_litterman_posterior(pi, S, picking=P, views=[0.3], omega=pf.idzorek_omega([0.0], S, P, tau=0.05))
-    np.testing.assert_allclose(weak[0], pi, atol=1e-7)
+    weak = pf.black_litterman_posterior(pi, d_S, picking=P, views=device(xp, np.array([0.3])),
+                                        omega=pf.idzorek_omega(device(xp, np.array([0.0])), d_S, P, tau=0.05))
+    np.testing.assert_allclose(host(weak[0]), host(pi), atol=1e-7)
 
 
 # ---------------------------------------------------------------------------------------------
 # Failures are explicit
 # ---------------------------------------------------------------------------------------------
 
-def test_infeasible_problems_raise_with_a_reason(problem):
-    mu, S = problem
+def test_infeasible_problems_raise_with_a_reason(xp, problem):
+    mu, S = device(xp, problem)
     n = len(mu)
     cases = [
         (lambda: pf.efficient_return_weights(mu, S, target_return=mu.max() + 0.01), "efficient_return",
@@ -204,10 +245,10 @@ def test_infeasible_problems_raise_with_a_reason(problem):
         assert info.value.method == method and words in info.value.reason
 
 
-def test_bad_covariances_raise(problem):
-    mu, S = problem
+def bad_covariances(S):
+    """(covariance, the words its OptimisationError names) for five kinds of bad covariance."""
     rng = np.random.default_rng(5)
-    X = rng.normal(size=(10, len(mu)))
+    X = rng.normal(size=(10, len(S)))
     singular = X.T @ X / 10  # rank 10 of 30
     not_psd = S.copy()
     not_psd[0, 1] = not_psd[1, 0] = 2 * np.sqrt(S[0, 0] * S[1, 1])
@@ -215,36 +256,49 @@ def test_bad_covariances_raise(problem):
     with_nan[3, 3] = np.nan
     asym = S.copy()
     asym[0, 1] *= 1.01
-    for cov, words in [(singular, r"singular \(numerical rank 10 of 30"), (not_psd, "not positive semidefinite"),
-                       (with_nan, "NaN"), (asym, "not symmetric")]:
-        for fn in (lambda c: pf.min_variance_weights(c), lambda c: pf.max_sharpe_weights(mu, c),
+    # positive definite to Cholesky (a diagonal matrix always factors) but with a condition
+    # number of 1e17: numerically singular, which only a condition estimate sees
+    ill = np.diag(np.diag(S) * np.where(np.arange(len(S)) == 0, 1e-17, 1.0))
+    return [(singular, r"singular \(numerical rank 10 of 30"), (not_psd, "not positive semidefinite"),
+            (with_nan, "NaN"), (asym, "not symmetric"), (ill, r"singular \(numerical rank 29 of 30")]
+
+
+def test_bad_covariances_raise(xp, problem):
+    mu, S = problem
+    d_mu = device(xp, mu)
+    for cov, words in bad_covariances(S):
+        for fn in (lambda c: pf.min_variance_weights(c), lambda c: pf.max_sharpe_weights(d_mu, c),
                    lambda c: pf.risk_budget_weights(c)):
             with pytest.raises(OptimisationError, match=words):
-                fn(cov)
-    with pytest.raises(OptimisationError, match="NaN"):
-        hrp_weights(with_nan)
-    with pytest.raises(OptimisationError, match="not positive"):
-        hrp_weights(np.diag([1.0, 0.0, 1.0]))
-    with pytest.raises(OptimisationError, match="exclude full investment"):
-        hrp_weights(S, max_weights=0.01)
+                fn(device(xp, cov))
+    if xp is np:  # HRP runs on the host only
+        with_nan = bad_covariances(S)[2][0]
+        with pytest.raises(OptimisationError, match="NaN"):
+            hrp_weights(with_nan)
+        with pytest.raises(OptimisationError, match="not positive"):
+            hrp_weights(np.diag([1.0, 0.0, 1.0]))
+        with pytest.raises(OptimisationError, match="exclude full investment"):
+            hrp_weights(S, max_weights=0.01)
     with pytest.raises(ValueError, match="shape"):
-        pf.min_variance_weights(S, max_weights=np.ones(3))
+        pf.min_variance_weights(device(xp, S), max_weights=device(xp, np.ones(3)))
 
 
 # ---------------------------------------------------------------------------------------------
 # Fallback chain
 # ---------------------------------------------------------------------------------------------
 
-def test_fallback_not_needed(problem):
-    mu, S = problem
+def test_fallback_not_needed(xp, problem):
+    mu, S = device(xp, problem)
     res = pf.optimise_with_fallback("max_sharpe", covariance=S, expected_returns=mu, risk_free_rate=0.01)
     assert res.method == "max_sharpe" and not res.fell_back
-    np.testing.assert_array_equal(res.weights, pf.max_sharpe_weights(mu, S, risk_free_rate=0.01))
+    assert_on_device(xp, res.weights, np.float64)
+    np.testing.assert_array_equal(host(res.weights), host(pf.max_sharpe_weights(mu, S, risk_free_rate=0.01)))
     assert res.records() == [{"step": 0, "method": "max_sharpe", "status": "ok", "reason": ""}]
 
 
-def test_fallback_chain_is_followed_and_recorded(problem):
-    mu, S = problem
+def test_fallback_chain_is_followed_and_recorded(xp, problem):
+    """Every step of the chain, HRP (CPU-only) included, returns weights on the input's device."""
+    mu, S = device(xp, problem)
     rng = np.random.default_rng(6)
     X = rng.normal(size=(10, len(mu)))
     singular = X.T @ X / 10
@@ -253,12 +307,13 @@ def test_fallback_chain_is_followed_and_recorded(problem):
     assert res.method == "min_variance" and res.fell_back
     assert [a.method for a in res.attempts] == ["max_sharpe", "min_variance"]
     assert "risk-free rate" in res.attempts[0].error and res.attempts[1].error is None
-    np.testing.assert_array_equal(res.weights, pf.min_variance_weights(S))
+    np.testing.assert_array_equal(host(res.weights), host(pf.min_variance_weights(S)))
     # a singular covariance: both QPs fail, HRP (which needs no inverse) succeeds
-    res = pf.optimise_with_fallback("max_sharpe", covariance=singular, expected_returns=mu)
+    res = pf.optimise_with_fallback("max_sharpe", covariance=device(xp, singular), expected_returns=mu)
     assert [a.method for a in res.attempts] == ["max_sharpe", "min_variance", "hrp"]
     assert all("singular" in a.error for a in res.attempts[:2])
-    np.testing.assert_array_equal(res.weights, hrp_weights(singular))
+    assert_on_device(xp, res.weights, np.float64)
+    np.testing.assert_array_equal(host(res.weights), hrp_weights(singular))
     # solver non-convergence
     res = pf.optimise_with_fallback("min_variance", covariance=S, max_iterations=2)
     assert res.method == "hrp" and "did not converge" in res.attempts[0].error
@@ -266,7 +321,8 @@ def test_fallback_chain_is_followed_and_recorded(problem):
     res = pf.optimise_with_fallback("max_sharpe", covariance=S, expected_returns=mu, max_weights=0.01)
     assert [a.method for a in res.attempts] == list(pf.DEFAULT_FALLBACK_CHAIN)
     assert res.method == "equal_weight"
-    np.testing.assert_array_equal(res.weights, np.full(len(mu), 1 / len(mu)))
+    assert_on_device(xp, res.weights, np.float64)
+    np.testing.assert_array_equal(host(res.weights), np.full(len(mu), 1 / len(mu)))
     rows = res.records()
     assert [r["status"] for r in rows] == ["failed", "failed", "failed", "ok"]
     assert all("exclude full investment" in r["reason"] for r in rows[:3])
@@ -277,8 +333,8 @@ def test_fallback_chain_is_followed_and_recorded(problem):
     assert res.attempts[0].error == "no expected returns were given" and res.method == "min_variance"
 
 
-def test_fallback_custom_chain_and_exhaustion(problem):
-    mu, S = problem
+def test_fallback_custom_chain_and_exhaustion(xp, problem):
+    mu, S = device(xp, problem)
     res = pf.optimise_with_fallback("max_sharpe", covariance=S, expected_returns=mu, risk_free_rate=1.0,
                                     fallbacks=("risk_parity",))
     assert res.method == "risk_parity"
@@ -293,42 +349,54 @@ def test_fallback_custom_chain_and_exhaustion(problem):
 # Ensembles
 # ---------------------------------------------------------------------------------------------
 
-def test_ensembles(problem):
+def test_ensembles(xp, problem):
     mu, S = problem
     n = len(mu)
     rng = np.random.default_rng(8)
-    W = np.stack([pf.min_variance_weights(S), hrp_weights(S), pf.risk_budget_weights(S),
-                  pf.max_sharpe_weights(mu, S)])
+    d_mu, d_S = device(xp, (mu, S))
+    W = np.stack([host(pf.min_variance_weights(d_S)), hrp_weights(S), host(pf.risk_budget_weights(d_S)),
+                  host(pf.max_sharpe_weights(d_mu, d_S))])
     returns = rng.multivariate_normal(mu / 252, S / 252, size=500)
-    for method, kw in [("equal", {}), ("inverse_volatility", {"covariance": S}),
-                       ("inverse_volatility", {"returns": returns}), ("adaptive", {"returns": returns})]:
-        mix = pf.ensemble_mixing_weights(W, method=method, **kw)
-        w = pf.ensemble_weights(W, method=method, **kw)
+    d_W, d_returns = device(xp, (W, returns))
+
+    def mixing(**kw):
+        return host(pf.ensemble_mixing_weights(d_W, **kw))
+
+    for method, kw in [("equal", {}), ("inverse_volatility", {"covariance": d_S}),
+                       ("inverse_volatility", {"returns": d_returns}), ("adaptive", {"returns": d_returns})]:
+        mix = pf.ensemble_mixing_weights(d_W, method=method, **kw)
+        w = pf.ensemble_weights(d_W, method=method, **kw)
+        assert_on_device(xp, (mix, w), np.float64)
+        mix, w = host((mix, w))
         assert mix.shape == (4,) and (mix >= 0).all() and abs(mix.sum() - 1) < 1e-12
         assert abs(w.sum() - 1) < 1e-12 and (w >= 0).all() and w.shape == (n,)
         np.testing.assert_allclose(w, mix @ W, rtol=1e-15)
     inv = 1 / np.sqrt(np.einsum("ki,ij,kj->k", W, S, W))
-    np.testing.assert_allclose(pf.ensemble_mixing_weights(W, method="inverse_volatility", covariance=S),
-                               inv / inv.sum(), rtol=1e-13)
+    np.testing.assert_allclose(mixing(method="inverse_volatility", covariance=d_S), inv / inv.sum(), rtol=1e-13)
     pr = returns @ W.T
     sharpe = pr.mean(0) / pr.std(0, ddof=1)
     expected = np.maximum(sharpe, 0) / np.maximum(sharpe, 0).sum()
-    np.testing.assert_allclose(pf.ensemble_mixing_weights(W, method="adaptive", returns=returns), expected,
-                               rtol=1e-12)
+    np.testing.assert_allclose(mixing(method="adaptive", returns=d_returns), expected, rtol=1e-12)
     # all trailing Sharpe ratios non-positive: equal mixing
-    np.testing.assert_array_equal(pf.ensemble_mixing_weights(W, method="adaptive", returns=-np.abs(returns)),
-                                  np.full(4, 0.25))
+    np.testing.assert_array_equal(mixing(method="adaptive", returns=-abs(d_returns)), np.full(4, 0.25))
     with pytest.raises(ValueError, match="exactly one"):
-        pf.ensemble_mixing_weights(W, method="inverse_volatility")
+        pf.ensemble_mixing_weights(d_W, method="inverse_volatility")
     with pytest.raises(ValueError, match="sum to 1"):
-        pf.ensemble_weights(W * 2)
+        pf.ensemble_weights(d_W * 2)
 
 
 # ---------------------------------------------------------------------------------------------
 # Property tests: the QP solver against cvxpy
 # ---------------------------------------------------------------------------------------------
 
-cp = pytest.importorskip("cvxpy")
+@pytest.fixture(scope="module")
+def cp():
+    """cvxpy, or skip: only the property tests need it (the tests above run without it)."""
+    return pytest.importorskip("cvxpy")
+
+
+# The xp fixture is set up once per backend, not per example: sharing it across examples is safe.
+SHARED_XP = [HealthCheck.function_scoped_fixture]
 TIGHT = {"solver": "CLARABEL", "tol_gap_abs": 1e-11, "tol_gap_rel": 1e-11, "tol_feas": 1e-11}
 
 
@@ -360,31 +428,33 @@ def portfolio_problems(draw):
     return mu, S, lo, hi
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, *SHARED_XP])
 @given(portfolio_problems())
-def test_min_variance_and_efficient_return_match_cvxpy(prob):
+def test_min_variance_and_efficient_return_match_cvxpy(xp, cp, prob):
     mu, S, lo, hi = prob
     n = len(mu)
-    w = pf.min_variance_weights(S, min_weights=lo, max_weights=hi)
+    d_mu, d_S, d_lo, d_hi = device(xp, prob)
+    w = host(pf.min_variance_weights(d_S, min_weights=d_lo, max_weights=d_hi))
     x = cp.Variable(n)
     ref = _cvx(cp.Problem(cp.Minimize(cp.quad_form(x, S)), [cp.sum(x) == 1, x >= lo, x <= hi]))
     assert abs(w.sum() - 1) < 1e-12 and (w >= lo).all() and (w <= hi).all()
     assert w @ S @ w <= ref.value * (1 + 1e-8) + 1e-15
     target = float(w @ mu + 0.5 * (pf._extreme_return(mu, lo, hi, np)[0] - w @ mu))
-    we = pf.efficient_return_weights(mu, S, target_return=target, min_weights=lo, max_weights=hi)
+    we = host(pf.efficient_return_weights(d_mu, d_S, target_return=target, min_weights=d_lo, max_weights=d_hi))
     ref = _cvx(cp.Problem(cp.Minimize(cp.quad_form(x, S)), [mu @ x >= target, cp.sum(x) == 1, x >= lo, x <= hi]))
     assert we @ mu >= target - 1e-12 * max(1, abs(target))
     assert we @ S @ we <= ref.value * (1 + 1e-8) + 1e-15
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, *SHARED_XP])
 @given(portfolio_problems())
-def test_max_sharpe_matches_cvxpy(prob):
+def test_max_sharpe_matches_cvxpy(xp, cp, prob):
     mu, S, lo, hi = prob
     n = len(mu)
     rf = float(np.median(mu))
+    d_mu, d_S, d_lo, d_hi = device(xp, prob)
     try:
-        w = pf.max_sharpe_weights(mu, S, risk_free_rate=rf, min_weights=lo, max_weights=hi)
+        w = host(pf.max_sharpe_weights(d_mu, d_S, risk_free_rate=rf, min_weights=d_lo, max_weights=d_hi))
     except OptimisationError as e:
         assert "above the risk-free rate" in e.reason
         assert pf._extreme_return(mu - rf, lo, hi, np)[0] <= 0
@@ -400,9 +470,9 @@ def test_max_sharpe_matches_cvxpy(prob):
     assert sharpe(w) >= sharpe(ref) - 1e-8 * abs(sharpe(ref))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=SHARED_XP)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 9), st.integers(1, 3))
-def test_solve_qp_matches_cvxpy_on_general_qps(seed, n, m):
+def test_solve_qp_matches_cvxpy_on_general_qps(xp, cp, seed, n, m):
     """A PSD (possibly singular) Q with a linear term, m equality rows, mixed finite/infinite bounds."""
     rng = np.random.default_rng(seed)
     m = min(m, n)
@@ -414,7 +484,9 @@ def test_solve_qp_matches_cvxpy_on_general_qps(seed, n, m):
     b = A @ x0
     lower = np.where(rng.random(n) < 0.7, x0 - rng.uniform(0, 1, n), -np.inf)
     upper = np.where(rng.random(n) < 0.7, x0 + rng.uniform(0, 1, n), np.inf)
-    sol = pf.solve_qp(Q, c, A, b, lower=lower, upper=upper)
+    sol = pf.solve_qp(*device(xp, (Q, c, A, b)), lower=device(xp, lower), upper=device(xp, upper))
+    assert_on_device(xp, (sol.x, sol.equality_multipliers), np.float64)
+    sol = pf.QPSolution(host(sol.x), host(sol.equality_multipliers), sol.iterations, sol.polished)
     x = cp.Variable(n)
     cons = [A @ x == b]
     fin_lo, fin_hi = np.isfinite(lower), np.isfinite(upper)
@@ -430,36 +502,52 @@ def test_solve_qp_matches_cvxpy_on_general_qps(seed, n, m):
     np.testing.assert_allclose(sol.x, x.value, atol=1e-5 * (1 + np.abs(x.value).max()))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=SHARED_XP)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 12))
-def test_risk_budgeting_property(seed, n):
+def test_risk_budgeting_property(xp, seed, n):
     rng = np.random.default_rng(seed)
     S = random_cov(rng, n, ridge=1e-2, scale=10.0 ** rng.integers(-5, 1))
     b = rng.uniform(0.05, 1.0, n)
-    w = pf.risk_budget_weights(S, risk_budgets=b)
+    d_S = device(xp, S)
+    w = pf.risk_budget_weights(d_S, risk_budgets=device(xp, b))
+    rc = host(pf.risk_contributions(w, d_S))
+    w = host(w)
     assert abs(w.sum() - 1) < 1e-12 and (w > 0).all()
-    np.testing.assert_allclose(pf.risk_contributions(w, S), b / b.sum(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(rc, b / b.sum(), rtol=1e-9, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
-# CuPy (skipped without a GPU)
+# CuPy's silent linear-algebra failures, on the CPU
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.gpu
-def test_cupy_inputs_give_the_numpy_results(problem):
-    cupy = cupy_or_skip()
+def test_cupy_branches_catch_silent_linalg_failures(monkeypatch, problem):
+    """CuPy's cholesky returns a partial factor and its solve inf/NaN where NumPy raises. Run
+    through NumPy with those semantics (and SciPy standing in for cupyx), the CuPy branches must
+    refuse the covariances NumPy refuses, take the least-squares fallbacks NumPy takes, and
+    otherwise give NumPy's weights."""
     mu, S = problem
-    mu_d, S_d = cupy.asarray(mu), cupy.asarray(S)
-    pairs = [
-        (pf.min_variance_weights(S_d), pf.min_variance_weights(S)),
-        (pf.max_sharpe_weights(mu_d, S_d, min_weights=0.0, max_weights=0.2),
-         pf.max_sharpe_weights(mu, S, min_weights=0.0, max_weights=0.2)),
-        (pf.risk_budget_weights(S_d), pf.risk_budget_weights(S)),
-        (pf.black_litterman_posterior(mu_d, S_d, picking=cupy.eye(len(mu))[:2], views=cupy.asarray([0.1, 0.2]))[0],
-         pf.black_litterman_posterior(mu, S, picking=np.eye(len(mu))[:2], views=[0.1, 0.2])[0]),
-    ]
-    for on_device, on_host in pairs:
-        assert type(on_device).__module__.startswith("cupy")
-        np.testing.assert_allclose(cupy.asnumpy(on_device), on_host, atol=1e-9)
-    with pytest.raises(TypeError, match="CPU"):
-        hrp_weights(S_d)
+    n = len(mu)
+    A, b = np.ones((2, n)), np.ones(2)  # a repeated budget row: the Schur complement is singular
+    P = np.zeros((2, n))
+    P[:, 0] = 1.0  # two certain views on one asset: P tau S P' + omega is singular
+    want = {"min_variance": pf.min_variance_weights(S), "max_sharpe": pf.max_sharpe_weights(mu, S),
+            "risk_parity": pf.risk_budget_weights(S),
+            "qp": pf.solve_qp(S, np.zeros(n), A, b, lower=np.zeros(n), upper=np.ones(n)).x,
+            "bl": pf.black_litterman_posterior(mu, S, picking=P, views=[0.1, 0.1], omega=np.zeros((2, 2)))}
+    install_fake_cupyx(monkeypatch)
+    monkeypatch.setattr(pf, "namespace", lambda *arrays: cupy_like_numpy())
+    for cov, words in bad_covariances(S):
+        for fn in (lambda c: pf.min_variance_weights(c), lambda c: pf.max_sharpe_weights(mu, c),
+                   lambda c: pf.risk_budget_weights(c)):
+            with pytest.raises(OptimisationError, match=words):
+                fn(cov)
+    got = {"min_variance": pf.min_variance_weights(S), "max_sharpe": pf.max_sharpe_weights(mu, S),
+           "risk_parity": pf.risk_budget_weights(S),
+           "qp": pf.solve_qp(S, np.zeros(n), A, b, lower=np.zeros(n), upper=np.ones(n)).x}
+    for name, w in got.items():  # triangular solves instead of LAPACK's potrs: rounding apart
+        np.testing.assert_allclose(w, want[name], rtol=0, atol=1e-10, err_msg=name)
+    post, post_cov = pf.black_litterman_posterior(mu, S, picking=P, views=[0.1, 0.1], omega=np.zeros((2, 2)))
+    np.testing.assert_allclose(post, want["bl"][0], rtol=1e-12)
+    np.testing.assert_allclose(post_cov, want["bl"][1], rtol=1e-12)
+    with pytest.raises(OptimisationError, match="singular"):
+        pf.black_litterman_weights(mu[:3], np.ones((3, 3)))
