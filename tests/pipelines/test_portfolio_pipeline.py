@@ -205,3 +205,17 @@ def test_every_covariance_estimator(estimator):
         np.testing.assert_allclose(cov, np.cov(rets.block, rowvar=False) * 252, rtol=1e-12)
     opt = optimise_stage(rets, cov, cfg.portfolio)
     np.testing.assert_allclose(opt.weights.groupby("method")["weight"].sum(), 1.0, atol=1e-8)
+
+
+def test_every_portfolio_within_max_weight(tmp_path):
+    """Risk parity ignored min_weight/max_weight (0.0425 on the sample with max_weight 0.035), and
+    the ensemble, which mixes it in, broke the bound too."""
+    config = _config(max_weight=0.035, min_weight=0.005, monte_carlo={"n_paths": 1000},
+                     methods=["min_variance", "hrp", "risk_parity"])
+    result = run_portfolio(prepare_portfolio(config, data_path=str(SAMPLE), out_dir=str(tmp_path / "r"), backend="cpu"))
+    w = pd.read_parquet(result.out_dir / "weights.parquet")
+    assert set(w["method"]) == {"min_variance", "hrp", "risk_parity", "ensemble"}
+    assert w["weight"].max() <= 0.035 + 1e-12 and w["weight"].min() >= 0.005 - 1e-12
+    assert (w[w["method"] == "risk_parity"]["weight"] > 0.035 - 1e-9).any()  # the bound binds
+    chains = pd.read_parquet(result.out_dir / "fallbacks.parquet")
+    assert (chains["status"] == "ok").all()
