@@ -15,6 +15,11 @@ Tolerances (what is asserted; measured figures in the report and docs/benchmarks
 - HRP vs HRPOpt and HierarchicalRiskParity: weights within 1e-12 absolute and 1e-10 relative.
 - Black-Litterman posterior returns and covariance, Idzorek's omega, bl_weights: 1e-12 relative.
 - Risk budgeting vs skfolio's RiskBudgeting (variance, Clarabel at 1e-12): weights within 1e-8.
+
+The tests of transforms.portfolio take the ``xp`` fixture: moments go to the device, weights come
+back with ``host`` and meet the same references at the same tolerances (NumPy always; CuPy where
+a GPU exists, else skipped; the solvers are float64 on both, and polished to exact KKT points).
+HRP is CPU-only (SciPy's linkage), so its comparisons run on NumPy alone.
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import host
+from tests.transforms.gpu_testlib import assert_on_device, device
 from transforms import portfolio as pf
 from transforms.hrp import hrp_weights
 
@@ -113,10 +120,12 @@ def _objective(kind, w, mu, S):
 @pytest.mark.parametrize("bounds", [(0.0, 1.0), (0.005, 0.08)], ids=["long_only", "bounded"])
 @pytest.mark.parametrize("cov_name", ["sample_cov", "lw_cov"])
 @pytest.mark.parametrize("objective", list(CASES))
-def test_mean_variance_equals_pypfopt_on_sample(sample, objective, cov_name, bounds):
+def test_mean_variance_equals_pypfopt_on_sample(xp, sample, objective, cov_name, bounds):
     mu, S = sample["mu"], sample[cov_name]
     ours_fn, kw, kind, sense = CASES[objective]
-    ours = ours_fn(mu, S, min_weights=bounds[0], max_weights=bounds[1])
+    ours = ours_fn(device(xp, mu), device(xp, S), min_weights=bounds[0], max_weights=bounds[1])
+    assert_on_device(xp, ours, np.float64)
+    ours = host(ours)
     theirs = _pypfopt_weights(mu, S, objective, bounds, **kw)
     tol = 1e-5 if objective == "efficient_risk" else 1e-6
     assert np.abs(ours - theirs).max() < tol
@@ -131,24 +140,24 @@ def test_mean_variance_equals_pypfopt_on_sample(sample, objective, cov_name, bou
 
 
 @pytest.mark.parametrize("objective", ["min_volatility", "max_sharpe"])
-def test_mean_variance_equals_pypfopt_at_470_assets(sp500, objective):
+def test_mean_variance_equals_pypfopt_at_470_assets(xp, sp500, objective):
     """The 470-asset problem on which PyPortfolioOpt's default solver (OSQP) stops max_sharpe
     with status user_limit; Clarabel at tight tolerances is the reference here."""
     mu, S = sp500["mu"], sp500["lw_cov"]
     ours_fn, kw, kind, sense = CASES[objective]
-    ours = ours_fn(mu, S)
+    ours = host(ours_fn(device(xp, mu), device(xp, S)))
     theirs = _pypfopt_weights(mu, S, objective, (0.0, 1.0), **kw)
     assert np.abs(ours - theirs).max() < 1e-6
     f_ours, f_theirs = _objective(kind, ours, mu, S), _objective(kind, theirs, mu, S)
     assert sense * (f_ours - f_theirs) >= -1e-9 * abs(f_theirs)
 
 
-def test_max_sharpe_with_per_asset_bounds_equals_pypfopt(sample):
+def test_max_sharpe_with_per_asset_bounds_equals_pypfopt(xp, sample):
     mu, S = sample["mu"], sample["lw_cov"]
     n = len(mu)
     lo = np.where(np.arange(n) % 5 == 0, 0.01, 0.0)
     hi = np.where(np.arange(n) % 3 == 0, 0.04, 0.15)
-    ours = pf.max_sharpe_weights(mu, S, min_weights=lo, max_weights=hi)
+    ours = host(pf.max_sharpe_weights(*device(xp, (mu, S)), min_weights=device(xp, lo), max_weights=device(xp, hi)))
     theirs = _pypfopt_weights(mu, S, "max_sharpe", list(zip(lo, hi)))
     assert np.abs(ours - theirs).max() < 1e-6
     assert (ours >= lo).all() and (ours <= hi).all()
@@ -252,10 +261,25 @@ def bl_inputs(sample):
     return {"names": names, "S": S, "S_df": S_df, "delta": delta, "pi": pi, "pi_ref": pi_ref, "n": n}
 
 
-def test_black_litterman_relative_views_idzorek_equal_pypfopt(bl_inputs):
+def test_market_implied_risk_aversion_and_prior_equal_pypfopt(xp, sample, bl_inputs):
+    """bl_inputs' two checks, with our side on the device."""
+    from pypfopt import black_litterman as bl
+
+    d = bl_inputs
+    prices = (1 + sample["returns"]).cumprod().mean(axis=1)
+    delta = pf.market_implied_risk_aversion(device(xp, prices.to_numpy()))
+    assert isinstance(delta, float) and delta == pytest.approx(bl.market_implied_risk_aversion(prices), rel=1e-13)
+    pi = pf.market_implied_prior_returns(device(xp, np.linspace(1.0, 8.0, d["n"])), device(xp, d["S"]),
+                                         risk_aversion=d["delta"], risk_free_rate=0.01)
+    assert_on_device(xp, pi, np.float64)
+    assert _rel(host(pi), d["pi_ref"].to_numpy()) < 1e-13
+
+
+def test_black_litterman_relative_views_idzorek_equal_pypfopt(xp, bl_inputs):
     from pypfopt import BlackLittermanModel
 
     d = bl_inputs
+    d_S, d_pi = device(xp, (d["S"], d["pi"]))
     P = np.zeros((4, d["n"]))
     P[0, 0] = 1.0                              # absolute
     P[1, 1], P[1, 2] = 1.0, -1.0               # relative: asset 1 beats asset 2
@@ -266,30 +290,35 @@ def test_black_litterman_relative_views_idzorek_equal_pypfopt(bl_inputs):
     for tau in (0.05, 0.5):
         ref = BlackLittermanModel(d["S_df"], pi=d["pi_ref"], Q=Q, P=P, omega="idzorek", view_confidences=conf,
                                   tau=tau, risk_aversion=d["delta"])
-        omega = pf.idzorek_omega(conf, d["S"], P, tau=tau)
-        assert _rel(omega, ref.omega) < 1e-12
-        post, post_cov = pf.black_litterman_posterior(d["pi"], d["S"], picking=P, views=Q, omega=omega, tau=tau)
-        assert _rel(post, ref.bl_returns().to_numpy()) < 1e-12
-        assert _rel(post_cov, ref.bl_cov().to_numpy()) < 1e-12
+        d_P = device(xp, P)
+        omega = pf.idzorek_omega(device(xp, conf), d_S, d_P, tau=tau)
+        assert _rel(host(omega), ref.omega) < 1e-12
+        post, post_cov = pf.black_litterman_posterior(d_pi, d_S, picking=d_P, views=device(xp, Q), omega=omega,
+                                                      tau=tau)
+        assert _rel(host(post), ref.bl_returns().to_numpy()) < 1e-12
+        assert _rel(host(post_cov), ref.bl_cov().to_numpy()) < 1e-12
         ref.bl_weights(d["delta"])
-        w = pf.black_litterman_weights(post, d["S"], risk_aversion=d["delta"])
-        assert _rel(w, ref.weights) < 1e-12
+        w = pf.black_litterman_weights(post, d_S, risk_aversion=d["delta"])
+        assert_on_device(xp, w, np.float64)
+        assert _rel(host(w), ref.weights) < 1e-12
 
 
-def test_black_litterman_absolute_views_default_omega_and_bl_max_sharpe(bl_inputs):
+def test_black_litterman_absolute_views_default_omega_and_bl_max_sharpe(xp, bl_inputs):
     from pypfopt import BlackLittermanModel, EfficientFrontier
 
     d = bl_inputs
     views = {d["names"][0]: 0.15, d["names"][9]: -0.05, d["names"][20]: 0.08}
     ref = BlackLittermanModel(d["S_df"], pi=d["pi_ref"], absolute_views=views, tau=0.1)
     P = pf.absolute_views_picking([0, 9, 20], n_assets=d["n"])
-    post, post_cov = pf.black_litterman_posterior(d["pi"], d["S"], picking=P, views=list(views.values()), tau=0.1)
-    assert _rel(post, ref.bl_returns().to_numpy()) < 1e-12
-    assert _rel(post_cov, ref.bl_cov().to_numpy()) < 1e-12
+    view_values = list(views.values()) if xp is np else device(xp, np.array(list(views.values())))
+    post, post_cov = pf.black_litterman_posterior(*device(xp, (d["pi"], d["S"])), picking=device(xp, P),
+                                                  views=view_values, tau=0.1)
+    assert _rel(host(post), ref.bl_returns().to_numpy()) < 1e-12
+    assert _rel(host(post_cov), ref.bl_cov().to_numpy()) < 1e-12
     # Long-only BL portfolio through the mean-variance solver, against EfficientFrontier on the posterior.
     ef = EfficientFrontier(ref.bl_returns(), ref.bl_cov(), **CLARABEL)
     ef.max_sharpe(risk_free_rate=0.01)
-    ours = pf.max_sharpe_weights(post, post_cov, risk_free_rate=0.01)
+    ours = host(pf.max_sharpe_weights(post, post_cov, risk_free_rate=0.01))
     assert np.abs(ours - np.asarray(ef.weights)).max() < 1e-6
 
 
@@ -309,18 +338,22 @@ def _skfolio_risk_budgeting(returns, budgets=None):
 
 
 @pytest.mark.parametrize("budgets", ["equal", "custom"])
-def test_risk_budgeting_equals_skfolio_on_sample(sample, budgets):
+def test_risk_budgeting_equals_skfolio_on_sample(xp, sample, budgets):
     returns = sample["returns"].to_numpy()
     b = None if budgets == "equal" else np.linspace(1.0, 4.0, returns.shape[1])
     theirs, S = _skfolio_risk_budgeting(returns, b)
-    ours = pf.risk_budget_weights(S, risk_budgets=b)
+    d_S = device(xp, S)
+    d_ours = pf.risk_budget_weights(d_S, risk_budgets=None if b is None else device(xp, b))
+    ours, rc = host(d_ours), host(pf.risk_contributions(d_ours, d_S))
     assert np.abs(ours - theirs).max() < 1e-8
     target = np.full(len(ours), 1 / len(ours)) if b is None else b / b.sum()
-    assert np.abs(pf.risk_contributions(ours, S) - target).max() < 1e-12
+    assert np.abs(rc - target).max() < 1e-12
 
 
-def test_risk_parity_equals_skfolio_at_470_assets(sp500):
+def test_risk_parity_equals_skfolio_at_470_assets(xp, sp500):
     theirs, S = _skfolio_risk_budgeting(sp500["returns"].to_numpy())
-    ours = pf.risk_budget_weights(S)
+    d_S = device(xp, S)
+    d_ours = pf.risk_budget_weights(d_S)
+    ours, rc = host(d_ours), host(pf.risk_contributions(d_ours, d_S))
     assert np.abs(ours - theirs).max() < 1e-8
-    assert np.abs(pf.risk_contributions(ours, S) - 1 / 470).max() < 1e-12
+    assert np.abs(rc - 1 / 470).max() < 1e-12
