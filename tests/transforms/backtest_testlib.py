@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tests.conftest import host
+from tests.transforms.gpu_testlib import device
 from tests.transforms.indicator_testlib import SAMPLE, load_sp500, to_panel
 from transforms.backtest import compact_bars, indicator_bank, run_backtest
 from transforms.strategies import STRATEGIES
@@ -48,7 +50,8 @@ def synthetic_panel(n_symbols: int = 5, n_bars: int = 400, seed: int = 11) -> tu
 
 @dataclass
 class Run:
-    """One engine run: accumulators and per-bar outputs, with the compacted inputs it saw."""
+    """One engine run: accumulators and per-bar outputs, with the compacted inputs it saw, all
+    brought to the host (NumPy) whatever device the run used."""
 
     acc: np.ndarray
     returns: np.ndarray  # (n_timestamps, n_series), NaN where the symbol has no bar / first bar
@@ -57,6 +60,7 @@ class Run:
     prices: dict
     n: np.ndarray
     rows: np.ndarray
+    positions: np.ndarray | None = None  # held at each close (n_timestamps, n_series), when asked for
 
     @property
     def n_symbols(self) -> int:
@@ -73,17 +77,21 @@ class Run:
         return out
 
 
-def run_engine(panel: dict, strategy: str, combos: list[dict], **engine) -> Run:
-    """``strategy`` over every (combination, symbol) of ``panel`` in one launch, with returns and
-    equity outputs (``engine``: run_backtest's keywords, e.g. ``direction``, ``trade_on``)."""
+def run_engine(xp, panel: dict, strategy: str, combos: list[dict], *, positions: bool = False, **engine) -> Run:
+    """``strategy`` over every (combination, symbol) of the host ``panel`` in one launch on ``xp``
+    (NumPy, or CuPy: the panel, the plan's legs and levels copied to the device first), with
+    returns and equity outputs, and the positions with ``positions=True`` (``engine``:
+    run_backtest's keywords, e.g. ``direction``, ``trade_on``)."""
     plan = STRATEGIES[strategy].plan(combos)
     assert not plan.skipped, plan.skipped
-    prices, n, rows = compact_bars(panel)
+    prices, n, rows = compact_bars(device(xp, panel))
     bank = indicator_bank(plan.bank, prices, n)
     n_rows = panel["close"].shape[0]
-    acc, returns, equity = run_backtest(prices, n, bank=bank, legs=plan.legs, levels=plan.levels, mode=plan.mode,
-                                        rows=rows, n_rows_out=n_rows, want_returns=True, want_equity=True, **engine)
-    return Run(acc, returns, equity, plan, prices, n, rows)
+    held = xp.full((n_rows, len(plan.combos) * n.shape[0]), np.nan) if positions else None
+    acc, returns, equity = run_backtest(prices, n, bank=bank, legs=device(xp, plan.legs),
+                                        levels=device(xp, plan.levels), mode=plan.mode, rows=rows, n_rows_out=n_rows,
+                                        want_returns=True, want_equity=True, positions_out=held, **engine)
+    return Run(*host((acc, returns, equity)), plan, host(prices), *host((n, rows)), positions=host(held))
 
 
 # ---------------------------------------------------------------------------------------------
