@@ -1,5 +1,10 @@
 """Batched per-symbol models against per-symbol scikit-learn fits, and the walk-forward's splits:
-no training label ever touches a test date; predictions only out of sample."""
+no training label ever touches a test date; predictions only out of sample.
+
+The model and walk-forward tests take the ``xp`` fixture: the blocks go to the device, the
+predictions come back with ``host`` and meet scikit-learn's on the host at the same tolerances
+(NumPy always; CuPy where a GPU exists, else skipped; both solve the same float64 systems). The
+split tests do integer arithmetic on row numbers, no arrays, so they have no backend."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,7 +14,8 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tests.transforms.gpu_testlib import cupy_or_skip
+from tests.conftest import host
+from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.indicator_testlib import to_panel
 from transforms.batched_models import fit_knn, fit_logistic, fit_ridge
 from transforms.features import feature_panel, forward_returns
@@ -52,18 +58,22 @@ def _each_symbol(X, y, mask, Xq):
         yield s, X[s, rows], y[s, rows], Xq[s], ok
 
 
-def test_ridge_matches_sklearn(block):
+def test_ridge_matches_sklearn(xp, block):
     X, y, mask, Xq = block
-    got = fit_ridge(X, y, mask, alpha=2.5).predict(Xq)
+    got = fit_ridge(*device(xp, (X, y, mask)), alpha=2.5).predict(device(xp, Xq))
+    assert_on_device(xp, got, np.float64)
+    got = host(got)
     for s, Xs, ys, q, ok in _each_symbol(X, y, mask, Xq):
         want = make_pipeline(StandardScaler(), Ridge(alpha=2.5)).fit(Xs, ys).predict(q[ok])
         np.testing.assert_allclose(got[s, ok], want, rtol=1e-8, atol=1e-12)  # float64 normal equations
         assert np.isnan(got[s, ~ok]).all()
 
 
-def test_logistic_matches_sklearn(block):
+def test_logistic_matches_sklearn(xp, block):
     X, y, mask, Xq = (a[:12] for a in block)  # tightly converged lbfgs is slow: 12 symbols are plenty
-    got = fit_logistic(X, y, mask, C=0.3).predict(Xq)
+    got = fit_logistic(*device(xp, (X, y, mask)), C=0.3).predict(device(xp, Xq))
+    assert_on_device(xp, got, np.float64)
+    got = host(got)
     for s, Xs, ys, q, ok in _each_symbol(X, y, mask, Xq):
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.3, tol=1e-12, max_iter=10_000))
         want = clf.fit(Xs, (ys > 0).astype(int)).predict_proba(q[ok])[:, 1]
@@ -71,10 +81,13 @@ def test_logistic_matches_sklearn(block):
         np.testing.assert_allclose(got[s, ok], want, atol=1e-6)
 
 
-def test_knn_same_neighbours_as_sklearn(block):
+def test_knn_same_neighbours_as_sklearn(xp, block):
     X, y, mask, Xq = block
-    model = fit_knn(X, y, mask, n_neighbors=7)
-    got, idx = model.predict(Xq), model.neighbours(Xq)
+    model = fit_knn(*device(xp, (X, y, mask)), n_neighbors=7)
+    got, idx = model.predict(device(xp, Xq)), model.neighbours(device(xp, Xq))
+    assert_on_device(xp, got, np.float64)
+    assert_on_device(xp, idx)
+    got, idx = host((got, idx))
     for s, Xs, ys, q, ok in _each_symbol(X, y, mask, Xq):
         pipe = make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=7)).fit(Xs, ys)
         want = pipe.predict(q[ok])
@@ -84,17 +97,18 @@ def test_knn_same_neighbours_as_sklearn(block):
         np.testing.assert_allclose(got[s, ok], want, rtol=1e-12, atol=1e-15)
 
 
-def test_unfittable_symbols_predict_nan():
+def test_unfittable_symbols_predict_nan(xp):
     X, y, mask, Xq = _synthetic_block()
     mask[1] = False
     mask[2, 5:] = False  # 5 rows: below min_rows
     y[3] = -abs(y[3])  # one class only
+    X, y, mask, Xq = device(xp, (X, y, mask, Xq))
     for model in (fit_ridge(X, y, mask, min_rows=20), fit_logistic(X, y, mask, min_rows=20),
                   fit_knn(X, y, mask, n_neighbors=10, min_rows=20)):
-        p = model.predict(Xq)
+        p = host(model.predict(Xq))
         assert np.isnan(p[1]).all() and np.isnan(p[2]).all()
         assert np.isfinite(p[0]).all()
-    assert not fit_logistic(X, y, mask).fitted[3]
+    assert not host(fit_logistic(X, y, mask).fitted)[3]
 
 
 @pytest.mark.parametrize("expanding", [False, True])
@@ -121,7 +135,7 @@ def test_split_arguments_are_checked():
         walk_forward_splits(300, train_bars=50, test_bars=10, purge_bars=5, horizon_bars=5, validation_bars=45)
 
 
-def test_walk_forward_trains_only_before_each_test_window():
+def test_walk_forward_trains_only_before_each_test_window(xp):
     """A feature holding the row index shows exactly which rows each fit saw."""
     rng = np.random.default_rng(0)
     n_bars, n_sym, horizon = 300, 4, 5
@@ -132,49 +146,57 @@ def test_walk_forward_trains_only_before_each_test_window():
     seen = []
 
     def spy(Xb, yb, mask):
-        seen.append(Xb[:, :, 0][mask].max())
+        seen.append(float(Xb[:, :, 0][mask].max()))
         return fit_ridge(Xb, yb, mask)
 
     splits = walk_forward_splits(n_bars, train_bars=80, test_bars=50, purge_bars=horizon, horizon_bars=horizon,
                                  validation_bars=20)
-    res = walk_forward(X, y, splits, [ModelSpec("ridge", "per_symbol", "return", spy)])
+    res = walk_forward(*device(xp, (X, y)), splits, [ModelSpec("ridge", "per_symbol", "return", spy)])
+    assert_on_device(xp, res.predictions, np.float64)
+    predictions = host(res.predictions)
     for k, s in enumerate(splits):
         assert seen[2 * k] + horizon < s.val_start  # the validation model
         assert seen[2 * k + 1] + horizon < s.test_start  # the refit that predicts the test window
         # and the refit reproduces a direct fit on the train rows
-        direct = fit_ridge(np.ascontiguousarray(X[s.train_start:s.train_stop].transpose(1, 0, 2)),
-                           np.ascontiguousarray(y[s.train_start:s.train_stop].T),
-                           np.ones((n_sym, s.train_stop - s.train_start), bool))
-        want = direct.predict(np.ascontiguousarray(X[s.test_start:s.test_stop].transpose(1, 0, 2))).T
-        np.testing.assert_allclose(res.predictions[0, s.test_start:s.test_stop], want, rtol=1e-12)
-    assert np.isnan(res.predictions[0, :splits[0].test_start]).all()
-    assert np.isfinite(res.predictions[0, splits[0].test_start:]).all()
+        direct = fit_ridge(device(xp, np.ascontiguousarray(X[s.train_start:s.train_stop].transpose(1, 0, 2))),
+                           device(xp, np.ascontiguousarray(y[s.train_start:s.train_stop].T)),
+                           device(xp, np.ones((n_sym, s.train_stop - s.train_start), bool)))
+        want = host(direct.predict(device(xp, np.ascontiguousarray(X[s.test_start:s.test_stop].transpose(1, 0, 2))))).T
+        np.testing.assert_allclose(predictions[0, s.test_start:s.test_stop], want, rtol=1e-12)
+    assert np.isnan(predictions[0, :splits[0].test_start]).all()
+    assert np.isfinite(predictions[0, splits[0].test_start:]).all()
 
 
-def test_pooled_model_through_sklearn():
+class _OnHost:
+    """A scikit-learn model fitted and queried on host copies, answering on ``xp``'s device: the
+    stand-in for cuML (which the GPU pipelines pass) where scikit-learn cannot take CuPy arrays.
+    The walk-forward's own pooled path (masks, standardisation, scattering predictions) is what
+    runs on the device."""
+
+    def __init__(self, model, xp):
+        self.model, self.xp = model, xp
+
+    def predict(self, X):
+        return self.xp.asarray(self.model.predict(host(X)))
+
+
+def test_pooled_model_through_sklearn(xp):
     from sklearn.linear_model import Ridge as SkRidge
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(200, 5, 2))
     y = X[:, :, 0] * 0.5 + 0.1 * rng.normal(size=(200, 5))
     splits = walk_forward_splits(200, train_bars=100, test_bars=50, purge_bars=1, horizon_bars=1)
-    res = walk_forward(X, y, splits, [ModelSpec("pooled", "pooled", "return", lambda a, b: SkRidge(1e-9).fit(a, b))])
+    if xp is np:
+        fit = lambda a, b: SkRidge(1e-9).fit(a, b)  # noqa: E731
+    else:
+        fit = lambda a, b: _OnHost(SkRidge(1e-9).fit(host(a), host(b)), xp)  # noqa: E731
+    res = walk_forward(*device(xp, (X, y)), splits, [ModelSpec("pooled", "pooled", "return", fit)])
+    assert_on_device(xp, res.predictions, np.float64)
     s = splits[0]
     want = SkRidge(1e-9).fit(X[:100].reshape(-1, 2), y[:100].ravel()).predict(X[s.test_start:s.test_stop].reshape(-1, 2))
-    np.testing.assert_allclose(res.predictions[0, s.test_start:s.test_stop].ravel(), want, rtol=1e-7)
+    np.testing.assert_allclose(host(res.predictions)[0, s.test_start:s.test_stop].ravel(), want, rtol=1e-7)
     assert "pooled" in res.steps[-1].models
-
-
-@pytest.mark.gpu
-def test_batched_models_cupy_match_numpy():
-    cp = cupy_or_skip()
-    X, y, mask, Xq = _synthetic_block()
-    X = np.where(np.isfinite(X), X, 0.0)
-    for fit, kw, tol in ((fit_ridge, {"alpha": 1.0}, 1e-10), (fit_logistic, {"C": 1.0}, 1e-8),
-                         (fit_knn, {"n_neighbors": 5}, 1e-12)):
-        cpu = fit(X, y, mask, **kw).predict(Xq)
-        gpu = fit(cp.asarray(X), cp.asarray(y), cp.asarray(mask), **kw).predict(cp.asarray(Xq)).get()
-        np.testing.assert_allclose(gpu, cpu, rtol=tol, atol=tol)
 
 
 @settings(max_examples=200, deadline=None)
