@@ -547,6 +547,9 @@ def test_no_trades_and_degenerate_series_give_nan_not_errors(xp, definitions):
         bars[k][:, 2] = np.nan  # none
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # numba-cuda warns that a three-series grid leaves the GPU idle: true, and not this test's matter
+        # (by message: numba and numba-cuda each define their own NumbaPerformanceWarning class)
+        warnings.filterwarnings("ignore", message=r"(?s).*low occupancy")
         acc, ret, eq, _ = _run_follow(xp, bars, "rsi_reversion", [{"period": 5, "lower": 1.0, "upper": 99.0}])
         m = host(metrics_from_acc(device(xp, acc), periods_per_year=252, definitions=definitions))
     assert set(m) == set(METRICS)
