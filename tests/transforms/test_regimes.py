@@ -1,5 +1,11 @@
 """Regimes: market features without look-ahead, KMeans partitions equal scikit-learn's,
-labels ordered by volatility and independent of the feature table's row order."""
+labels ordered by volatility and independent of the feature table's row order.
+
+The features are an array transform: their tests take the ``xp`` fixture (the returns on the
+device, the features a host DataFrame as documented) and meet pandas at the same tolerances
+(NumPy always; CuPy where a GPU exists, else skipped). Clustering takes that host table and a
+model from ``pipelines.models.kmeans_model``: scikit-learn here, cuML in a separate GPU test that
+skips without cuML."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +15,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from pipelines.models import kmeans_model
+from tests.transforms.gpu_testlib import cupy_or_skip, device
 from tests.transforms.risk_testlib import close_panel
-from tests.transforms.gpu_testlib import cupy_or_skip
 from transforms.regimes import FEATURES, fit_regimes, market_features, regime_runs
 from transforms.returns import simple_returns
 
@@ -27,8 +33,19 @@ def features(sample_returns):
     return market_features(r, dates=dates)
 
 
-def test_features_against_pandas(sample_returns, features):
+def features_on(xp, sample_returns, features):
+    """The market features of the sample computed from returns on ``xp``'s device (NumPy's are
+    the module fixture's: computed once)."""
+    if xp is np:
+        return features
     dates, r = sample_returns
+    return market_features(device(xp, r), dates=dates)
+
+
+def test_features_against_pandas(xp, sample_returns, features):
+    dates, r = sample_returns
+    features = features_on(xp, sample_returns, features)
+    assert isinstance(features, pd.DataFrame) and (features.dtypes == np.float64).all()
     frame = pd.DataFrame(r, index=dates)
     index = frame.mean(axis=1)
     np.testing.assert_allclose(features["index_return"], index, rtol=1e-12, equal_nan=True)
@@ -44,14 +61,15 @@ def test_features_against_pandas(sample_returns, features):
     assert list(features.columns) == list(FEATURES)
 
 
-def test_no_look_ahead(sample_returns, features):
+def test_no_look_ahead(xp, sample_returns, features):
     dates, r = sample_returns
+    features = features_on(xp, sample_returns, features)
     k = 800
     changed = r.copy()
     changed[k + 1:] = np.random.default_rng(1).normal(0, 0.05, changed[k + 1:].shape)
-    again = market_features(changed, dates=dates)
+    again = market_features(device(xp, changed), dates=dates)
     pd.testing.assert_frame_equal(again.iloc[:k + 1], features.iloc[:k + 1])
-    short = market_features(r[:k + 1], dates=dates[:k + 1])
+    short = market_features(device(xp, r[:k + 1]), dates=dates[:k + 1])
     pd.testing.assert_frame_equal(short, features.iloc[:k + 1], check_exact=False, rtol=1e-12)
 
 
@@ -101,12 +119,11 @@ def test_errors(features):
 
 
 @pytest.mark.gpu
-def test_gpu_features_and_cuml_partition(sample_returns, features):
-    cupy = cupy_or_skip()
+def test_cuml_partition_agrees_with_sklearn(features):
+    """The GPU factory's KMeans (cuML) on the same feature table as scikit-learn's; skipped where
+    cuML is not installed (the features' own GPU case is test_features_against_pandas)."""
+    cupy_or_skip()
     pytest.importorskip("cuml")
-    dates, r = sample_returns
-    on_gpu = market_features(cupy.asarray(r), dates=dates)
-    pd.testing.assert_frame_equal(on_gpu, features, check_exact=False, rtol=1e-9, atol=1e-12)
     cpu = fit_regimes(features, kmeans_model(3, seed=0, backend="cpu"))
     gpu = fit_regimes(features, kmeans_model(3, seed=0, backend="gpu"))
     # different initialisations; on these well-separated features the partitions agree almost everywhere
