@@ -127,6 +127,9 @@ def average_ranks(x):
     """
     xp = namespace(x)
     n_rows, n_cols = x.shape
+    if x.size == 0:
+        # CuPy's bincount sizes its output with int(max(group)) + 1, which raises on no groups
+        return xp.empty((n_rows, n_cols), dtype=xp.float64)
     finite = xp.isfinite(x)
     # NaN sorts last in NumPy and CuPy; +inf stand-ins keep it so whatever the input held.
     key = xp.where(finite, x, xp.inf).astype(xp.float64)
@@ -138,7 +141,7 @@ def average_ranks(x):
     # the 1-based positions in a group is its average rank.
     group = xp.cumsum(new.ravel()) - 1
     pos = xp.broadcast_to(xp.arange(1, n_cols + 1, dtype=xp.float64), (n_rows, n_cols)).ravel()
-    n_groups = int(group[-1]) + 1 if group.size else 0
+    n_groups = int(group[-1]) + 1
     sums = xp.bincount(group, weights=pos, minlength=n_groups)
     counts = xp.bincount(group, minlength=n_groups)
     avg_sorted = (sums / counts)[group].reshape(n_rows, n_cols)

@@ -108,3 +108,27 @@ def test_obv_is_refused_and_names_checked(xp):
         indicator_feature("obv_", xp.ones((3, 2)), xp.ones((3, 2)))
     with pytest.raises(ValueError, match="rank_features: unknown feature 'nope'"):
         feature_panel(xp.ones((30, 3)), rank_features=("nope",))
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (3, 0), (0, 0)])
+def test_ranks_of_an_empty_panel(xp, shape):
+    x = xp.empty(shape)
+    for ranks in (average_ranks(x), cross_sectional_rank(x)):
+        assert_on_device(xp, ranks, np.float64)
+        assert ranks.shape == shape
+
+
+def test_empty_ranks_never_call_bincount_on_nothing(monkeypatch):
+    """CuPy's bincount sizes its output with ``int(x.max()) + 1`` (cupy/_statistics/histogram.py),
+    which raises on an empty array where NumPy's returns ``minlength`` zeros. Emulated on the CPU
+    with NumPy's bincount behind CuPy's sizing: ranking an empty panel must not reach it."""
+    numpy_bincount = np.bincount
+
+    def cupy_sized_bincount(x, weights=None, minlength=None):
+        size = max(int(x.max()) + 1, minlength or 0)
+        return numpy_bincount(x, weights=weights, minlength=size)
+
+    monkeypatch.setattr(np, "bincount", cupy_sized_bincount)
+    assert average_ranks(np.empty((0, 4))).shape == (0, 4)
+    assert cross_sectional_rank(np.empty((3, 0))).shape == (3, 0)
+    np.testing.assert_array_equal(average_ranks(np.array([[2.0, np.nan, 1.0, 2.0]])), [[2.5, np.nan, 1.0, 2.5]])
