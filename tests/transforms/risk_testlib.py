@@ -112,3 +112,23 @@ def install_fake_cupyx(monkeypatch):
         monkeypatch.setitem(sys.modules, name, module)
     sys.modules["cupyx"].scipy = sys.modules["cupyx.scipy"]
     sys.modules["cupyx.scipy"].linalg = scipy.linalg
+
+
+class _DeviceLike(np.ndarray):
+    """A NumPy array that ``transforms._array`` takes for a CuPy one (its type's module is
+    ``cupy``), with CuPy's ``get``."""
+
+    def get(self):
+        return np.array(self)
+
+
+_DeviceLike.__module__ = "cupy"
+
+
+def install_fake_cupy(monkeypatch):
+    """Make ``cupy`` importable as :func:`cupy_like_numpy` (with :func:`install_fake_cupyx`) and
+    return a function that marks an array as a device array: the transform then takes its CuPy
+    paths on the CPU, including the checks that refuse device arrays (``is_cupy``)."""
+    monkeypatch.setitem(sys.modules, "cupy", cupy_like_numpy())
+    install_fake_cupyx(monkeypatch)
+    return lambda a: np.asarray(a, dtype=np.float64).view(_DeviceLike)

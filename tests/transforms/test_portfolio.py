@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
-from tests.transforms.risk_testlib import cupy_like_numpy, install_fake_cupyx
+from tests.transforms.risk_testlib import cupy_like_numpy, install_fake_cupy, install_fake_cupyx
 from transforms import portfolio as pf
 from transforms.hrp import correlation_distance, hrp_order, hrp_weights
 from transforms.portfolio import OptimisationError
@@ -551,3 +551,18 @@ def test_cupy_branches_catch_silent_linalg_failures(monkeypatch, problem):
     np.testing.assert_allclose(post_cov, want["bl"][1], rtol=1e-12)
     with pytest.raises(OptimisationError, match="singular"):
         pf.black_litterman_weights(mu[:3], np.ones((3, 3)))
+
+
+def test_fallback_chain_reaches_cpu_only_hrp_from_device_arrays(monkeypatch, problem):
+    """HRP refuses device arrays; the chain must still fall back to it (on a host copy), not end
+    with a TypeError when both QPs fail (here with arrays the transforms take for CuPy's)."""
+    mu, S = problem
+    singular = np.random.default_rng(6).normal(size=(10, len(mu)))
+    singular = singular.T @ singular / 10
+    on_device = install_fake_cupy(monkeypatch)
+    with pytest.raises(TypeError, match="CPU"):
+        hrp_weights(on_device(singular))
+    res = pf.optimise_with_fallback("max_sharpe", covariance=on_device(singular), expected_returns=on_device(mu),
+                                    max_weights=on_device(np.full(len(mu), 0.5)))
+    assert [a.method for a in res.attempts] == ["max_sharpe", "min_variance", "hrp"]
+    np.testing.assert_array_equal(host(res.weights), hrp_weights(singular, max_weights=np.full(len(mu), 0.5)))
