@@ -463,7 +463,7 @@ def compact_bars(bars: dict, *, fields=("open", "high", "low", "close")):
         bar, -1 below the symbol's last bar (``run_backtest``'s ``rows``)
     """
     close = bars["close"]
-    xp = namespace(close)
+    xp = namespace(close, *(bars[k] for k in fields))  # a host field would be copied over silently
     order = series_order(xp)
     dtype = float_dtype(close)
     valid = valid_mask(close)

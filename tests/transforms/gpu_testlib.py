@@ -42,6 +42,15 @@ def assert_on_device(xp, x, dtype=None) -> None:
             assert v.dtype == dtype, f"dtype {v.dtype}, expected {np.dtype(dtype)}"
 
 
+class DeviceArrayStandIn:
+    """Recognised as a CuPy array by ``transforms._array.is_cupy`` (by its type's module), on a
+    machine without CuPy: for the checks that refuse mixing host and device arrays, which must
+    fire before anything touches CuPy."""
+
+
+DeviceArrayStandIn.__module__ = "cupy._core.core"
+
+
 def float32_arithmetic(ptx: str) -> list[str]:
     """PTX lines doing float32 arithmetic (kernels must accumulate in float64)."""
     return [line for line in ptx.splitlines() if any(op in line for op in FLOAT32_OPS)]

@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import host
-from tests.transforms.gpu_testlib import assert_on_device, device, float32_arithmetic
+from tests.transforms.gpu_testlib import DeviceArrayStandIn, assert_on_device, device, float32_arithmetic
 from tests.transforms.backtest_testlib import (COMBOS, backtesting_strategy, ohlc_frame, real_panel, rules_panel,
                                                run_engine, synthetic_panel, vbt_from_signals,
                                                vbt_portfolio)
@@ -647,6 +647,14 @@ def test_float32_bars_run_the_whole_path_in_float64(xp, panels):
     for a, b in zip(host(out32), host(out64)):
         np.testing.assert_array_equal(a, b)
     assert host(out32[0])[:, ACC.index("trades")].sum() > 0
+
+
+def test_bars_split_between_host_and_device_are_refused():
+    """compact_bars would copy a NumPy field to the device next to a CuPy close (a transfer inside
+    a transform): a TypeError instead, before anything touches CuPy."""
+    bars = _bars(np.linspace(10, 20, 10))
+    with pytest.raises(TypeError, match="mixed NumPy and CuPy"):
+        compact_bars({**bars, "close": DeviceArrayStandIn()})
 
 
 def test_invalid_arguments_raise(xp):

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import host
 from tests.transforms._device_function_example import scaled_column
-from tests.transforms.gpu_testlib import assert_on_device, device
+from tests.transforms.gpu_testlib import DeviceArrayStandIn, assert_on_device, device
 from transforms.kernels import compact, expand, lengths, valid_mask
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,17 +53,10 @@ def test_compact_expand_round_trip(xp):
     np.testing.assert_array_equal(host(expand(compacted, valid)), x)
 
 
-class _DeviceArrayStandIn:
-    """Recognised as CuPy by ``transforms._array.is_cupy`` (by its type's module), without a GPU."""
-
-
-_DeviceArrayStandIn.__module__ = "cupy._core.core"
-
-
 def test_a_launch_mixing_host_and_device_arrays_is_refused():
     """Numba copies a NumPy argument of a CUDA launch to the device and back, silently: a
     transfer inside a transform (e.g. ``run_backtest`` given a plan's host ``legs`` with CuPy
     bars). The launcher refuses it, naming the kernel, before anything reaches CUDA."""
     x = np.zeros((4, 2))
     with pytest.raises(TypeError, match="_compact_column: mixed NumPy and CuPy"):
-        compact(x, _DeviceArrayStandIn())
+        compact(x, DeviceArrayStandIn())
