@@ -150,6 +150,10 @@ class WalkForwardConfig(_Frozen):
 _GridValue = Union[StrictInt, StrictFloat, str, list[Union[StrictInt, StrictFloat, str]]]
 
 
+MAX_COST_BPS = 1000.0
+"""Commission and slippage, per fill, lie in [0, MAX_COST_BPS) basis points (10 %)."""
+
+
 class BacktestConfig(_Frozen):
     strategy: str = Field("sma_cross", description="a built-in strategy (transforms.strategies.STRATEGIES)")
     grid: dict[str, _GridValue] = Field(default_factory=dict,
@@ -159,11 +163,14 @@ class BacktestConfig(_Frozen):
     seed: int = 0
     direction: Literal["long", "short", "both"] = "long"
     trade_on: Literal["open", "close"] = "open"
-    size_fraction: float = Field(1.0, gt=0, le=1)
-    commission_bps: float = Field(0.0, ge=0)
-    slippage_bps: float = Field(0.0, ge=0)
-    stop_loss: float | None = Field(None, gt=0, lt=1, description="fraction of the entry price; null = off")
-    take_profit: float | None = Field(None, gt=0, description="fraction of the entry price; null = off")
+    size_fraction: float = Field(1.0, gt=0, le=1, description="share of cash put in each entry, in (0, 1]")
+    # costs of 10 % a fill and more are typos (20000 bps made exits pay to close); the kernel still
+    # stops a series whose equity reaches 0 (transforms.backtest, "Ruin")
+    commission_bps: float = Field(0.0, ge=0, lt=MAX_COST_BPS, description="per fill, in [0, 1000) bps")
+    slippage_bps: float = Field(0.0, ge=0, lt=MAX_COST_BPS, description="per fill, in [0, 1000) bps")
+    stop_loss: float | None = Field(None, gt=0, lt=1, description="fraction of the entry price, in (0, 1); null = off")
+    take_profit: float | None = Field(None, gt=0, le=100,
+                                      description="fraction of the entry price, in (0, 100]; null = off")
     periods_per_year: float = Field(252.0, gt=0)
     definitions: Literal["alphapulse", "backtesting.py"] = "alphapulse"
     top_n: int = Field(10, ge=0, description="portfolio equity curves written for the best combinations")
@@ -269,7 +276,7 @@ class PortfolioConfig(_Frozen):
         default_factory=lambda: ["min_variance", "max_sharpe", "hrp", "risk_parity", "black_litterman"], min_length=1)
     min_weight: float = Field(0.0, ge=0, lt=1)
     max_weight: float = Field(1.0, gt=0, le=1)
-    risk_free_rate: float = Field(0.0, description="annual")
+    risk_free_rate: float = Field(0.0, gt=-1, le=1, description="annual, in (-1, 1]")
     target_return: float | None = Field(None, description="annual, for efficient_return")
     target_volatility: float | None = Field(None, gt=0, description="annual, for efficient_risk")
     risk_aversion: float = Field(1.0, gt=0, description="for max_utility")
@@ -379,8 +386,8 @@ class ModelSignalConfig(_Frozen):
     ensemble: Literal[ENSEMBLE_METHODS] = Field("mean", description="which ensemble trades (mean: the most robust on the sample)")
     long_threshold: float = Field(0.0, description="z-score above which a symbol is held (0: above the average)")
     trade_on: Literal["open", "close"] = "open"
-    commission_bps: float = Field(0.0, ge=0)
-    slippage_bps: float = Field(0.0, ge=0)
+    commission_bps: float = Field(0.0, ge=0, lt=MAX_COST_BPS, description="per fill, in [0, 1000) bps")
+    slippage_bps: float = Field(0.0, ge=0, lt=MAX_COST_BPS, description="per fill, in [0, 1000) bps")
     periods_per_year: float = Field(252.0, gt=0)
 
 

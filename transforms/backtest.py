@@ -25,6 +25,11 @@ Execution semantics
   (``commission_bps`` and ``slippage_bps`` are in basis points). A short receives its proceeds
   in cash and owes the shares. Equity (cash + shares * close) starts at 1 and is marked to
   market at each close.
+- Ruin: equity that reaches zero stops trading. When an exit leaves no cash, or a close marks
+  the equity at or below zero (a short that more than doubled), the position is closed there
+  (at the close, without costs), the loss beyond the equity is not booked (the trade loses what
+  the series had), and the series stays flat with equity 0 from then on: that bar's return is
+  -1, later ones 0, whatever the rule says.
 - Stops (optional, fractions of the entry fill price): while a position is open, a bar whose low
   (high) reaches the long stop-loss price exits there (with slippage), or at the open if the bar
   gapped through it; take-profit likewise on the other side; if both are reached in one bar the
@@ -89,7 +94,7 @@ ACC = ("bars", "returns", "sum_r", "sum_r2", "sum_down2", "sum_log1p", "final_eq
 
 - ``bars``: the series' bars; ``returns``: its bar returns (``bars - 1``: none on the first bar);
   ``sum_r``, ``sum_r2``, ``sum_down2``: sums of ``r``, ``r**2`` and ``min(r, 0)**2`` over them;
-  ``sum_log1p``: ``sum(log1p(r)) = log(final_equity)`` (NaN if equity ever reached 0 or below);
+  ``sum_log1p``: ``sum(log1p(r)) = log(final_equity)`` (NaN after a ruin: equity reached 0);
   ``final_equity`` (starts at 1); ``max_drawdown`` (<= 0) and ``max_drawdown_bars`` (the longest
   run of bars below a previous peak);
 - trades, the one still open at the end included (marked to the last close, no exit costs):
@@ -214,6 +219,12 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
                         cash -= value + fee
                         pnl = entry_cost - value - fee
                     traded += value
+                    if cash <= 0.0:  # ruin: the trade loses what the series had, not more
+                        pnl -= cash
+                        cash = 0.0
+                        ruined = True
+                        desired = 0
+                        do_entry = False
                     trades += 1
                     ret = pnl / entry_gross
                     if pnl > 0.0:
@@ -224,7 +235,7 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
                         gross_loss -= pnl
                         loss_ret += ret
                     sum_trade_ret += ret
-                    log_trade += math.log1p(ret)
+                    log_trade += math.log1p(ret) if ret > -1.0 else -math.inf
                     closed_bars += i - entry_bar + (0 if entry_bar == last_counted else 1)
                     last_counted = i
                     shares = 0.0
@@ -254,13 +265,35 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
 
         # mark to market at the close
         eq = cash + shares * cl
+        if eq <= 0.0 and not (ruined and pos == 0):
+            # ruin: close the position at this close; it loses the equity it started from
+            if pos != 0:
+                pnl = (shares * cl - entry_cost if pos == 1 else entry_cost + shares * cl) - eq
+                traded += abs(shares) * cl
+                trades += 1
+                ret = pnl / entry_gross
+                if pnl > 0.0:
+                    wins += 1
+                    gross_profit += pnl
+                    win_ret += ret
+                else:
+                    gross_loss -= pnl
+                    loss_ret += ret
+                sum_trade_ret += ret
+                log_trade += math.log1p(ret) if ret > -1.0 else -math.inf
+                closed_bars += i - entry_bar + (0 if entry_bar == last_counted else 1)
+                last_counted = i
+                shares = 0.0
+                pos = 0
+            cash = 0.0
+            eq = 0.0
+            ruined = True
+            desired = 0
         if pos != 0:
             in_market += 1
         sum_eq += eq
-        if eq <= 0.0:
-            ruined = True
         if i > 0:
-            r = eq / prev_eq - 1.0
+            r = eq / prev_eq - 1.0 if prev_eq > 0.0 else 0.0
             n_ret += 1
             sum_r += r
             sum_r2 += r * r
@@ -318,6 +351,8 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
                 elif allow_short and short_in:
                     d = -1
             desired = d
+        if ruined:
+            desired = 0
 
     open_ret = 0.0
     if pos != 0:

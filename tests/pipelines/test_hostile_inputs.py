@@ -457,6 +457,15 @@ def config_case(tmp_path, capsys, text: str | bytes, *fragments):
     ("portfolio:\n  min_weight: 0.5\n  max_weight: 0.1\n", ["max_weight 0.1 is below min_weight 0.5"]),
     ("portfolio:\n  risk_free_rate: .nan\n", ["c.yaml: portfolio.risk_free_rate: Input should be a finite number"]),
     ("backtest:\n  take_profit: .inf\n", ["c.yaml: backtest.take_profit: Input should be a finite number"]),
+    # costs of 200 % a fill made exits pay to close: equity below zero, a -100.3 % drawdown
+    ("backtest:\n  commission_bps: 20000\n", ["c.yaml: backtest.commission_bps: Input should be less than 1000"]),
+    ("backtest:\n  commission_bps: -1\n", ["backtest.commission_bps: Input should be greater than or equal to 0"]),
+    ("backtest:\n  slippage_bps: 1000\n", ["c.yaml: backtest.slippage_bps: Input should be less than 1000"]),
+    ("backtest:\n  stop_loss: 1.0\n", ["c.yaml: backtest.stop_loss: Input should be less than 1"]),
+    ("backtest:\n  take_profit: 1.0e+6\n", ["backtest.take_profit: Input should be less than or equal to 100"]),
+    ("backtest:\n  size_fraction: 2\n", ["c.yaml: backtest.size_fraction: Input should be less than or equal to 1"]),
+    ("models:\n  signal:\n    slippage_bps: 5000\n", ["models.signal.slippage_bps: Input should be less than 1000"]),
+    ("portfolio:\n  risk_free_rate: 5\n", ["portfolio.risk_free_rate: Input should be less than or equal to 1"]),
     ("backtest:\n  random_sample: 500000000\n",  # 4 GB of indices before the first backtest
      ["c.yaml: backtest.random_sample: Input should be less than or equal to 1000000"]),
     ("backtest:\n  seed: " + "9" * 5000 + "\n", ["c.yaml: not valid YAML: Exceeds the limit (4300 digits)"]),

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import host
@@ -56,6 +56,9 @@ def panels():
 def assert_equity_equal(run, pf, rtol=RTOL):
     ours = run.compacted(run.equity)
     theirs = pf.value().to_numpy()
+    # vectorbt trades on below zero; we stop at ruin, flat at 0 from then on (as backtesting.py
+    # does): its curve with that rule applied (tests/transforms/test_backtest_ruin.py)
+    theirs = np.where(np.logical_or.accumulate(theirs <= 0, axis=0), 0.0, theirs)
     present = ~np.isnan(ours)
     assert present.sum() > 0
     # vectorbt values the trailing (compacted-away) rows at NaN prices: compare present bars
@@ -359,6 +362,8 @@ def test_zero_cost_round_trip_leaves_equity_unchanged(xp, path, data):
     open_ = np.roll(close, 1) * 1.01
     fill = open_ if trade_on == "open" else close
     fill[exit_] = fill[entry]
+    # a short that doubles before the exit is ruined, not round-tripped (test_backtest_ruin.py)
+    assume(side > 0 or close[entry:exit_].max() < 1.999 * fill[entry])
     targets = np.zeros((1, m, 1))
     targets[0, entry - 1:exit_ - 1, 0] = side  # decided at the close before each fill
     acc, _, eq = _run_targets(xp, _bars(close, open_), targets, trade_on=trade_on, direction="both",
