@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.conftest import host
 from tests.transforms.gpu_testlib import device
@@ -102,7 +103,7 @@ def run_engine(xp, panel: dict, strategy: str, combos: list[dict], *, positions:
 def talib_rules(strategy: str, combo: dict, close: np.ndarray) -> dict[str, np.ndarray]:
     """The four conditions of ``strategy`` at each close, as the module docstring of
     ``transforms.backtest`` states them, from TA-Lib (NaN lookback: every condition false)."""
-    import talib
+    talib = pytest.importorskip("talib")  # an oracle the GPU host may lack: skip, not fail
 
     close = np.ascontiguousarray(close, dtype=np.float64)
     c = {**STRATEGIES[strategy].defaults, **combo}
@@ -199,7 +200,7 @@ def vbt_from_signals(prices: dict, signals: dict, *, trade_on: str, commission_b
     """``Portfolio.from_signals`` with every argument always given with the same types (2-D
     arrays, float scalars), so that Numba compiles vectorbt's uncached simulator once a process
     (about 4 s) rather than once per combination of options."""
-    import vectorbt as vbt
+    vbt = pytest.importorskip("vectorbt")
 
     close = prices["close"]
     return vbt.Portfolio.from_signals(
@@ -243,7 +244,7 @@ def backtesting_strategy(rules: dict, *, direction: str, size: float, opens=None
     (backtesting.py would otherwise let an intrabar SL/TP of that bar pre-empt the open, which
     comes first in time).
     """
-    from backtesting import Strategy
+    Strategy = pytest.importorskip("backtesting").Strategy
 
     long_in, long_out = rules["long_in"], rules["long_out"]
     short_in, short_out = rules["short_in"], rules["short_out"]

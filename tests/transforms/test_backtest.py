@@ -75,6 +75,7 @@ def assert_equity_equal(run, pf, rtol=RTOL):
 @pytest.mark.parametrize("strategy", ["sma_cross", "rsi_reversion", "bb_reversion", "bb_breakout"])
 @pytest.mark.parametrize("dataset", ["real", "synthetic"])
 def test_equity_equals_vectorbt(xp, panels, dataset, strategy, direction, trade_on):
+    pytest.importorskip("vectorbt")  # before computing: the GPU host may not have the oracle
     costs = dict(commission_bps=10.0, slippage_bps=5.0)
     run = run_engine(xp, panels[dataset], strategy, COMBOS[strategy], direction=direction, trade_on=trade_on, **costs)
     rules = rules_panel(run, strategy)
@@ -87,6 +88,7 @@ def test_equity_equals_vectorbt(xp, panels, dataset, strategy, direction, trade_
 
 @pytest.mark.parametrize("strategy", ["ema_cross", "macd_cross"])
 def test_equity_equals_vectorbt_other_strategies(xp, panels, strategy):
+    pytest.importorskip("vectorbt")
     run = run_engine(xp, panels["real"], strategy, COMBOS[strategy], direction="both", commission_bps=5.0)
     pf = vbt_portfolio(run, rules_panel(run, strategy), direction="both", trade_on="open", commission_bps=5.0)
     assert_equity_equal(run, pf)
@@ -97,6 +99,7 @@ def test_equity_equals_vectorbt_other_strategies(xp, panels, strategy):
 def test_fractional_sizing_equals_vectorbt_percent(xp, panels, direction, size_fraction):
     """Our ``size_fraction=f`` is vectorbt's ``size=f, size_type="percent"``: q = f * cash /
     (fill * (1 + commission)). (vectorbt rejects percent sizes on reversals, hence one direction.)"""
+    pytest.importorskip("vectorbt")
     costs = dict(commission_bps=25.0, slippage_bps=10.0)
     run = run_engine(xp, panels["real"], "sma_cross", COMBOS["sma_cross"], direction=direction,
                      size_fraction=size_fraction, **costs)
@@ -107,6 +110,7 @@ def test_fractional_sizing_equals_vectorbt_percent(xp, panels, direction, size_f
 
 @pytest.mark.parametrize("direction", ["long", "short", "both"])
 def test_zero_costs_equal_vectorbt(xp, panels, direction):
+    pytest.importorskip("vectorbt")
     run = run_engine(xp, panels["synthetic"], "bb_reversion", COMBOS["bb_reversion"], direction=direction)
     pf = vbt_portfolio(run, rules_panel(run, "bb_reversion"), direction=direction, trade_on="open")
     assert_equity_equal(run, pf)
@@ -119,6 +123,7 @@ def test_stops_on_the_close_equal_vectorbt(xp, panels, dataset, strategy, direct
     """Entering on the close, the first bar a stop can trigger is the next one, for both
     engines: vectorbt's ``sl_stop``/``tp_stop`` (relative to the fill price, filled at the level
     with slippage or at the open on a gap, the stop-loss first) are then exactly ours."""
+    pytest.importorskip("vectorbt")
     kw = dict(commission_bps=10.0, slippage_bps=5.0, stop_loss=0.03, take_profit=0.05)
     run = run_engine(xp, panels[dataset], strategy, COMBOS[strategy], direction=direction, trade_on="close", **kw)
     pf = vbt_portfolio(run, rules_panel(run, strategy), direction=direction, trade_on="close", **kw)
@@ -146,6 +151,7 @@ def test_stops_on_the_open_differ_from_vectorbt_on_the_entry_bar_only(xp):
     # ours: stopped out on the entry bar at 95, flat at its close, back in at bar 2's open (97)
     np.testing.assert_allclose(eq[:, 0], [1.0, 0.95, 0.95 * 98 / 97, 0.95 * 99 / 97, 0.95 * 100 / 97], rtol=1e-15)
     assert acc[0, ACC.index("trades")] == 2  # the stopped trade and the re-entered, still open one
+    pytest.importorskip("vectorbt")
     # (two identical columns: a single column would make vectorbt's simulator compile again)
     column = {k: np.tile(v, (1, 2)) for k, v in prices.items()}
     entry = np.tile(np.array([[False], [True], [False], [False], [False]]), (1, 2))
@@ -204,6 +210,7 @@ def test_alphapulse_metrics_equal_vectorbt(xp, panels, dataset, direction):
     over all trades, the open one marked to the last close without exit fees. Compared on
     symbols listed over the whole panel (vectorbt values a trade still open at the array's last
     row, which is NaN for a shorter, compacted symbol)."""
+    pytest.importorskip("vectorbt")
     costs = dict(commission_bps=10.0, slippage_bps=5.0)
     strategy = "sma_cross"
     run = run_engine(xp, panels[dataset], strategy, COMBOS[strategy], direction=direction, **costs)
@@ -274,7 +281,7 @@ def _gapless(panel: dict) -> dict:
 
 
 def _backtesting_run(run, s, c, rules, *, direction, stop_loss=0.0, take_profit=0.0, commission=1e-3):
-    from backtesting import Backtest
+    Backtest = pytest.importorskip("backtesting").Backtest
 
     m = run.n[s]
     j = c * run.n_symbols + s
@@ -298,6 +305,7 @@ def test_trades_and_stats_equal_backtesting_py(xp, panels, direction, stops):
     counting each closed trade's entry through exit bar. Not compared: its CAGR (calendar days,
     which our accumulators do not see) and its SQN/Kelly/alpha/beta (not ours).
     """
+    pytest.importorskip("backtesting")
     stop_kw = dict(stop_loss=0.03, take_profit=0.05) if stops else {}
     panel = panels["real"]
     if stops:
