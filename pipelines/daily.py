@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from pipelines.data import DataError, InputFiles, LoadedBars, inspect_input, loa
 from pipelines.oom import chunked_columns
 from pipelines.panel import bars_to_panel, panel_to_frame
 from pipelines.partitions import Partition, load_partition, plan_partitions
-from pipelines.report import check_out_dir, markdown_table, write_report
+from pipelines.report import check_out_dir, markdown_table, scratch_folder, write_report
 from pipelines.routing import route
 from pipelines.stages import (RunTracker, StageTimer, request_paths, result_key, run_record, run_sections,
                               stage_errors)
@@ -308,12 +307,7 @@ def run_daily(request: DailyRequest) -> DailyResult:
         backend = choose_backend(request.config.gpu, override=request.backend)
     with timer.stage("plan"):
         plan = plan_stage(request)
-    for stale in request.out_dir.parent.glob(f".{request.out_dir.name}.parts-*"):  # a killed run's
-        shutil.rmtree(stale, ignore_errors=True)
-    scratch = request.out_dir.parent / f".{request.out_dir.name}.parts-{uuid.uuid4().hex[:12]}"
-    try:
+    with scratch_folder(request.out_dir, "parts") as scratch:  # a concurrent run's stays; a killed one's goes
         parts = [compute_partition(request, backend, part, total=len(plan),
                                    dest=scratch / f"part-{part.index:05d}.parquet") for part in plan]
         return report_stage(request, backend, parts, timer.seconds)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)

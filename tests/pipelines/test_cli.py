@@ -1,6 +1,8 @@
+import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from flows.cli import main
@@ -45,3 +47,31 @@ def test_run_without_prefect(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "rows: 58,100 read, 58,084 accepted, 16 rejected" in out
     assert (tmp_path / "r" / "indicators.parquet").exists()
+
+
+def test_runs_into_one_folder_at_the_same_moment_all_succeed(tmp_path):
+    """Two runs into one --out at once: one used to remove the other's scratch folder as stale and
+    fail on a missing file (1 in 9 trials). Writers now wait for each other (a lock beside the
+    folder); every run succeeds and the report is whole. Real processes, bounded time."""
+    data = tmp_path / "bars.csv"
+    ts = pd.date_range("2024-01-01", periods=60, freq="D").strftime("%Y-%m-%d")
+    pd.concat([pd.DataFrame({"timestamp": ts, "symbol": s, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5,
+                             "volume": 1.0}) for s in ("AAA", "BBB")]).to_csv(data, index=False)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "flows.cli", "daily", "--data", str(data), "--out", str(out), "--backend", "cpu",
+            "--no-prefect", "-q"]
+    procs = [subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    try:
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        results = [(p.returncode, e) for p, e in zip(procs, errors)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [rc for rc, _ in results] == [0, 0, 0], results
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == manifest["alphapulse_report"]["files"]
+    assert len(pd.read_parquet(out / "indicators.parquet")) == 120
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.csv", "out"]  # no scratch, no lock left
