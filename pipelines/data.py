@@ -17,7 +17,9 @@ Row rules, besides missing and unparseable values:
 
 - timestamps: text is parsed as ISO 8601 (any offsets, converted to UTC; naive ones are taken as
   UTC), or, where that parses fewer rows, in the one format pandas infers from the column; rows in
-  no such format are rejected. Dates that start with day and month (03/04/2024) are read in the
+  no such format are rejected. Text that writes no date is unparseable, never the run's clock:
+  words without a digit (pandas reads "now" and "today" as the current time) and a time of day
+  written first ("10:00", "10:00 1": pandas takes the missing date from today). Dates that start with day and month (03/04/2024) are read in the
   order some row proves (a first field over 12); when no row tells, the file is an error, never
   a guess. Timestamps before 1678 or more than a day after the run's UTC clock are rejected (a bar
   cannot come from the future; outside those bounds nanosecond timestamps overflow). Bare numbers
@@ -25,8 +27,10 @@ Row rules, besides missing and unparseable values:
 - symbols: text (a CSV's symbol column is read as text, so "0700" stays "0700"; integers and
   integral floats of a parquet integer column with gaps print as integers); in a CSV only an
   empty field is missing (the ticker "NA" is a ticker); blank ones, ones padded with whitespace
-  and ones holding control characters are rejected, so that ``"AAA "`` never becomes a second
-  ``AAA``.
+  and ones holding a character of Unicode category Cc (control), Cf (format: zero-width space,
+  soft hyphen, byte-order mark, bidi controls), Zl or Zp (line and paragraph separators) or Zs
+  other than the plain space (no-break and other odd spaces) are rejected, so that ``"AAA "`` or
+  ``"AAA\\u200b"`` never becomes a second ``AAA`` that prints the same.
 - prices must lie in [:data:`MIN_PRICE`, :data:`MAX_PRICE`] and volumes in [0,
   :data:`MAX_VOLUME`]: within these bounds the squares and window sums the indicators take stay
   finite and normal even in float32 (see the constants).
@@ -38,6 +42,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import unicodedata
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -81,7 +86,7 @@ def _reasons():
 
 DUPLICATE = "duplicate: (symbol, timestamp) seen earlier"
 OUT_OF_TIME = "bad_timestamp: before 1678 or more than a day in the future"
-BAD_SYMBOL = "bad_symbol: blank, padded with whitespace or holding control characters"
+BAD_SYMBOL = "bad_symbol: blank, padded with whitespace or holding control, invisible or odd space characters"
 REASONS: list[str] = _reasons()
 """Rejection reasons by code (0 = accepted), in the order the rules are applied."""
 _CODE = {r: i for i, r in enumerate(REASONS)}
@@ -332,6 +337,9 @@ def _timestamps(lib, s, source: str):
         raise DataError(f"{source}: column 'timestamp' holds numbers ({s.dtype}{example}); give dates as text "
                         "such as 2024-01-02 or 2024-01-02T14:30:00Z, or a timestamp type (bare numbers are "
                         "ambiguous: seconds, milliseconds or nanoseconds since 1970?)")
+    undated = _undated(s)
+    if undated.any():
+        s = s.mask(lib.Series(undated, index=s.index))
     if frames.is_cudf(lib):
         return frames.to_datetime(lib, s)
     iso = pd.to_datetime(s, errors="coerce", format="ISO8601", utc=True)
@@ -355,6 +363,17 @@ def _timestamps(lib, s, source: str):
                 best = day_first
         iso = best
     return iso.dt.tz_localize(None)
+
+
+_UNDATED = re.compile(r"\s*(?:[0-9]{1,2}:[0-9]{2}|[^0-9]*$)")
+"""Text that writes no date: no digit at all, or a time of day first."""
+
+
+def _undated(s) -> np.ndarray:
+    """NumPy bool mask of text timestamps that write no date (see :data:`_UNDATED`). On the host:
+    one column per file, and the same regex engine on both backends."""
+    host = s.to_pandas() if hasattr(s, "to_pandas") else s
+    return host.str.match(_UNDATED.pattern).fillna(False).to_numpy(dtype=bool)
 
 
 _DAY_MONTH = re.compile(r"\s*\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b")
@@ -387,13 +406,25 @@ def _symbol_text(lib, sym):
 
 
 def _bad_symbols(text):
-    """NumPy bool mask of symbols that are blank, padded with whitespace or hold control characters.
+    """NumPy bool mask of symbols that are blank, padded with whitespace or hold a refused
+    character (:data:`REFUSED_CATEGORIES`, or a space other than U+0020).
 
-    Computed on the host (one string column per file): the control-character class is a regex
-    that libcudf's engine need not accept in the same spelling."""
+    Judged once per distinct symbol, on the host: a file holds few symbols and many rows."""
     host = text.to_pandas() if hasattr(text, "to_pandas") else text
-    bad = (host == "") | (host.str.strip() != host) | host.str.contains(r"[\x00-\x1f\x7f]", regex=True)
-    return bad.fillna(False).to_numpy(dtype=bool)
+    bad = [u for u in host.dropna().unique() if _bad_symbol(str(u))]
+    return host.isin(bad).to_numpy(dtype=bool) if bad else np.zeros(len(host), dtype=bool)
+
+
+REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+"""Unicode categories a symbol may not hold: control, format (invisible: zero-width space and
+joiner, soft hyphen, byte-order mark, bidi controls), line and paragraph separators. Spaces (Zs)
+other than U+0020 are refused too: a no-break space makes a symbol that prints like another."""
+
+
+def _bad_symbol(s: str) -> bool:
+    return (not s or s != s.strip()
+            or any(unicodedata.category(ch) in REFUSED_CATEGORIES
+                   or (ch != " " and unicodedata.category(ch) == "Zs") for ch in s))
 
 
 def _array_module(lib):

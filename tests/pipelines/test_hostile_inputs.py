@@ -372,6 +372,27 @@ def test_blank_and_padded_symbols(tmp_path, capsys, fmt):
     assert sorted(indicators(tmp_path)["symbol"].unique()) == ["AAA", "BBB"]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_symbols_with_invisible_or_line_breaking_characters(tmp_path, capsys, fmt):
+    """"AAPL\\u200b" printed as AAPL beside the real AAPL; format (Cf), line and paragraph separator
+    (Zl, Zp), control (Cc) and space characters other than the plain space (Zs) are refused."""
+    odd = {1: "AAA\u200b", 2: "AA\u2028A", 3: "A\u00adAA", 4: "\ufeffAAA", 5: "AA\u2029A", 6: "AA\x85A",
+           7: "AA\u00a0A", 8: "AA\u3000A", 9: "AA\u200dA", 10: "AA\u202eA", 11: "AA\u2060A", 12: "AA\x7fA"}
+    frame = bars()
+    for row, sym in odd.items():
+        frame = with_row(frame, row, symbol=sym)
+    frame = with_row(frame, 41, symbol="BB B")  # a plain space inside is a symbol's own
+    if fmt == "csv":
+        path = write_csv(tmp_path, frame)
+    else:
+        path = tmp_path / "bars.parquet"
+        typed(frame).astype({"symbol": "str"}).to_parquet(path, index=False)
+    rc, out, err = run(tmp_path, capsys, "--data", str(path))
+    rejected = assert_quarantined(tmp_path, rc, err, BAD_SYMBOL, list(odd))
+    assert dict(zip(rejected["source_row"], rejected["symbol"])) == odd  # kept as read, to be found
+    assert sorted(indicators(tmp_path)["symbol"].unique()) == ["AAA", "BB B", "BBB"]
+
+
 def test_timestamps_as_strings_in_several_formats(tmp_path, capsys):
     """ISO 8601 in any spelling is parsed (offsets to UTC); rows in another format are rejected."""
     frame = with_row(bars(), 0, timestamp="2024-01-01T00:00:00Z")
@@ -384,6 +405,38 @@ def test_timestamps_as_strings_in_several_formats(tmp_path, capsys):
     assert_quarantined(tmp_path, rc, err, "bad_timestamp: unparseable or missing", [3, 4, 5])
     aaa = indicators(tmp_path).query("symbol == 'AAA'")["timestamp"]
     assert list(aaa.iloc[:3]) == list(pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_relative_words_and_bare_times_are_not_dates(tmp_path, capsys, fmt):
+    """"now" and "today" became the run's clock time, and a bare time of day took today's date:
+    only a written date is a bar's date."""
+    words = {3: "now", 4: "today", 5: "yesterday", 6: "tomorrow", 7: "10:00", 8: "23:59:59",
+             9: "10:00 UTC", 10: "10:00 1", 11: "NOW", 12: "noon", 13: "midnight"}
+    frame = bars()
+    for row, word in words.items():
+        frame = with_row(frame, row, timestamp=word)
+    if fmt == "csv":
+        path = write_csv(tmp_path, frame)
+    else:
+        path = tmp_path / "bars.parquet"
+        frame.astype({"timestamp": "str"}).to_parquet(path, index=False)
+    rc, out, err = run(tmp_path, capsys, "--data", str(path))
+    rejected = assert_quarantined(tmp_path, rc, err, "bad_timestamp: unparseable or missing", list(words))
+    assert (rejected["source_file"] == 0).all()
+    assert indicators(tmp_path)["timestamp"].max() == pd.Timestamp("2024-02-09")
+    assert len(indicators(tmp_path)) == ROWS - len(words)
+
+
+def test_a_column_that_starts_with_a_bare_time_is_not_dated_today(tmp_path, capsys):
+    """The first value decides which format pandas infers; a time alone must not make every row
+    take today's date."""
+    frame = with_row(bars(), 0, timestamp="09:30")
+    frame = with_row(frame, 1, timestamp="now")
+    rc, out, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, frame)))
+    assert_quarantined(tmp_path, rc, err, "bad_timestamp: unparseable or missing", [0, 1])
+    aaa = indicators(tmp_path).query("symbol == 'AAA'")["timestamp"]
+    assert list(aaa) == list(pd.date_range("2024-01-03", periods=N_BARS - 2, freq="D"))
 
 
 def test_one_consistent_non_iso_format_is_parsed(tmp_path, capsys):
@@ -544,6 +597,73 @@ def test_output_folder_that_is_not_a_report_is_never_replaced(tmp_path, capsys):
     assert rc == 0, err
     rc, out, err = run(tmp_path, capsys, "--data", str(data), "--out", str(tmp_path / "rep"))
     assert rc == 0, err  # a previous report is replaced
+
+
+def hidden_or_stray(folder) -> list[str]:
+    """What a run left beside its report: scratch, lock or probe folders."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or ".kept-" in p.name)
+
+
+@pytest.mark.parametrize("cmd", ["daily", "backtest", "portfolio", "models"])
+def test_output_folder_holding_someone_elses_manifest_is_never_replaced(tmp_path, capsys, cmd):
+    """``--out app`` deleted a web app whose manifest.json made it look like a report."""
+    app = tmp_path / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "manifest.json").write_text('{"name": "x"}')
+    (app / "src" / "main.js").write_text("keep")
+    data = write_csv(tmp_path, bars())
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--out", str(app), cmd=cmd)[::2],
+                 f"{app}: folder exists, is not empty and is not a report")
+    assert (app / "src" / "main.js").read_text() == "keep" and sorted(p.name for p in app.iterdir()) == \
+        ["manifest.json", "src"]
+
+
+def test_a_report_that_gained_a_file_or_predates_the_mark_is_refused(tmp_path, capsys):
+    data = write_csv(tmp_path, bars())
+    rep = tmp_path / "rep"
+    rc, _, err = run(tmp_path, capsys, "--data", str(data), "--out", str(rep))
+    assert rc == 0, err
+    (rep / "notes.txt").write_text("mine")
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--out", str(rep))[::2],
+                 f"{rep}: a report folder holding 1 file(s) the report did not write (notes.txt)")
+    assert (rep / "notes.txt").read_text() == "mine"
+    (rep / "notes.txt").unlink()
+    manifest = json.loads((rep / "manifest.json").read_text())
+    del manifest["alphapulse_report"]  # as written before reports were marked
+    (rep / "manifest.json").write_text(json.dumps(manifest))
+    assert_error(*run(tmp_path, capsys, "--data", str(data), "--out", str(rep))[::2],
+                 f"{rep}: folder exists", "older AlphaPulse", "delete or move it yourself")
+    assert (rep / "indicators.parquet").exists() and hidden_or_stray(tmp_path) == []
+
+
+@pytest.mark.parametrize("layout", ["single", "partitioned"])
+def test_output_through_a_symbolic_link_writes_into_its_folder(tmp_path, capsys, layout):
+    """The link was replaced by a folder and a ``.link.tmp-*`` folder was left behind."""
+    target = tmp_path / "store" / "daily"
+    target.mkdir(parents=True)
+    link = tmp_path / "link"
+    os.symlink(target, link)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(("data:\n  bars_per_partition: 30\n" if layout == "partitioned" else "") + "indicators:\n  sma: [5]\n")
+    typed(bars()).to_parquet(tmp_path / "bars.parquet", index=False)
+    for _ in range(2):  # a new report, then one replacing it
+        rc, out, err = run(tmp_path, capsys, "--data", str(tmp_path / "bars.parquet"), "--config", str(cfg),
+                           "--out", str(link))
+        assert rc == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert manifest["input"]["partitions"] == (2 if layout == "partitioned" else 1)
+    assert len(pd.read_parquet(target / manifest["output"]["path"])) == ROWS
+    assert hidden_or_stray(tmp_path) == [] and hidden_or_stray(target.parent) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.parquet", "c.yaml", "link", "store"]
+
+
+def test_output_through_a_broken_link_is_refused(tmp_path, capsys):
+    link = tmp_path / "link"
+    os.symlink(tmp_path / "nowhere", link)
+    assert_error(*run(tmp_path, capsys, "--data", str(write_csv(tmp_path, bars())), "--out", str(link))[::2],
+                 f"{link}: a broken or looping symbolic link")
+    assert link.is_symlink() and not (tmp_path / "nowhere").exists()
 
 
 @pytest.mark.parametrize("where", ["/proc/alphapulse-report", "/sys/alphapulse-report"])

@@ -11,7 +11,9 @@ of it.
 from __future__ import annotations
 
 import math
+import re
 import tempfile
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +30,15 @@ GOOD_SYMBOLS = ["AAA", "BBB", "ÅÄÖ", "日本株", "7203"]
 GOOD_TIMES = [f"2024-01-{d:02d}" for d in range(1, 8)] + ["2024-01-02T09:30:00+01:00", "2023-12-31T23:00:00-05:00"]
 
 hostile_symbol = st.one_of(
-    st.sampled_from(["", " ", "  AAA", "AAA ", "A\tB", "\x00", "é", "NaN", "None", "0", "-1.5"]),
+    st.sampled_from(["", " ", "  AAA", "AAA ", "A\tB", "\x00", "é", "NaN", "None", "0", "-1.5", "AAA\u200b",
+                     "\ufeffAAA", "A\u2028B", "A\u00adB", "A\u00a0B", "BRK A"]),
     st.text(max_size=6),
     st.none(),
 )
 hostile_time = st.one_of(
     st.sampled_from(["2200-01-01", "9999-12-31", "1500-06-01", "0001-01-01", "junk", "", "2024-13-45", "03/04/2024",
-                     "2024-01-02T25:00:00", "Jan 3 2024", "1704067200", "2024-02-30"]),
+                     "2024-01-02T25:00:00", "Jan 3 2024", "1704067200", "2024-02-30", "now", "today", "yesterday",
+                     "tomorrow", "10:00", "10:00 1", "23:59:59Z"]),
     st.datetimes(min_value=pd.Timestamp("1700-01-01").to_pydatetime(),
                  max_value=pd.Timestamp("2250-01-01").to_pydatetime()).map(lambda d: d.isoformat()),
     st.none(),
@@ -94,6 +98,21 @@ def write(frame: pd.DataFrame, folder: Path, fmt: str) -> Path:
     return path
 
 
+def refused_symbol(s: str) -> bool:
+    """The symbol rule, character by character: blank, padded, or holding a control, format, line or
+    paragraph separator character, or a space other than U+0020."""
+    return (s == "" or s != s.strip()
+            or any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or (unicodedata.category(ch) == "Zs" and ch != " ")
+                   for ch in s))
+
+
+def year_written(ts: pd.Timestamp, raw_years: set[int]) -> bool:
+    """Whether a bar's year is one the input wrote (or the next or previous one where a time zone
+    moves a New Year's Eve or Day across): never the run's clock."""
+    return ts.year in raw_years or (ts.month == 1 and ts.day == 1 and ts.year - 1 in raw_years) or \
+        (ts.month == 12 and ts.day == 31 and ts.year + 1 in raw_years)
+
+
 def reason_holds(reason: str, row: pd.Series, accepted_keys: set) -> bool:
     """Whether a rejected row's reason is true of its parsed values (rules about the raw text, such
     as not_a_number and unparseable timestamps, are true of what the parse left: NaN / NaT)."""
@@ -106,8 +125,7 @@ def reason_holds(reason: str, row: pd.Series, accepted_keys: set) -> bool:
     if reason == "missing_symbol":
         return True  # the raw value was null; the text column may show "nan" or None
     if reason == BAD_SYMBOL:
-        s = row["symbol"]
-        return s == "" or s != s.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in s)
+        return refused_symbol(row["symbol"])
     if reason == DUPLICATE:
         return (row["symbol"], row["timestamp"]) in accepted_keys
     if kind in ("not_a_number", "nan"):
@@ -142,8 +160,10 @@ def check_loaded(frame: pd.DataFrame, loaded) -> None:
     late = pd.Timestamp.now(tz="UTC").tz_localize(None) + FUTURE_SLACK
     assert bars["timestamp"].notna().all()
     assert (bars["timestamp"] >= EARLIEST).all() and (bars["timestamp"] <= late).all()
-    assert all(isinstance(s, str) and s and s == s.strip() and not any(ord(ch) < 32 or ord(ch) == 127 for ch in s)
-               for s in bars["symbol"])
+    assert all(isinstance(s, str) and not refused_symbol(s) for s in bars["symbol"])
+    raw_years = {int(y) for t in frame["timestamp"].dropna() for y in re.findall(r"[0-9]{4}", str(t))} \
+        if "timestamp" in frame else set()
+    assert all(year_written(t, raw_years) for t in bars["timestamp"]), (sorted(raw_years), bars["timestamp"])
     prices = bars[["open", "high", "low", "close"]].to_numpy()
     assert np.isfinite(prices).all() and (prices >= MIN_PRICE).all() and (prices <= MAX_PRICE).all()
     vol = bars["volume"].to_numpy()
