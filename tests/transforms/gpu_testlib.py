@@ -37,7 +37,7 @@ def assert_on_device(xp, x, dtype=None) -> None:
     result to another device), of ``dtype`` when given."""
     values = x.values() if isinstance(x, dict) else (x if isinstance(x, tuple) else (x,))
     for v in values:
-        assert type(v) is xp.ndarray, f"{type(v).__module__}.{type(v).__name__}, expected {xp.__name__}.ndarray"
+        assert isinstance(v, xp.ndarray), f"{type(v).__module__}.{type(v).__name__}, expected {xp.__name__}.ndarray"
         if dtype is not None:
             assert v.dtype == dtype, f"dtype {v.dtype}, expected {np.dtype(dtype)}"
 
