@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
     u = gs.add_parser("utilization", help="sample utilisation for a while")
     u.add_argument("--seconds", type=float, default=5.0, help="how long to sample (default 5)")
     u.add_argument("--interval", type=float, default=None,
-                   help="seconds between samples (default: gpu.monitoring.sample_interval_s)")
+                   help="seconds between samples, 0.05 to 3600 (default: gpu.monitoring.sample_interval_s)")
     u.add_argument("--config", help="YAML config (default: the shipped default config)")
     u.add_argument("--json", action="store_true", help="print the samples as JSON")
     u.add_argument("--png", help="also write the timeline plot to this PNG file")
@@ -78,11 +78,12 @@ def _status(args) -> int:
 
 def _utilization(args) -> int:
     from pipelines.config import load_config
-    from pipelines.gpu import sample_for, timeline_png
+    from pipelines.gpu import check_sample_interval, sample_for, timeline_png
 
-    interval = args.interval if args.interval is not None else load_config(args.config).gpu.monitoring.sample_interval_s
-    if not interval > 0:
-        raise ValueError(f"--interval must be positive, got {interval}")
+    if args.interval is not None:
+        interval = check_sample_interval(args.interval, name="--interval")
+    else:  # the config's value is range-checked when the config is read
+        interval = load_config(args.config).gpu.monitoring.sample_interval_s
     if not 0 <= args.seconds <= 3600:
         raise ValueError(f"--seconds must be from 0 to 3600, got {args.seconds}")
     sampler = sample_for(args.seconds, interval)

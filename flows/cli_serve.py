@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
                    help="allow a non-loopback --host (the API has no authentication: only on a trusted network)")
     s.add_argument("--sample-interval", type=float, default=5.0, metavar="SECONDS",
                    help="seconds between the server's own utilisation readings for /gpu/utilization?samples=N "
-                        "(default 5; 0: none)")
+                        "(0.05 to 3600; default 5; 0: none)")
     s.add_argument("--max-body-bytes", type=int, default=None,
                    help="largest request body accepted (default 64 KiB; larger requests get 413)")
     s.add_argument("-q", "--quiet", action="store_true", help="only warnings")
@@ -70,8 +70,12 @@ def run(args) -> int:
                              "add --allow-remote to serve it on the network anyway")
         log.warning("serving on %s: anyone who can reach this address can read the reports and start benchmarks",
                     args.host)
-    if args.sample_interval < 0:
-        raise ValueError(f"--sample-interval {args.sample_interval}: expected >= 0 seconds")
+    if args.sample_interval != 0:  # 0: no background readings; else the sampler's own range
+        from pipelines.gpu import MAX_SAMPLE_INTERVAL_S, MIN_SAMPLE_INTERVAL_S
+
+        if not MIN_SAMPLE_INTERVAL_S <= args.sample_interval <= MAX_SAMPLE_INTERVAL_S:
+            raise ValueError(f"--sample-interval {args.sample_interval!r}: expected 0 (none) or "
+                             f"{MIN_SAMPLE_INTERVAL_S:g} to {MAX_SAMPLE_INTERVAL_S:g} seconds")
     import uvicorn
 
     from pipelines.api import MAX_BODY_BYTES, create_app

@@ -210,6 +210,21 @@ def utilization_snapshot() -> dict:
 _PEAK_KEYS = ("gpu_util_pct", "gpu_mem_used_bytes", "cpu_pct", "rss_bytes")
 
 
+MIN_SAMPLE_INTERVAL_S = 0.05
+MAX_SAMPLE_INTERVAL_S = 3600.0
+"""Sample intervals allowed: below 50 ms the sampling is the load; above an hour there is no
+timeline. ``threading.Event.wait`` raises OverflowError for an interval like 1e308, in the thread."""
+
+
+def check_sample_interval(seconds, *, name: str = "sample interval") -> float:
+    """``seconds`` as a float when it is within [:data:`MIN_SAMPLE_INTERVAL_S`,
+    :data:`MAX_SAMPLE_INTERVAL_S`], else a one-line ``ValueError`` naming ``name``."""
+    value = float(seconds)
+    if not MIN_SAMPLE_INTERVAL_S <= value <= MAX_SAMPLE_INTERVAL_S:  # NaN fails both comparisons
+        raise ValueError(f"{name} {seconds!r}: expected {MIN_SAMPLE_INTERVAL_S:g} to {MAX_SAMPLE_INTERVAL_S:g} seconds")
+    return value
+
+
 class UtilizationSampler:
     """Samples the GPU (NVML) and this process (psutil) every ``interval_s`` seconds in a daemon thread.
 
@@ -223,15 +238,13 @@ class UtilizationSampler:
 
     Parameters
     ----------
-    interval_s : float, seconds between samples (> 0)
+    interval_s : float, seconds between samples, 0.05 to 3600
     device : int, the NVML device index to read
     context : callable returning a dict of extra fields, optional
     """
 
     def __init__(self, interval_s: float = 1.0, *, device: int = 0, context=None):
-        if not interval_s > 0:
-            raise ValueError(f"sample interval must be positive, got {interval_s!r}")
-        self.interval_s = float(interval_s)
+        self.interval_s = check_sample_interval(interval_s)
         self.device = int(device)
         self.context = context
         self.samples: list[dict] = []

@@ -76,9 +76,11 @@ def test_sampler_tags_stages_and_peaks():
         assert rec["gpu_reason"]
 
 
-def test_sampler_rejects_a_bad_interval():
-    with pytest.raises(ValueError, match="positive"):
-        UtilizationSampler(0)
+@pytest.mark.parametrize("interval", [0, -1, 0.01, 3601, float("inf"), 1e308, float("nan")])
+def test_sampler_rejects_a_bad_interval(interval):
+    """inf and 1e308 were accepted and crashed the thread (Event.wait overflows); nothing starts."""
+    with pytest.raises(ValueError, match="expected 0.05 to 3600 seconds"):
+        UtilizationSampler(interval)
 
 
 def test_sample_for_and_timeline_png():
