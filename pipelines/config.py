@@ -23,6 +23,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Vali
                       field_validator)
 
 from pipelines.cluster import check_cluster_spec
+from pipelines.gpu import MAX_SAMPLE_INTERVAL_S, MIN_SAMPLE_INTERVAL_S
 from pipelines.grid import MAX_COMBINATIONS, GridError, check_grid, parse_values
 from transforms.indicators import INDICATORS, IndicatorSpec
 from transforms.strategies import STRATEGIES
@@ -32,6 +33,10 @@ STANDARD_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volu
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and the key."""
+
+
+MAX_WINDOW_BARS = 100_000
+"""Largest feature window in bars (the indicators' own periods stop at the same 100,000)."""
 
 
 class _Frozen(BaseModel):
@@ -84,7 +89,8 @@ class Fallback(_Frozen):
 class Monitoring(_Frozen):
     track_utilization: bool = False
     alert_on_oom: bool = True
-    sample_interval_s: float = Field(1.0, gt=0, description="seconds between utilisation samples")
+    sample_interval_s: float = Field(1.0, ge=MIN_SAMPLE_INTERVAL_S, le=MAX_SAMPLE_INTERVAL_S,
+                                     description="seconds between utilisation samples")
 
 
 class GpuConfig(_Frozen):
@@ -248,18 +254,20 @@ class BlackLittermanConfig(_Frozen):
 
 
 class RegimeConfig(_Frozen):
-    n_clusters: int = Field(3, ge=1)
+    n_clusters: int = Field(3, ge=1, le=100)
     seed: int = 0
-    n_init: int = Field(10, ge=1)
+    n_init: int = Field(10, ge=1, le=1000, description="KMeans restarts (each a full fit)")
     vol_window_bars: int = Field(21, ge=2)
     corr_window_bars: int = Field(63, ge=2)
     trend_window_bars: int = Field(126, ge=2)
 
 
 class MonteCarloConfig(_Frozen):
-    n_paths: int = Field(100_000, ge=100)
-    horizons_bars: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [1, 10], min_length=1)
-    levels: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.95, 0.99], min_length=1)
+    n_paths: int = Field(100_000, ge=100, le=1_000_000_000)
+    horizons_bars: list[Annotated[int, Field(ge=1, le=10_000)]] = Field(default_factory=lambda: [1, 10], min_length=1,
+                                                                      max_length=100)
+    levels: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.95, 0.99], min_length=1,
+                                                              max_length=100)
     models: list[Literal[MC_MODELS]] = Field(default_factory=lambda: list(MC_MODELS), min_length=1)
     student_t_dof: float = Field(5.0, gt=2)
     seed: int = 0
@@ -313,13 +321,15 @@ ENSEMBLE_METHODS = ("mean", "weighted", "stacking")
 class ModelFeaturesConfig(_Frozen):
     """Features at each bar's close (``transforms.features.feature_panel``)."""
 
-    return_lags: int = Field(5, ge=0, description="one-bar returns at lags 0 .. n-1 (ret_1_lag<L>)")
-    return_windows: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [5, 21])
-    volatility_windows: list[Annotated[int, Field(ge=2)]] = Field(default_factory=lambda: [21])
+    return_lags: int = Field(5, ge=0, le=1000, description="one-bar returns at lags 0 .. n-1 (ret_1_lag<L>)")
+    return_windows: list[Annotated[int, Field(ge=1, le=MAX_WINDOW_BARS)]] = Field(default_factory=lambda: [5, 21],
+                                                                                  max_length=100)
+    volatility_windows: list[Annotated[int, Field(ge=2, le=MAX_WINDOW_BARS)]] = Field(default_factory=lambda: [21],
+                                                                                      max_length=100)
     indicators: dict[str, list[Union[StrictInt, StrictFloat, dict]]] = Field(
         default_factory=lambda: {"rsi": [14], "natr": [14], "willr": [14], "adx": [14], "cci": [14]},
         description="same syntax as the top-level indicators block; OBV is refused (no stationary scale)")
-    rank_features: list[str] = Field(default_factory=lambda: ["ret_5", "ret_21", "vol_21", "rsi_14"],
+    rank_features: list[str] = Field(default_factory=lambda: ["ret_5", "ret_21", "vol_21", "rsi_14"], max_length=1000,
                                      description="features that also get a per-date cross-sectional rank")
 
     @field_validator("indicators")
@@ -328,7 +338,7 @@ class ModelFeaturesConfig(_Frozen):
         for name, entries in v.items():
             if name == "obv":
                 raise ValueError("obv has no stationary scale and cannot be a model feature")
-            _indicator_specs(name, entries)
+        _check_indicator_block(v)
         return v
 
     def indicator_specs(self) -> list[IndicatorSpec]:
@@ -344,10 +354,10 @@ class ModelConfig(_Frozen):
         "per_symbol", validate_default=True, description="per_symbol: one model per symbol (batched); pooled: one model over all symbols")
     alpha: float = Field(1.0, gt=0, description="ridge: L2 penalty")
     C: float = Field(1.0, gt=0, description="logistic: inverse L2 penalty")
-    max_iter: int = Field(100, gt=0, description="logistic: iterations")
-    n_neighbors: int = Field(25, gt=0, description="knn")
-    n_estimators: int = Field(50, gt=0, description="random_forest")
-    max_depth: int | None = Field(6, gt=0, description="random_forest")
+    max_iter: int = Field(100, ge=1, le=100_000, description="logistic: iterations")
+    n_neighbors: int = Field(25, ge=1, le=10_000, description="knn")
+    n_estimators: int = Field(50, ge=1, le=10_000, description="random_forest")
+    max_depth: int | None = Field(6, ge=1, le=64, description="random_forest")
     min_samples_leaf: int = Field(50, gt=0, description="random_forest")
     max_features: float = Field(0.5, gt=0, le=1, description="random_forest: share of features per split")
     max_samples: float = Field(0.1, gt=0, le=1, description="random_forest: share of rows per tree")
@@ -396,7 +406,7 @@ class ModelsConfig(_Frozen):
     features: ModelFeaturesConfig = ModelFeaturesConfig()
     models: list[ModelConfig] = Field(default_factory=lambda: [
         ModelConfig(kind="ridge"), ModelConfig(kind="logistic"), ModelConfig(kind="knn"),
-        ModelConfig(kind="random_forest", scope="pooled")], min_length=1)
+        ModelConfig(kind="random_forest", scope="pooled")], min_length=1, max_length=100)
     walk_forward: ModelWalkForwardConfig = ModelWalkForwardConfig()
     ensemble: ModelEnsembleConfig = ModelEnsembleConfig()
     signal: ModelSignalConfig = ModelSignalConfig()
@@ -429,9 +439,19 @@ class CostConfig(_Frozen):
     currency: str = Field("USD", min_length=1)
 
 
+class BudgetConfig(_Frozen):
+    """What a run may plan on this machine (:mod:`pipelines.budget`): the estimate of its memory,
+    made from the data's sizes after loading, must fit ``memory_fraction`` of the memory available
+    then, and its estimated hours of the long parts (a lower bound) ``max_hours``."""
+
+    memory_fraction: float = Field(0.5, gt=0, le=1, description="share of the available memory (psutil) a run may plan")
+    max_hours: float = Field(24.0, gt=0, le=8760, description="hours a run may plan for its long parts")
+
+
 class Config(_Frozen):
     gpu: GpuConfig = GpuConfig()
     cost: CostConfig = CostConfig()
+    budget: BudgetConfig = BudgetConfig()
     data: DataConfig = DataConfig()
     indicators: dict[str, list[Union[StrictInt, StrictFloat, dict]]] = Field(default_factory=dict)
     report: ReportConfig = ReportConfig()
@@ -443,8 +463,7 @@ class Config(_Frozen):
     @field_validator("indicators")
     @classmethod
     def _indicators(cls, v):
-        for name, entries in v.items():
-            _indicator_specs(name, entries)  # raises with the name and the bad parameter
+        _check_indicator_block(v)  # raises with the name and the bad parameter, or the column count
         return v
 
     def indicator_specs(self) -> list[IndicatorSpec]:
@@ -460,6 +479,23 @@ class Config(_Frozen):
 def _suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+MAX_INDICATOR_COLUMNS = 1000
+"""Output columns an indicators block may ask for: each is a panel (bars x symbols) in memory and
+a column of the report; 20,000 aborted a run at 8.4 GB."""
+
+def _check_indicator_block(block: dict) -> None:
+    """Every entry of an indicators block valid, and at most :data:`MAX_INDICATOR_COLUMNS` output
+    columns; counted before the entries are resolved, so a huge list costs nothing."""
+    columns = 0
+    for name, entries in block.items():
+        ind = INDICATORS.get(name)
+        columns += max(1, len(entries or ())) * (len(ind.outputs) if ind is not None else 1)
+    if columns > MAX_INDICATOR_COLUMNS:
+        raise ValueError(f"{columns:,} output columns (at most {MAX_INDICATOR_COLUMNS:,}): fewer parameter sets")
+    for name, entries in block.items():
+        _indicator_specs(name, entries)
 
 
 def _indicator_specs(name: str, entries) -> list[IndicatorSpec]:
@@ -506,6 +542,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"{source}: {where}: unknown key{hint}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] in _BOUND_ERRORS:
+                msg += _range_note(e["loc"])
             # reprlib: a YAML alias bomb or a huge list must not become a gigabyte error message
             lines.append(f"{source}: {where}: {msg} (got {_SHORT.repr(e.get('input'))})")
     if len(lines) > 5:
@@ -519,10 +557,52 @@ _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxoth
 MAX_CONFIG_BYTES = 1 << 20
 """A config is a few kilobytes; anything over 1 MiB is refused before it is parsed."""
 
+MAX_CONFIG_DEPTH = 32
+"""Nested mappings and lists a config may hold (the deepest key is 5 levels down); PyYAML's
+composer and pydantic recurse per level, so 600 levels were a RecursionError traceback."""
+
+
+_BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def _range_note(loc) -> str:
+    """``"; range [lo, hi]"`` of the field (or list item) at ``loc``, from its declared bounds:
+    pydantic names only the bound that failed, the documented range has both."""
+    keys = list(loc)
+    item = False
+    while keys and isinstance(keys[-1], int):  # an item of a list field: the item type's bounds
+        keys.pop()
+        item = True
+    model = _model_at(keys[:-1]) if keys else None
+    field = model.model_fields.get(str(keys[-1])) if model is not None else None
+    if field is None:
+        return ""
+    metadata = list(field.metadata)
+    if item:
+        args = typing.get_args(field.annotation)
+        metadata = [m for f in typing.get_args(args[0])[1:] if args for m in getattr(f, "metadata", [f])]
+    lo = hi = None
+    for m in metadata:
+        for attr, side in (("ge", "["), ("gt", "(")):
+            if getattr(m, attr, None) is not None:
+                lo = f"{side}{_number(getattr(m, attr))}"
+        for attr, side in (("le", "]"), ("lt", ")")):
+            if getattr(m, attr, None) is not None:
+                hi = f"{_number(getattr(m, attr))}{side}"
+    if lo is None and hi is None:
+        return ""
+    return f"; range {lo or '(-inf'}, {hi or 'inf)'}"
+
+
+def _number(v) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
 
 def _model_at(loc) -> type[BaseModel] | None:
     model: type[BaseModel] = Config
     for key in loc:
+        if isinstance(key, int):  # a list's item: the list field already named the item's model
+            continue
         field = model.model_fields.get(str(key))
         ann = getattr(field, "annotation", None)
         # an optional block (``walk_forward: WalkForwardConfig | None``) names its model too
@@ -544,6 +624,7 @@ def parse_config(data: dict | None, *, source: str = "config") -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    _refuse_deep_data(data, source=source)
     try:
         return Config.model_validate(data)
     except ValidationError as err:
@@ -568,6 +649,7 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config: {e}") from None
+    _refuse_deep_yaml(text, source=str(path))
     try:
         data = yaml.safe_load(text)
     except ValueError as e:  # a constructor's own error, e.g. an integer of more than 4,300 digits
@@ -579,6 +661,39 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
     _refuse_repeated_keys(text, source=str(path))
     return parse_config(data, source=str(path))
+
+
+def _refuse_deep_yaml(text: str, *, source: str) -> None:
+    """A ``ConfigError`` for YAML nested more than :data:`MAX_CONFIG_DEPTH` levels, found in the
+    parser's event stream (a loop, no recursion) before anything recursive reads the text. A
+    syntax error is left for ``safe_load`` to report with its own message."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_CONFIG_DEPTH:
+                    raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep at line "
+                                      f"{event.start_mark.line + 1} (a config is a few levels deep)")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return
+
+
+def _refuse_deep_data(data, *, source: str) -> None:
+    """The same bound on an already parsed mapping (``parse_config`` from Python), walked with a
+    stack; each container is visited once, so shared (aliased) ones cost nothing."""
+    stack, seen = [(data, 1)], set()
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep (a config is a few levels deep)")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
 def _refuse_repeated_keys(text: str, *, source: str) -> None:
