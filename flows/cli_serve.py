@@ -78,7 +78,7 @@ def run(args) -> int:
                              f"{MIN_SAMPLE_INTERVAL_S:g} to {MAX_SAMPLE_INTERVAL_S:g} seconds")
     import uvicorn
 
-    from pipelines.api import MAX_BODY_BYTES, create_app
+    from pipelines.api import MAX_BODY_BYTES, create_app, server_options
 
     max_body = MAX_BODY_BYTES if args.max_body_bytes is None else args.max_body_bytes
     if max_body < 1:
@@ -88,6 +88,7 @@ def run(args) -> int:
     log.info("reports from %s", ", ".join(map(str, app.state.roots.roots)))
     print(f"AlphaPulse API on http://{args.host}:{args.port} (docs: /docs); reports: "
           + ", ".join(map(str, app.state.roots.roots)), flush=True)
+    # server_options: read deadlines and a connection limit that slow clients cannot hold
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
-                server_header=False, limit_concurrency=64, timeout_keep_alive=5)
+                **server_options())
     return 0
