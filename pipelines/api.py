@@ -36,11 +36,13 @@ is not listed, and a manifest or page that is a link (or not a regular file) is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import os
 import re
+import socket
 import stat
 import threading
 import time
@@ -520,6 +522,13 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio sets TCP_NODELAY only on sockets made with proto=IPPROTO_TCP: on a listening
+            # socket handed over as socket.socket() (proto 0) each response waits out the client's
+            # delayed ACK, some 40 ms
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._phase: str | None = None  # "headers" or "body" while a deadline runs
         self._since = time.monotonic()
         self._received = False  # a byte of the current request is in (only then a 408 makes sense)
