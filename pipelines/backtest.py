@@ -62,6 +62,7 @@ import pandas as pd
 
 from pipelines import frames
 from pipelines.backend import Backend, choose_backend, cpu_backend
+from pipelines.budget import check_backtest
 from pipelines.cluster import check_cluster_spec, open_client, worker_threads
 from pipelines.config import Config
 from pipelines.cost import stage_table_lines
@@ -772,6 +773,11 @@ def compute_stage(prepared: PreparedPanel, request: BacktestRequest, backend: Ba
     seconds are added to ``timer`` and returned in the result."""
     timer = timer or StageTimer()
     before = set(timer.seconds)
+    wf = request.config.backtest.walk_forward
+    n_windows = len(walk_forward_windows(prepared.shape[0], wf.in_sample_bars, wf.out_of_sample_bars)) if wf else 0
+    check_backtest(request.config, bars=prepared.shape[0], symbols=prepared.shape[1],
+                   combinations=len(request.plan.combos), parameters=len(request.strategy.params),
+                   metrics=len(METRICS), windows=2 * n_windows)  # in- and out-of-sample metrics per window
     with ExitStack() as stack:
         with timer.stage("cluster_start"):
             client, info = stack.enter_context(open_client(

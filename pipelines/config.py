@@ -444,7 +444,7 @@ class BudgetConfig(_Frozen):
     made from the data's sizes after loading, must fit ``memory_fraction`` of the memory available
     then, and its estimated hours of the long parts (a lower bound) ``max_hours``."""
 
-    memory_fraction: float = Field(0.5, gt=0, le=1, description="share of the available memory (psutil) a run may plan")
+    memory_fraction: float = Field(0.7, gt=0, le=1, description="share of the available memory (psutil) a run may plan")
     max_hours: float = Field(24.0, gt=0, le=8760, description="hours a run may plan for its long parts")
 
 

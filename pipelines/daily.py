@@ -25,6 +25,7 @@ import pandas as pd
 
 from pipelines import frames
 from pipelines.backend import Backend, choose_backend
+from pipelines.budget import check_daily
 from pipelines.cluster import resolve_cluster
 from pipelines.config import Config
 from pipelines.cost import stage_table_lines
@@ -160,6 +161,7 @@ def compute_partition(request: DailyRequest, backend: Backend, part: Partition, 
             loaded = load_stage(request, backend)
         else:
             loaded = load_partition(request.inputs, part, lib=backend.frames)
+    check_daily(request.config, loaded.bars)  # outside stage_errors: over the means is the config's, exit 2
     with timer.stage("indicators"), stage_errors("indicators", where):
         indicators = indicators_stage(loaded.bars, request, backend, tracker=ops)
         short = short_history(loaded.bars, request.config.indicator_specs())

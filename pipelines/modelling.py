@@ -42,6 +42,7 @@ import pandas as pd
 
 from pipelines import frames
 from pipelines.backend import Backend, choose_backend
+from pipelines.budget import check_models
 from pipelines.config import Config, ModelConfig, ModelsConfig
 from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
 from pipelines.models import MODEL_TARGETS, estimator, model_files
@@ -470,6 +471,7 @@ def analyse(request: ModelsRequest, backend: Backend, bars, timer: StageTimer):
     from threadpoolctl import threadpool_limits
 
     mc = request.config.models
+    check_models(request.config, bars, features=len(feature_names(mc)))
     with timer.stage("features"):
         feats = features_stage(bars, mc, backend)
     with threadpool_limits(limits=1):

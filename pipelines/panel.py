@@ -76,7 +76,8 @@ def panel_to_frame(panel: Panel, values: dict, *, keys) -> object:
     frame with ``keys``' columns then one column per entry of ``values``, one row per source row.
     """
     t_codes, s_codes = panel.rows
-    out = keys.reset_index(drop=True).copy()
-    for name, arr in values.items():
-        out[name] = arr[t_codes, s_codes]
-    return out
+    out = keys.reset_index(drop=True)
+    lib = frames.module_of(out)
+    # one concat, not an insert per column: past 100 columns pandas warned at every insert
+    columns = lib.DataFrame({name: arr[t_codes, s_codes] for name, arr in values.items()}, index=out.index)
+    return lib.concat([out, columns], axis=1)

@@ -43,6 +43,7 @@ import pandas as pd
 
 from pipelines import frames
 from pipelines.backend import Backend, choose_backend
+from pipelines.budget import check_portfolio
 from pipelines.config import Config, GpuConfig, PortfolioConfig
 from pipelines.cost import stage_table_lines
 from pipelines.data import InputFiles, LoadedBars, inspect_input, load_bars
@@ -424,6 +425,9 @@ def analyse(request: PortfolioRequest, backend: Backend, bars, timer: StageTimer
     pc = request.config.portfolio
     with timer.stage("returns"):
         rets = returns_stage(bars, pc, backend)
+    month_ends = int((month_end_rows(rets.timestamps) >= pc.correlation_lookback_bars).sum())
+    check_portfolio(request.config, bars=len(rets.timestamps), symbols=len(rets.symbols),
+                    qualified=len(rets.qualified), month_ends=month_ends)
     with timer.stage("covariance"):
         cov = covariance_stage(rets, pc, backend, request.config.gpu)
     with timer.stage("optimise"):

@@ -10,7 +10,10 @@ three outcomes, never a traceback and never a silently wrong report:
 - ``accepted``: input that is odd but well defined (mixed UTC offsets, numeric symbols), loaded
   to the documented values.
 
-The data are 2 symbols x 40 daily bars, small enough that a case takes well under a second.
+The data are 2 symbols x 40 daily bars, small enough that a case takes well under a second. The
+size cases at the end build the larger inputs they need (20,000 symbols; 1,259 bars for a grid of
+1,000,000 combinations, whose plan alone takes ~20 s) and are refused before any large
+allocation; where the budget compares with the machine's memory they see 21 GiB available.
 """
 from __future__ import annotations
 
@@ -847,3 +850,200 @@ def test_a_file_even_root_cannot_read(tmp_path, capsys):
     cfg.write_text("data:\n  format: csv\nindicators:\n  sma: [5]\n")
     assert_error(*run(tmp_path, capsys, "--data", "/proc/self/mem", "--config", str(cfg))[::2],
                  "/proc/self/mem: cannot read as csv: OSError: [Errno 5] Input/output error")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes: every size a config or argument controls is bounded before it is allocated
+# ---------------------------------------------------------------------------------------------
+
+GIB = 2**30
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """The memory the budget sees as available (21 GiB unless a test says otherwise), so that a
+    case is refused on every machine the same way and nothing is allocated to find out."""
+    import pipelines.budget as budget
+
+    def available(nbytes: int = 21 * GIB):
+        monkeypatch.setattr(budget, "available_bytes", lambda: nbytes)
+    available()
+    return available
+
+
+SMALL_PORTFOLIO = ("portfolio:\n  lookback_bars: 30\n  min_history_bars: 20\n  correlation_lookback_bars: 10\n"
+                   "  correlation_min_periods: 5\n")
+SMALL_REGIMES = "{vol_window_bars: 5, corr_window_bars: 5, trend_window_bars: 5, n_clusters: 2"
+SMALL_MODELS = ("models:\n  horizon_bars: 1\n"
+                "  walk_forward: {train_bars: 15, test_bars: 5, validation_bars: 0, min_train_rows: 5}\n"
+                "  ensemble: {methods: [mean]}\n  min_symbols: 2\n")
+SMALL_FEATURES = "return_windows: [3], volatility_windows: [3], indicators: {rsi: [3]}, rank_features: []"
+
+
+def budget_case(tmp_path, capsys, cmd, text, *fragments, data=None, args=()):
+    """``alphapulse cmd --config c.yaml``: refused with one line, nothing written."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    data = data or write_csv(tmp_path, bars())
+    rc, _, err = run(tmp_path, capsys, "--data", str(data), "--config", str(cfg), *args, cmd=cmd)
+    assert_error(rc, err, *fragments)
+    assert not (tmp_path / "out").exists()
+    return err
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("portfolio:\n  monte_carlo: {n_paths: 1000000000000}\n",
+     ["c.yaml: portfolio.monte_carlo.n_paths: ", "range [100, 1000000000]"]),
+    ("portfolio:\n  monte_carlo: {n_paths: 1.0e+12}\n", ["portfolio.monte_carlo.n_paths", "range [100, 1000000000]"]),
+    ("portfolio:\n  monte_carlo: {horizons_bars: [1, 1000000000]}\n",
+     ["c.yaml: portfolio.monte_carlo.horizons_bars.1: ", "range [1, 10000]"]),
+    ("portfolio:\n  regimes: {n_init: 100000000}\n", ["c.yaml: portfolio.regimes.n_init: ", "range [1, 1000]"]),
+    ("models:\n  features: {return_lags: 100000}\n", ["c.yaml: models.features.return_lags: ", "range [0, 1000]"]),
+    ("models:\n  models: [{kind: knn, n_neighbors: 1000000000}]\n",
+     ["c.yaml: models.models.0.n_neighbors: ", "range [1, 10000]"]),
+    ("models:\n  models: [{kind: random_forest, scope: pooled, n_estimators: 1000000000}]\n",
+     ["c.yaml: models.models.0.n_estimators: ", "range [1, 10000]"]),
+    ("gpu:\n  monitoring: {sample_interval_s: 1.0e+308}\n",
+     ["c.yaml: gpu.monitoring.sample_interval_s: ", "range [0.05, 3600]"]),
+    ("gpu:\n  monitoring: {sample_interval_s: 0.000001}\n", ["gpu.monitoring.sample_interval_s", "range [0.05, 3600]"]),
+    ("budget:\n  memory_fraction: 0\n", ["c.yaml: budget.memory_fraction: ", "range (0, 1]"]),
+    ("budget:\n  max_hours: 1.0e+300\n", ["c.yaml: budget.max_hours: ", "range (0, 8760]"]),
+])
+def test_sizes_out_of_their_documented_range(tmp_path, capsys, text, fragments):
+    """Each was a MemoryError traceback, or hours of work, before the range was enforced."""
+    config_case(tmp_path, capsys, text, *fragments)
+
+
+@pytest.mark.parametrize("block", ["indicators", "models.features.indicators"])
+def test_twenty_thousand_indicator_columns(tmp_path, capsys, block):
+    """20,000 SMA columns printed thousands of warnings and aborted at 8.4 GB."""
+    periods = "[" + ", ".join(str(p) for p in range(1, 20_001)) + "]"
+    text = (f"indicators:\n  sma: {periods}\n" if block == "indicators"
+            else f"models:\n  features:\n    indicators:\n      sma: {periods}\n")
+    config_case(tmp_path, capsys, text, f"c.yaml: {block}: 20,000 output columns (at most 1,000)")
+    assert len(capsys.readouterr().err) < 600
+
+
+def test_a_thousand_indicator_columns_without_a_warning_each(tmp_path, capsys):
+    """At the limit the run works, without pandas' fragmentation warning at each column past 100."""
+    import warnings
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("indicators:\n  sma: [" + ", ".join(str(p) for p in range(1, 1001)) + "]\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc, _, err = run(tmp_path, capsys, "--data", str(write_csv(tmp_path, bars())), "--config", str(cfg))
+    assert rc == 0, err
+    assert [w for w in caught if issubclass(w.category, pd.errors.PerformanceWarning)] == []
+    assert indicators(tmp_path).shape == (ROWS, 1002)
+
+
+@pytest.mark.parametrize("style", ["block", "flow", "under a key"])
+def test_config_nested_hundreds_of_levels_deep(tmp_path, capsys, style):
+    """600 levels gave a 3,000-line RecursionError traceback."""
+    if style == "block":
+        text = "".join("  " * i + f"k{i}:\n" for i in range(600)) + "  " * 600 + "x: 1\n"
+    elif style == "flow":
+        text = "data: " + "[" * 600 + "]" * 600 + "\n"
+    else:
+        text = "data:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(600)) + "  " * 601 + "x: 1\n"
+    config_case(tmp_path, capsys, text, "c.yaml: nested more than 32 levels deep at line ")
+
+
+def test_monte_carlo_paths_over_the_memory(tmp_path, capsys, machine):
+    """n_paths: 300,000,000 was a MemoryError traceback; the estimate names the setting and the means."""
+    budget_case(tmp_path, capsys, "portfolio",
+                SMALL_PORTFOLIO + f"  regimes: {SMALL_REGIMES}}}\n  monte_carlo: {{n_paths: 300000000}}\n",
+                "portfolio.monte_carlo.n_paths = 300000000 needs ~", " GiB (n_paths x ", "8 B",
+                "this machine has 21 GiB available", "budget.memory_fraction")
+
+
+def test_monte_carlo_horizon_over_the_memory(tmp_path, capsys, machine):
+    """One path of 10,000 bars of 2 assets is small; 1,000,000,000 paths of it are not."""
+    machine(256 * 2**20)
+    budget_case(tmp_path, capsys, "portfolio",
+                SMALL_PORTFOLIO + f"  regimes: {SMALL_REGIMES}}}\n"
+                "  monte_carlo: {n_paths: 1000000, horizons_bars: [10000]}\n",
+                "portfolio.monte_carlo.n_paths = 1000000 needs ~", "256 MiB available")
+
+
+def test_portfolio_of_twenty_thousand_symbols(tmp_path, capsys, machine):
+    """20,000 symbols x 40 bars: the covariance alone is 3.2 GB and the optimisers, the rolling
+    correlation and the regimes' correlations several times that: refused, not a MemoryError."""
+    n, n_bars = 20_000, N_BARS
+    rng = np.random.default_rng(0)
+    c = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, (n, n_bars)), axis=1)).ravel()
+    names = np.char.add("S", np.arange(n).astype(str)).astype(object)
+    frame = pd.DataFrame({"timestamp": np.tile(pd.date_range("2024-01-01", periods=n_bars, freq="D"), n),
+                          "symbol": np.repeat(names, n_bars), "open": c, "high": c * 1.01, "low": c * 0.99,
+                          "close": c, "volume": 1e6})
+    frame.to_parquet(tmp_path / "wide.parquet", index=False)
+    budget_case(tmp_path, capsys, "portfolio", SMALL_PORTFOLIO + f"  regimes: {SMALL_REGIMES}}}\n",
+                "portfolio: 20,000 symbols", "need ~", "GiB", "this machine has 21 GiB available",
+                data=tmp_path / "wide.parquet")
+
+
+def test_backtest_grid_at_the_combination_limit(tmp_path, capsys, machine):
+    """1,000,000 combinations (the limit) over 1,259 bars: the grid's bookkeeping (portfolio sums
+    and counts, bars x combinations) tried to allocate 18.7 GiB; now estimated and refused."""
+    n_bars = 1259
+    days = pd.bdate_range("2013-02-08", periods=n_bars)
+    parts = [pd.DataFrame({"timestamp": days.strftime("%Y-%m-%d"), "symbol": sym, "open": c, "high": c + 1,
+                           "low": c - 1, "close": c + 0.5, "volume": 1000.0})
+             for sym, c in (("AAA", 10 + np.arange(n_bars) * 0.01), ("BBB", 50 + np.arange(n_bars) * 0.01))]
+    data = write_csv(tmp_path, pd.concat(parts, ignore_index=True))
+    budget_case(tmp_path, capsys, "backtest", "indicators:\n  sma: [5]\n",
+                "backtest.grid: 1,000,000 combinations x 1,259 bars x 2 symbols need ~", "GiB",
+                "this machine has 21 GiB available",
+                data=data, args=("--strategy", "sma_cross", "--grid", "fast=1:1000,slow=1001:2000"))
+
+
+def test_indicator_columns_over_the_memory(tmp_path, capsys, machine):
+    """1,000 columns are within range; their panels and frame over the means are refused."""
+    machine(2**20)
+    periods = "[" + ", ".join(str(p) for p in range(1, 1001)) + "]"
+    budget_case(tmp_path, capsys, "daily", f"indicators:\n  sma: {periods}\n",
+                "indicators: 1,000 output columns x 80 bars (40 timestamps x 2 symbols) need ~", "MiB",
+                "this machine has 1.0 MiB available")
+
+
+@pytest.mark.parametrize("models, fragments", [
+    ("[{kind: ridge}]", ["models.features: 1,003 features x 40 bars x 2 symbols need ~"]),
+    ("[{kind: knn, n_neighbors: 10000}]", ["models.models.0.n_neighbors = 10000 needs ~"]),
+])
+def test_model_sizes_over_the_memory(tmp_path, capsys, machine, models, fragments):
+    machine(2**20)
+    budget_case(tmp_path, capsys, "models",
+                SMALL_MODELS + f"  features: {{return_lags: 1000, {SMALL_FEATURES}}}\n  models: {models}\n"
+                if "ridge" in models else SMALL_MODELS + f"  features: {{return_lags: 2, {SMALL_FEATURES}}}\n"
+                f"  models: {models}\n", *fragments, "this machine has 1.0 MiB available")
+
+
+@pytest.mark.parametrize("cmd, text, fragment", [
+    ("portfolio", SMALL_PORTFOLIO + f"  regimes: {SMALL_REGIMES}, n_init: 1000}}\n  monte_carlo: {{n_paths: 1000}}\n",
+     "portfolio.regimes.n_init = 1000 plans at least ~"),
+    ("models", SMALL_MODELS + f"  features: {{return_lags: 2, {SMALL_FEATURES}}}\n"
+     "  models: [{kind: random_forest, scope: pooled, n_estimators: 10000, min_samples_leaf: 1}]\n",
+     "models.models.0.n_estimators = 10000 plans at least ~"),
+])
+def test_work_over_the_time_budget(tmp_path, capsys, cmd, text, fragment):
+    """n_init and n_estimators ran for hours; within range, the estimate is held to budget.max_hours."""
+    budget_case(tmp_path, capsys, cmd, text + "budget:\n  max_hours: 0.000001\n", fragment, "budget.max_hours")
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e308", "0.001", "-1"])
+def test_serve_sample_interval_out_of_range(tmp_path, capsys, monkeypatch, value):
+    """--sample-interval inf crashed the server's sampler thread with a traceback."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)  # nothing is served either way
+    capsys.readouterr()
+    rc = main(["serve", "--reports", str(tmp_path), f"--sample-interval={value}", "-q"])
+    assert_error(rc, capsys.readouterr().err, "--sample-interval ", "expected 0 (none) or 0.05 to 3600 seconds")
+
+
+@pytest.mark.parametrize("value", ["inf", "1e308", "0.001"])
+def test_gpu_utilization_interval_out_of_range(capsys, value):
+    capsys.readouterr()
+    rc = main(["gpu", "utilization", "--seconds", "0", f"--interval={value}"])
+    assert_error(rc, capsys.readouterr().err, "--interval ", "expected 0.05 to 3600 seconds")
