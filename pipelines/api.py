@@ -725,6 +725,10 @@ def create_app(reports_dirs, *, max_body_bytes: int = MAX_BODY_BYTES, sample_int
     bench_models = benchmark_request_models(max_sizes, max_repeats)
     caps = _size_caps(max_sizes)
     default_size = {op: min(min(gpu_bench.default_sizes(op)), caps[op]) for op in gpu_bench.OPERATIONS}
+    if sample_interval_s:  # 0: no background sampler; anything else within the sampler's bounds
+        from pipelines.gpu import check_sample_interval
+
+        check_sample_interval(sample_interval_s, name="sample_interval_s")
     sampler = _History(sample_interval_s, history) if sample_interval_s > 0 else None
 
     @asynccontextmanager

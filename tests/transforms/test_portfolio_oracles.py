@@ -32,6 +32,7 @@ import pytest
 
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
+from tests.transforms.indicator_testlib import SP500_CSV  # ALPHAPULSE_SP500_CSV where ../shared is absent
 from transforms import portfolio as pf
 from transforms.hrp import hrp_weights
 
@@ -40,7 +41,6 @@ skfolio = pytest.importorskip("skfolio")
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sp500_sample.parquet"
-SP500_CSV = ROOT.parent / "shared" / "data" / "sp500_5yr" / "all_stocks_5yr.csv.gz"
 
 CLARABEL = {"solver": "CLARABEL",
             "solver_options": {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12,
