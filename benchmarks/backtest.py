@@ -2,10 +2,10 @@
 
     python benchmarks/backtest.py [--data PATH] [--symbols N] [--vbt-symbols M] [--chunk C]
 
-SMA cross (``transforms.strategies.STRATEGIES["sma_cross"]``), fast 5..50 step 1 x slow
+SMA cross (``alphapulse.transforms.backtest.strategies.STRATEGIES["sma_cross"]``), fast 5..50 step 1 x slow
 20..200 step 5: 1,590 valid combinations (fast < slow); long-only, trading on the next open,
 commission 10 bps, all the cash in each entry; every (symbol, combination) series gets the 15
-metrics of ``transforms.metrics``. Throughput is counted in symbol-combination-bars (each
+metrics of ``alphapulse.transforms.backtest.metrics``. Throughput is counted in symbol-combination-bars (each
 symbol's own bars, summed, times the combinations) per second.
 
 (a) AlphaPulse, CPU: the panel compacted once (``compact_bars``), the indicator bank (the 76
@@ -21,7 +21,7 @@ symbol's own bars, summed, times the combinations) per second.
     then total return, Sharpe, max drawdown and trade count. Its JIT compile (Numba, on a first
     tiny call) is timed separately; the sweep time is extrapolated per symbol-combination-bar.
 
-(c) with ``--pipeline``: ``pipelines.backtest.run_backtest_pipeline`` end to end (its own loading,
+(c) with ``--pipeline``: ``alphapulse.pipelines.backtest.pipeline.run_backtest_pipeline`` end to end (its own loading,
     the sweep with per-bar returns for the equal-weight portfolio, the report), for reference.
 
 A check: the final equity of (a) and (b) on the vectorbt symbols agree to 1e-9, and their trade
@@ -54,8 +54,8 @@ def peak_rss_mb() -> float:
 
 def load_panel(path: Path, dtype):
     """The S&P 500 file through the project's loader (validation included) into an F-ordered panel."""
-    from pipelines.data import inspect_input, load_bars
-    from pipelines.panel import bars_to_panel
+    from alphapulse.pipelines.data.load import inspect_input, load_bars
+    from alphapulse.pipelines.data.panel import bars_to_panel
 
     columns = {"timestamp": "date", "symbol": "Name"} if path.name.startswith(("all_stocks", "sp500")) else None
     loaded = load_bars(inspect_input(path, columns=columns), scheduler="synchronous")
@@ -69,8 +69,8 @@ def sweep_combos():
 
 def alphapulse(fields: dict, plan, chunk: int):
     """(a): returns (metrics tables, seconds for prepare / kernel+metrics, compile seconds)."""
-    from transforms.backtest import compact_bars, indicator_bank, run_backtest
-    from transforms.metrics import METRICS, metrics_from_acc
+    from alphapulse.transforms.backtest.engine import compact_bars, indicator_bank, run_backtest
+    from alphapulse.transforms.backtest.metrics import METRICS, metrics_from_acc
 
     few = {k: np.asfortranarray(v[:, :2]) for k, v in fields.items()}
     indicator_bank(plan.bank[:1], compact_bars(few)[0], compact_bars(few)[1])  # compile / load the cache
@@ -141,15 +141,15 @@ def run_vectorbt(fields: dict, n, plan, symbols: list[int], columns: int):
 
 
 def run_pipeline(data: str) -> None:
-    """(c) ``pipelines.backtest.run_backtest_pipeline`` (load, validate, panel, sweep with the
+    """(c) ``alphapulse.pipelines.backtest.pipeline.run_backtest_pipeline`` (load, validate, panel, sweep with the
     equal-weight portfolio, report), in process on the CPU, same grid and costs, every symbol of
     the file (``--symbols`` does not apply)."""
     import tempfile
 
     import yaml
 
-    from pipelines.backtest import prepare_backtest, run_backtest_pipeline
-    from pipelines.config import default_config_text, parse_config
+    from alphapulse.pipelines.backtest.pipeline import prepare_backtest, run_backtest_pipeline
+    from alphapulse.pipelines.config.schema import default_config_text, parse_config
 
     raw = yaml.safe_load(default_config_text())
     raw["gpu"]["enabled"] = False
@@ -161,7 +161,7 @@ def run_pipeline(data: str) -> None:
         result = run_backtest_pipeline(request)
         seconds = time.perf_counter() - t0
     stages = result.manifest.get("stages") or result.manifest.get("timings") or {}
-    print(f"(c) pipelines.backtest end to end (CPU, in process): {seconds:.1f} s; stages: "
+    print(f"(c) alphapulse.pipelines.backtest.pipeline end to end (CPU, in process): {seconds:.1f} s; stages: "
           + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items() if isinstance(v, (int, float))))
 
 
@@ -174,12 +174,12 @@ def main() -> None:
     ap.add_argument("--vbt-columns", type=int, default=530,
                     help="combinations per vectorbt call (bounds its memory; 1,590 = one call a symbol)")
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    ap.add_argument("--pipeline", action="store_true", help="also time pipelines.backtest end to end")
+    ap.add_argument("--pipeline", action="store_true", help="also time alphapulse.pipelines.backtest.pipeline end to end")
     args = ap.parse_args()
 
     import numba
 
-    from transforms.strategies import STRATEGIES
+    from alphapulse.transforms.backtest.strategies import STRATEGIES
 
     t0 = time.perf_counter()
     symbols, fields, stats = load_panel(Path(args.data), np.dtype(args.dtype))

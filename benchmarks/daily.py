@@ -28,8 +28,8 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    from pipelines.config import load_config
-    from pipelines.daily import prepare_daily, run_daily
+    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
 
     imports = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +47,7 @@ def main() -> None:
         print(f"best of {args.repeat}: {best[0]:.2f} s  {best[1]}")
 
         if args.prefect:
-            cli = [sys.executable, "-m", "flows.cli", "daily", "--data", args.data, "--out", f"{tmp}/p", "-q",
+            cli = [sys.executable, "-m", "alphapulse.flows.cli.dispatch", "daily", "--data", args.data, "--out", f"{tmp}/p", "-q",
                    "--backend", "cpu"]
             for label, extra in (("CLI --no-prefect", ["--no-prefect"]), ("CLI, Prefect ephemeral", [])):
                 start = time.perf_counter()

@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipelines.gpu_bench import factor_returns, ohlcv_panel  # noqa: E402
-from transforms._array import to_host  # noqa: E402
+from alphapulse.pipelines.gpu.bench import factor_returns, ohlcv_panel  # noqa: E402
+from alphapulse.transforms.arrays import to_host  # noqa: E402
 
 CASES = ("copy", "indicators", "sweep", "covariance", "rolling_corr", "montecarlo", "models")
 FULL = {"ind_bars": 2520, "ind_symbols": 5000, "sweep_bars": 1260, "sweep_symbols": 505, "sweep_fast": range(5, 51),
@@ -188,9 +188,9 @@ class Bench:
         print(format_row(row), flush=True)
 
     def indicators(self) -> None:
-        from pipelines.gpu_bench import _indicator_specs
-        from transforms.indicators import compute_indicators
-        from transforms.kernels import series_order
+        from alphapulse.pipelines.gpu.bench import _indicator_specs
+        from alphapulse.transforms.indicators.registry import compute_indicators
+        from alphapulse.transforms.kernels import series_order
 
         specs = list(_indicator_specs())
         fields = sorted({f for s in specs for f in s.indicator.inputs})
@@ -214,10 +214,10 @@ class Bench:
             del host
 
     def sweep(self) -> None:
-        from transforms.backtest import compact_bars, indicator_bank, run_backtest
-        from transforms.kernels import series_order
-        from transforms.metrics import metrics_from_acc
-        from transforms.strategies import STRATEGIES
+        from alphapulse.transforms.backtest.engine import compact_bars, indicator_bank, run_backtest
+        from alphapulse.transforms.kernels import series_order
+        from alphapulse.transforms.backtest.metrics import metrics_from_acc
+        from alphapulse.transforms.backtest.strategies import STRATEGIES
 
         n_bars, n_sym = self.sizes["sweep_bars"], self.sizes["sweep_symbols"]
         combos = [{"fast": f, "slow": s} for f in self.sizes["sweep_fast"] for s in range(20, 201, 5) if f < s]
@@ -245,7 +245,7 @@ class Bench:
                  rtol=1e-8, work=n_valid * len(plan.combos), unit="symbol-combination-bars/s")
 
     def covariance(self) -> None:
-        from transforms.covariance import ledoit_wolf_cov
+        from alphapulse.transforms.covariance import ledoit_wolf_cov
 
         x = factor_returns(756, self.sizes["cov_assets"], seed=3)
 
@@ -258,7 +258,7 @@ class Bench:
                  bytes_moved=x.nbytes + x.shape[1] ** 2 * 8)
 
     def rolling_corr(self) -> None:
-        from transforms.correlation import rolling_corr
+        from alphapulse.transforms.correlation import rolling_corr
 
         n_bars, n = self.sizes["corr_bars"], self.sizes["corr_assets"]
         x = factor_returns(n_bars, n, seed=4)
@@ -275,7 +275,7 @@ class Bench:
                  bytes_moved=len(rows) * n * n * 8)
 
     def montecarlo(self) -> None:
-        from transforms.montecarlo import monte_carlo_var_cvar
+        from alphapulse.transforms.montecarlo import monte_carlo_var_cvar
 
         rets = factor_returns(756, 50, seed=1)
         mean, cov = rets.mean(axis=0), np.cov(rets, rowvar=False)
@@ -298,8 +298,8 @@ class Bench:
                  work=paths, unit="paths/s")
 
     def models(self) -> None:
-        from transforms.batched_models import fit_knn, fit_logistic, fit_ridge
-        from transforms.walkforward import ModelSpec, walk_forward, walk_forward_splits
+        from alphapulse.transforms.models.batched import fit_knn, fit_logistic, fit_ridge
+        from alphapulse.transforms.models.training import ModelSpec, walk_forward, walk_forward_splits
 
         n_bars, n_sym, k = self.sizes["model_bars"], self.sizes["model_symbols"], 8
         rng = np.random.default_rng(5)

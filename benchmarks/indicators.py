@@ -75,7 +75,7 @@ def best_of(fn, repeat: int) -> float:
 
 
 def alphapulse(panel):
-    from transforms.indicators import IndicatorSpec, compute_indicators
+    from alphapulse.transforms.indicators.registry import IndicatorSpec, compute_indicators
 
     specs = [IndicatorSpec("sma", {"period": 20}), IndicatorSpec("sma", {"period": 50}),
              IndicatorSpec("ema", {"period": 12}), IndicatorSpec("ema", {"period": 26}),

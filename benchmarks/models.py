@@ -11,9 +11,9 @@ RSI/NATR/Williams %R/ADX/CCI, cross-sectional ranks) on every symbol of the file
 both sides). For each model kind, every step refits a model per symbol on that symbol's
 complete training rows (at least ``min_train_rows``) and predicts its test rows:
 
-(a) AlphaPulse: ``transforms.walkforward.walk_forward`` with ``per_symbol`` specs: all symbols'
+(a) AlphaPulse: ``alphapulse.transforms.models.training.walk_forward`` with ``per_symbol`` specs: all symbols'
     ``StandardScaler`` + ``Ridge`` / L2 ``LogisticRegression`` (Newton) / ``KNeighborsRegressor``
-    in one batched xp pass per step (``transforms.batched_models``), NumPy here;
+    in one batched xp pass per step (``alphapulse.transforms.models.batched``), NumPy here;
 (b) the loop a researcher would write: for each step, for each symbol,
     ``make_pipeline(StandardScaler(), Ridge(alpha)).fit(X[rows], y[rows]).predict(X_test)`` (and
     ``LogisticRegression(C, max_iter)``'s ``predict_proba``, ``KNeighborsRegressor(k)``), the
@@ -41,11 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._machine import cpu_model  # noqa: E402
-from pipelines.backend import choose_backend  # noqa: E402
-from pipelines.config import load_config, parse_config  # noqa: E402
-from pipelines.data import inspect_input, load_bars  # noqa: E402
-from pipelines.modelling import features_stage, model_specs  # noqa: E402
-from transforms.walkforward import walk_forward, walk_forward_splits  # noqa: E402
+from alphapulse.pipelines.runtime.backend import choose_backend  # noqa: E402
+from alphapulse.pipelines.config.schema import load_config, parse_config  # noqa: E402
+from alphapulse.pipelines.data.load import inspect_input, load_bars  # noqa: E402
+from alphapulse.pipelines.models.pipeline import features_stage, model_specs  # noqa: E402
+from alphapulse.transforms.models.training import walk_forward, walk_forward_splits  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sp500_5yr" / "all_stocks_5yr.csv.gz"
 

@@ -10,7 +10,7 @@ Sections (``--section``):
 - ``rolling_correlation``: the correlation matrix of the 470 full-history symbols' daily simple
   returns over the last 250 returns at every month end with a full window (49 dates), by
 
-  (a) AlphaPulse ``transforms.correlation.rolling_corr`` (batched window products), float64;
+  (a) AlphaPulse ``alphapulse.transforms.correlation.rolling_corr`` (batched window products), float64;
   (b) pandas, a loop of ``df.iloc[t - 249:t + 1].corr()`` over the dates;
   (c) pandas ``df.rolling(250).corr()`` (every row's matrix; the month ends picked out): about
       80-150 s and about 6 GB here, so it runs only with ``--pandas-rolling`` (once).
@@ -18,7 +18,7 @@ Sections (``--section``):
   (a) is checked against (b) (and (c)) first; (a) is timed best of ``max(10, --repeat)``, (b) best
   of ``--repeat``; peak memory of one run of (a) and (b) by ``tracemalloc`` (NumPy's and pandas'
   buffers), of (c) as the process's peak resident set size.
-- ``covariance``: Ledoit-Wolf on the same 470 x 1,258 returns, ``transforms.covariance.ledoit_wolf_cov``
+- ``covariance``: Ledoit-Wolf on the same 470 x 1,258 returns, ``alphapulse.transforms.covariance.ledoit_wolf_cov``
   vs ``sklearn.covariance.LedoitWolf().fit``; also OAS vs sklearn's ``OAS`` and Marcenko-Pastur
   denoising vs skfolio's ``DenoiseCovariance`` (its kernel density fit is slow: best of 1).
 - ``portfolio``: the optimiser set on the S&P 500 file's 470 full-history symbols (daily simple
@@ -26,8 +26,8 @@ Sections (``--section``):
   minimum variance, maximum Sharpe (risk-free rate 0), risk parity (equal risk contributions),
   long-only, fully invested, done by
 
-  (a) AlphaPulse on the CPU: ``transforms.covariance.ledoit_wolf_cov``, ``transforms.hrp.hrp_weights``,
-      ``transforms.portfolio.min_variance_weights`` / ``max_sharpe_weights`` / ``risk_budget_weights``;
+  (a) AlphaPulse on the CPU: ``alphapulse.transforms.covariance.ledoit_wolf_cov``, ``alphapulse.transforms.portfolio.hrp.hrp_weights``,
+      ``alphapulse.transforms.portfolio.optimisers.min_variance_weights`` / ``max_sharpe_weights`` / ``risk_budget_weights``;
   (b) PyPortfolioOpt 1.6: ``risk_models.CovarianceShrinkage(prices).ledoit_wolf()``,
       ``HRPOpt(cov_matrix=...)``, ``EfficientFrontier.min_volatility`` and ``max_sharpe``. Its
       default solver (OSQP) stops ``max_sharpe`` at this size with status ``user_limit``, so
@@ -94,9 +94,9 @@ def full_history_prices(path: Path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 def alphapulse_steps(returns: np.ndarray):
-    from transforms.covariance import ledoit_wolf_cov
-    from transforms.hrp import hrp_weights
-    from transforms.portfolio import max_sharpe_weights, min_variance_weights, risk_budget_weights
+    from alphapulse.transforms.covariance import ledoit_wolf_cov
+    from alphapulse.transforms.portfolio.hrp import hrp_weights
+    from alphapulse.transforms.portfolio.optimisers import max_sharpe_weights, min_variance_weights, risk_budget_weights
 
     mu = returns.mean(axis=0) * 252
     state = {}
@@ -197,7 +197,7 @@ def portfolio_section(args) -> None:
     peers["skfolio"] = skfolio_steps(returns)
 
     # Agreement with AlphaPulse (peers at their default tolerances).
-    from transforms.hrp import hrp_weights
+    from alphapulse.transforms.portfolio.hrp import hrp_weights
 
     ref = {k: f() for k, f in ours.items()}
     cov = ref["ledoit_wolf"]
@@ -264,8 +264,8 @@ LOOKBACK = 250
 
 def full_history_returns(path: Path):
     """(dates of the return rows, daily simple returns (n_returns, n_symbols)) of the full-history
-    symbols, through ``transforms.returns.simple_returns``."""
-    from transforms.returns import simple_returns
+    symbols, through ``alphapulse.transforms.returns.simple_returns``."""
+    from alphapulse.transforms.returns import simple_returns
 
     prices = full_history_prices(path)
     returns = simple_returns(prices.to_numpy(dtype=np.float64))[1:]
@@ -294,7 +294,7 @@ def peak_traced_mib(fn) -> float:
 def rolling_correlation_section(args) -> None:
     import resource
 
-    from transforms.correlation import rolling_corr
+    from alphapulse.transforms.correlation import rolling_corr
 
     if not SP500.exists():
         print(f"rolling_correlation: skipped, the S&P 500 file is not at {SP500}")
@@ -341,7 +341,7 @@ def covariance_section(args) -> None:
     from skfolio.moments import DenoiseCovariance
     from sklearn.covariance import OAS, LedoitWolf
 
-    from transforms.covariance import denoised_cov, ledoit_wolf_cov, oas_cov
+    from alphapulse.transforms.covariance import denoised_cov, ledoit_wolf_cov, oas_cov
 
     if not SP500.exists():
         print(f"covariance: skipped, the S&P 500 file is not at {SP500}")

@@ -1,7 +1,7 @@
 """Larger than memory: the daily pipeline on synthetic partitioned parquet, wall time and peak RSS.
 
 Generates (once, kept under ``--root``, default ``/tmp/alphapulse-scale``) seeded synthetic bars
-with :func:`pipelines.synthetic.write_synthetic_parquet`, then runs ``alphapulse daily
+with :func:`alphapulse.pipelines.data.synthetic.write_synthetic_parquet`, then runs ``alphapulse daily
 --no-prefect`` on them in a child process and reports its wall time and peak resident memory
 (``getrusage(RUSAGE_CHILDREN).ru_maxrss``: the child's own peak), next to the in-memory size of
 the bars and of the indicators the run wrote (what a one-shot load would hold at once).
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from benchmarks._machine import cpu_model  # noqa: E402
-from pipelines.config import default_config_text  # noqa: E402
+from alphapulse.pipelines.config.schema import default_config_text  # noqa: E402
 
 CASES = {  # name -> (frequency, symbols, bars per symbol, symbols per file)
     "daily": ("daily", 5000, 2520, 500),
@@ -45,7 +45,7 @@ CASES = {  # name -> (frequency, symbols, bars per symbol, symbols per file)
 
 def ensure_data(root: Path, case: str) -> Path:
     """The case's parquet folder, generated if missing (seed 0, float64)."""
-    from pipelines.synthetic import write_synthetic_parquet
+    from alphapulse.pipelines.data.synthetic import write_synthetic_parquet
 
     freq, symbols, bars, per_file = CASES[case]
     folder = root / f"{freq}-{symbols}x{bars}"
@@ -70,7 +70,7 @@ def run_case(root: Path, case: str, bars_per_partition: int) -> dict:
         out = Path(tmp) / "report"
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "flows.cli", "daily", "--no-prefect", "-q", "--data", str(data),
+        subprocess.run([sys.executable, "-m", "alphapulse.flows.cli.dispatch", "daily", "--no-prefect", "-q", "--data", str(data),
                         "--out", str(out), "--config", str(config), "--backend", "cpu"], check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0

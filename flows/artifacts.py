@@ -8,7 +8,7 @@
 - ``<key>-stages`` (table): seconds per stage, and GPU/CPU seconds and cost where the manifest
   has a ``cost`` record;
 - ``<key>-results`` (table): the head of the run's main result
-  (:func:`pipelines.html_report.headline_table`: the latest indicator values, the top backtest
+  (:func:`alphapulse.pipelines.report.html.headline_table`: the latest indicator values, the top backtest
   combinations, the models' scores, the weights per method; for another pipeline ``main_table``
   or its first table);
 - ``<key>-alerts`` (markdown), only when the run raised alerts (e.g. a GPU out of memory).
@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pipelines.html_report import SUMMARY_HTML, headline_table, stage_rows
-from pipelines.report import MANIFEST, SUMMARY, markdown_table
+from alphapulse.pipelines.report.html import SUMMARY_HTML, headline_table, stage_rows
+from alphapulse.pipelines.report.write import MANIFEST, SUMMARY, markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def publish_report_artifacts(out_dir, *, key: str, main_table: str | None = None
 
     Parameters
     ----------
-    out_dir : a report folder written by :func:`pipelines.report.write_report`
+    out_dir : a report folder written by :func:`alphapulse.pipelines.report.write.write_report`
     key : artifact key prefix (lowercase letters, digits and dashes), e.g. ``"daily"``
     main_table : the parquet file whose head is ``<key>-results`` (default: by pipeline)
 

@@ -1,9 +1,9 @@
 """The backtest flow: load -> validate -> panel -> sweep (+ walk-forward) -> report, over
-``pipelines.backtest``.
+``alphapulse.pipelines.backtest.pipeline``.
 
-Retries belong to IO: loading and report writing retry on an ``OSError`` (``flows.runners.io_retry``);
+Retries belong to IO: loading and report writing retry on an ``OSError`` (``alphapulse.flows.runners.io_retry``);
 the sweep and bad input do not. Caching: the sweep's result is cached (``INPUTS + TASK_SOURCE``,
-persisted) under :func:`pipelines.backtest.compute_key` (config, strategy and grid, backend and
+persisted) under :func:`alphapulse.pipelines.backtest.pipeline.compute_key` (config, strategy and grid, backend and
 dtype, the input files' fingerprint, the code), so a re-run on unchanged input and settings skips
 the sweep and writes the same report (``cached_compute`` in its manifest). The sweep's Dask
 cluster (``cluster``: in-process, local, processes, cuda or a scheduler address) is opened by the
@@ -12,19 +12,19 @@ task runner. Runs with no Prefect server configured (Prefect's ephemeral mode).
 """
 from __future__ import annotations
 
-import flows  # noqa: F401  (Prefect settings before Prefect is imported)
+import alphapulse.flows  # noqa: F401  (Prefect settings before Prefect is imported)
 
 from prefect import flow, task
 from dataclasses import replace
 
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from flows.artifacts import publish_report_artifacts
-from flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry
-from pipelines import backtest
-from pipelines.backend import Backend, choose_backend
-from pipelines.config import load_config
-from pipelines.stages import StageTimer
+from alphapulse.flows.artifacts import publish_report_artifacts
+from alphapulse.flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry
+from alphapulse.pipelines.backtest import pipeline as backtest
+from alphapulse.pipelines.runtime.backend import Backend, choose_backend
+from alphapulse.pipelines.config.schema import load_config
+from alphapulse.pipelines.runtime.stages import StageTimer
 
 
 # The cluster (``cluster``: "config" = backtest.cluster, else cluster.address) is the pipeline's

@@ -1,5 +1,5 @@
 """The daily flow: plan -> one task per partition (load, validate, indicators, part file) -> report,
-over ``pipelines.daily``.
+over ``alphapulse.pipelines.daily.pipeline``.
 
 Cluster (``cluster``: "config", None/"none", "local", "processes", "cuda" or a scheduler address):
 with one, the partition tasks run on Prefect's ``DaskTaskRunner`` (a sub-flow with the runner
@@ -7,18 +7,18 @@ chosen at run time, ``flow.with_options``), one task per partition; without, the
 one after the other, so memory stays bounded by one partition.
 
 Retries belong to IO: planning, a partition (whose loading or part file failed with an
-``OSError``) and report writing retry; arithmetic and bad input do not (``flows.runners.io_retry``).
+``OSError``) and report writing retry; arithmetic and bad input do not (``alphapulse.flows.runners.io_retry``).
 A failed run's state message names the stage, the partition and the cause.
 
 Caching: a partition's results are cached (``INPUTS + TASK_SOURCE``, persisted) under a key of the
 config hash, the backend and dtype, and the input files' fingerprint (path, size, mtime_ns) with
 the partition's symbols, so a re-run on unchanged input skips finished partitions (their task
 runs are 'Cached') and a changed file recomputes. The part files themselves live beside Prefect's
-results (``flows.runners.parts_dir``) and are hard-linked into each report.
+results (``alphapulse.flows.runners.parts_dir``) and are hard-linked into each report.
 """
 from __future__ import annotations
 
-import flows  # noqa: F401  (Prefect settings before Prefect is imported)
+import alphapulse.flows  # noqa: F401  (Prefect settings before Prefect is imported)
 
 from dataclasses import replace
 from pathlib import Path
@@ -26,14 +26,14 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from flows.artifacts import publish_report_artifacts
-from flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry, parts_dir, task_runner
-from pipelines import daily
-from pipelines.backend import Backend, choose_backend
-from pipelines.cluster import resolve_cluster
-from pipelines.config import load_config
-from pipelines.partitions import Partition
-from pipelines.stages import StageTimer
+from alphapulse.flows.artifacts import publish_report_artifacts
+from alphapulse.flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry, parts_dir, task_runner
+from alphapulse.pipelines.daily import pipeline as daily
+from alphapulse.pipelines.runtime.backend import Backend, choose_backend
+from alphapulse.pipelines.runtime.cluster import resolve_cluster
+from alphapulse.pipelines.config.schema import load_config
+from alphapulse.pipelines.data.partitions import Partition
+from alphapulse.pipelines.runtime.stages import StageTimer
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)

@@ -1,30 +1,30 @@
-"""The models flow: features, walk-forward training, ensembles and evaluation, over ``pipelines.modelling``.
+"""The models flow: features, walk-forward training, ensembles and evaluation, over ``alphapulse.pipelines.models.pipeline``.
 
 Retries belong to IO: loading and report writing retry on an ``OSError``; the arithmetic (one
 coarse task: features, walk-forward, ensembles, evaluation and the signal backtest) and bad input
-do not (``flows.runners.io_retry``). Caching: the arithmetic's result is cached (``INPUTS +
-TASK_SOURCE``, persisted) under :func:`pipelines.modelling.compute_key` (config, backend and
+do not (``alphapulse.flows.runners.io_retry``). Caching: the arithmetic's result is cached (``INPUTS +
+TASK_SOURCE``, persisted) under :func:`alphapulse.pipelines.models.pipeline.compute_key` (config, backend and
 dtype, the input files' fingerprint, the code), so a re-run on unchanged input skips the
 walk-forward (``cached_compute`` in the manifest). Cluster (``cluster``): as the portfolio flow,
 the three tasks run on Prefect's ``DaskTaskRunner`` (a sub-flow with the runner chosen at run
 time); the work is one task, so a cluster buys a GPU worker (``cuda``) or a bigger machine. The
-report is published as Prefect artifacts (``flows.artifacts``). Runs with no Prefect server
+report is published as Prefect artifacts (``alphapulse.flows.artifacts``). Runs with no Prefect server
 configured (Prefect's ephemeral mode).
 """
 from __future__ import annotations
 
-import flows  # noqa: F401  (Prefect settings before Prefect is imported)
+import alphapulse.flows  # noqa: F401  (Prefect settings before Prefect is imported)
 
 from prefect import flow, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from flows.artifacts import publish_report_artifacts
-from flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry, task_runner
-from pipelines import modelling
-from pipelines.backend import Backend, choose_backend
-from pipelines.cluster import resolve_cluster
-from pipelines.config import load_config
-from pipelines.stages import StageTimer
+from alphapulse.flows.artifacts import publish_report_artifacts
+from alphapulse.flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry, task_runner
+from alphapulse.pipelines.models import pipeline as modelling
+from alphapulse.pipelines.runtime.backend import Backend, choose_backend
+from alphapulse.pipelines.runtime.cluster import resolve_cluster
+from alphapulse.pipelines.config.schema import load_config
+from alphapulse.pipelines.runtime.stages import StageTimer
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)

@@ -1,7 +1,7 @@
-"""The portfolio flow: covariance, optimisers, correlation, regimes and risk, over ``pipelines.portfolio``.
+"""The portfolio flow: covariance, optimisers, correlation, regimes and risk, over ``alphapulse.pipelines.portfolio.pipeline``.
 
 Retries belong to IO: loading and report writing retry on an ``OSError``; the arithmetic (one
-task) and bad input do not (``flows.runners.io_retry``). Cluster (``cluster``): with one, the
+task) and bad input do not (``alphapulse.flows.runners.io_retry``). Cluster (``cluster``): with one, the
 three tasks run on Prefect's ``DaskTaskRunner`` (a sub-flow with the runner chosen at run time),
 the bars passed from worker to worker, never through the flow; the arithmetic is one task, so a
 cluster buys a GPU worker (``cuda``) or a bigger machine, not parallelism. No caching: the input
@@ -10,18 +10,18 @@ ephemeral mode).
 """
 from __future__ import annotations
 
-import flows  # noqa: F401  (Prefect settings before Prefect is imported)
+import alphapulse.flows  # noqa: F401  (Prefect settings before Prefect is imported)
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.artifacts import publish_report_artifacts
-from flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry, task_runner
-from pipelines import portfolio
-from pipelines.backend import Backend, choose_backend
-from pipelines.cluster import resolve_cluster
-from pipelines.config import load_config
-from pipelines.stages import StageTimer
+from alphapulse.flows.artifacts import publish_report_artifacts
+from alphapulse.flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry, task_runner
+from alphapulse.pipelines.portfolio import pipeline as portfolio
+from alphapulse.pipelines.runtime.backend import Backend, choose_backend
+from alphapulse.pipelines.runtime.cluster import resolve_cluster
+from alphapulse.pipelines.config.schema import load_config
+from alphapulse.pipelines.runtime.stages import StageTimer
 
 
 @task(retries=RETRIES, retry_delay_seconds=RETRY_DELAY_SECONDS, retry_condition_fn=io_retry, cache_policy=NO_CACHE)

@@ -1,12 +1,12 @@
 """What every flow shares for running on a cluster, retrying IO and caching results.
 
-- :func:`task_runner`: Prefect's ``DaskTaskRunner`` for a cluster spec (``pipelines.cluster``),
+- :func:`task_runner`: Prefect's ``DaskTaskRunner`` for a cluster spec (``alphapulse.pipelines.runtime.cluster``),
   or None for Prefect's default in-process runner. ``prefect_dask`` is imported only when a
   cluster is asked for, and dask-cuda only by the runner that starts a ``cuda`` cluster.
 - :func:`io_retry`: the retry condition of IO tasks: retry an ``OSError`` (a file on a flaky
   mount, a full disk, a vanished file), never bad input or arithmetic.
 - :func:`parts_dir`: where cached partition files live, beside Prefect's persisted results
-  (``PREFECT_LOCAL_STORAGE_PATH``; this package defaults it to ``.prefect-results/`` in the
+  (``PREFECT_LOCAL_STORAGE_PATH``; this package defaults it to ``~/.cache/alphapulse/prefect-results/``, see ``alphapulse.flows``; in the
   project, see ``flows/__init__.py``).
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipelines.cluster import dask_runner_options, local_cluster
-from pipelines.config import ConfigError
-from pipelines.data import DataError
-from pipelines.report import ReportError
-from pipelines.stages import StageError
+from alphapulse.pipelines.runtime.cluster import dask_runner_options, local_cluster
+from alphapulse.pipelines.config.schema import ConfigError
+from alphapulse.pipelines.data.load import DataError
+from alphapulse.pipelines.report.write import ReportError
+from alphapulse.pipelines.runtime.stages import StageError
 
 log = logging.getLogger(__name__)
 

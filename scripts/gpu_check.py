@@ -13,7 +13,7 @@ limit has done the most valuable parts first:
    no float32 arithmetic); in the rehearsal the CUDA-simulator runs of the same kernels.
 4. ``benchmarks``: ``benchmarks/device.py`` at device sizes (``--quick`` in the rehearsal),
    GPU against the CPU path on the same host, with GB/s against the measured copy bandwidth.
-5. ``routing``: ``pipelines.gpu_bench.run_benchmark`` for each operation at its default sizes:
+5. ``routing``: ``alphapulse.pipelines.gpu.bench.run_benchmark`` for each operation at its default sizes:
    the crossover sizes that routing would store.
 
 Level 2 (cuDF, dask-cuda; installed by the shell script from the 7 parts): the GPU-marked tests
@@ -107,7 +107,7 @@ class Check:
                                                     "cupy-cuda12x", "scikit-learn", "scipy", "pydantic", "ta-lib",
                                                     "cudf-cu13", "dask-cuda", "dask", "distributed", "cuml-cu13")}}
         try:
-            from pipelines.gpu import gpu_status
+            from alphapulse.pipelines.gpu.status import gpu_status
 
             env["nvml"] = gpu_status()
         except Exception as e:  # the check reports, it does not stop
@@ -172,7 +172,7 @@ class Check:
         return res
 
     def routing(self) -> dict:
-        from pipelines.gpu_bench import OPERATIONS, default_sizes, run_benchmark
+        from alphapulse.pipelines.gpu.bench import OPERATIONS, default_sizes, run_benchmark
 
         t0 = time.monotonic()
         rows, errors = [], []
@@ -195,7 +195,7 @@ class Check:
         work = Path(os.environ.get("ALPHAPULSE_GPU_CHECK_WORK", "/tmp/alphapulse-gpu-check"))
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        cli = [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main(sys.argv[1:]))"]
+        cli = [sys.executable, "-c", "import sys; from alphapulse.flows.cli.dispatch import main; sys.exit(main(sys.argv[1:]))"]
         runs = {"daily": ["daily"], "backtest": ["backtest", "--strategy", "sma_cross"], "portfolio": ["portfolio"]}
         out, t0 = {}, time.monotonic()
         for name, args in runs.items():

@@ -14,7 +14,7 @@ How :func:`rolling_corr` computes: the dates are processed in chunks whose worki
 under ``max_chunk_bytes``; for a chunk of ``c`` dates the windows are gathered into one
 ``(c, lookback, n_symbols)`` array and centred by each column's window mean, then
 
-- windows with no missing value (the common case after :func:`transforms.returns.common_window`):
+- windows with no missing value (the common case after :func:`alphapulse.transforms.returns.common_window`):
   one batched product ``Xc^T Xc`` per window, the variances corrected by the column sums of
   ``Xc`` (the corrected two-pass formula, which makes a constant column's variance zero);
 - chunks where some window has a missing value: four batched products of the zero-filled data
@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from transforms._array import float_dtype, namespace
+from alphapulse.transforms.arrays import float_dtype, namespace
 
 __all__ = ["rolling_corr", "average_pairwise_correlation", "absorption_ratio"]
 
@@ -65,7 +65,7 @@ def rolling_corr(values, rows, *, lookback: int, min_periods: int = 1,
     Parameters
     ----------
     values : array of shape (n_bars, n_symbols)
-        Series to correlate, usually one-bar returns (:func:`transforms.returns.simple_returns`);
+        Series to correlate, usually one-bar returns (:func:`alphapulse.transforms.returns.simple_returns`);
         NaN (or inf) where missing. NumPy or CuPy; float64 or float32 (integers compute in
         float64).
     rows : sequence of int, shape (n_dates,)
@@ -231,7 +231,7 @@ def absorption_ratio(matrices, *, fraction: float = 0.2, n_components: int | Non
     -------
     ratio : array of shape (n_dates,) (0-d for one matrix)
         In (0, 1] for positive semi-definite input; NaN for a matrix with a non-finite entry (select
-        symbols with full windows first, :func:`transforms.returns.common_window`).
+        symbols with full windows first, :func:`alphapulse.transforms.returns.common_window`).
     """
     xp = namespace(matrices)
     a = xp.asarray(matrices)

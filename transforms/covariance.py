@@ -25,7 +25,7 @@ Conventions:
 - ``returns`` is an array of shape ``(n_observations, n_assets)`` of per-period (per-bar) returns,
   NumPy or CuPy (the result is on the same device). It must be complete: NaN or infinite values
   raise ``ValueError``. Select a common window of complete rows and qualifying symbols first
-  (:func:`transforms.returns.common_window`), so that an excluded symbol is reported, never
+  (:func:`alphapulse.transforms.returns.common_window`), so that an excluded symbol is reported, never
   silently dropped.
 - Units: the estimators return covariance *per period* by default (``periods_per_year=1``);
   pass ``periods_per_year=252`` for daily bars to get an annualised covariance (the per-period
@@ -45,7 +45,7 @@ import math
 
 import numpy as np
 
-from transforms._array import float_dtype, is_cupy, namespace
+from alphapulse.transforms.arrays import float_dtype, is_cupy, namespace
 
 __all__ = ["sample_cov", "ledoit_wolf_cov", "ledoit_wolf_shrinkage", "oas_cov", "oas_shrinkage", "ewma_cov",
            "denoised_cov", "cov_to_corr"]
@@ -62,7 +62,7 @@ def _as_returns(returns):
     x = x.astype(float_dtype(x), copy=False)
     if not bool(xp.isfinite(x).all()):
         raise ValueError("returns contain NaN or infinite values: select complete rows and qualifying "
-                         "symbols first (transforms.returns.common_window)")
+                         "symbols first (alphapulse.transforms.returns.common_window)")
     return xp, x
 
 

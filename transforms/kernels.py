@@ -30,7 +30,7 @@ import types
 import numba
 import numpy as np
 
-from transforms._array import is_cupy, namespace
+from alphapulse.transforms.arrays import is_cupy, namespace
 
 _THREADS_PER_BLOCK = 128
 

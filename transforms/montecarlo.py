@@ -43,8 +43,8 @@ from typing import Sequence
 
 import numpy as np
 
-from transforms._array import float_dtype, namespace
-from transforms.covariance import cholesky_lower_or_none
+from alphapulse.transforms.arrays import float_dtype, namespace
+from alphapulse.transforms.covariance import cholesky_lower_or_none
 
 __all__ = ["simulate_portfolio_returns", "var_cvar", "monte_carlo_var_cvar", "normal_var_cvar", "MODELS"]
 
@@ -107,7 +107,7 @@ def simulate_portfolio_returns(weights, *, model: str, horizon_bars: int = 1, n_
             raise ValueError(f"returns must be (n_observations, {n}), got shape {hist.shape}")
         if not bool(xp.isfinite(hist).all()):
             raise ValueError("returns contain NaN or infinite values: select complete rows first "
-                             "(transforms.returns.common_window)")
+                             "(alphapulse.transforms.returns.common_window)")
     else:
         if cov is None:
             raise ValueError(f"the {model} model needs cov")

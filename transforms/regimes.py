@@ -10,7 +10,7 @@ Implements:
   - ``volatility``: the standard deviation (``ddof=1``) of ``index_return`` over the
     ``vol_window_bars`` rows ending at ``t``, annualised by ``sqrt(periods_per_year)``;
   - ``avg_correlation``: the mean off-diagonal pairwise correlation of the symbols' returns over
-    the ``corr_window_bars`` rows ending at ``t`` (:func:`transforms.correlation.rolling_corr`,
+    the ``corr_window_bars`` rows ending at ``t`` (:func:`alphapulse.transforms.correlation.rolling_corr`,
     pairwise-complete, at least ``corr_window_bars // 2`` common observations a pair);
   - ``dispersion``: the cross-sectional standard deviation (``ddof=0``) of the returns at ``t``;
   - ``trend``: the index's compounded return over the ``trend_window_bars`` rows ending at ``t``.
@@ -18,7 +18,7 @@ Implements:
   A date whose windows are incomplete (the warm-up, a row without any return) has NaN features.
 - :func:`fit_regimes`: standardises the complete rows of a feature table (z-scores, ``ddof=0``),
   clusters them with a model given by the caller (anything with scikit-learn's ``fit_predict``:
-  scikit-learn's or cuML's ``KMeans``, see ``pipelines.models.kmeans_model``), and relabels the
+  scikit-learn's or cuML's ``KMeans``, see ``alphapulse.pipelines.models.estimators.kmeans_model``), and relabels the
   clusters by their mean volatility, 0 the calmest, so labels are stable across runs and backends.
   The table is sorted by its index (dates) before fitting, so the result does not depend on the
   order of its rows. Returns per-date labels, the clusters' centres in the features' own units
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from transforms._array import float_dtype, namespace, to_host
-from transforms.correlation import average_pairwise_correlation, rolling_corr
+from alphapulse.transforms.arrays import float_dtype, namespace, to_host
+from alphapulse.transforms.correlation import average_pairwise_correlation, rolling_corr
 
 __all__ = ["FEATURES", "market_features", "fit_regimes", "regime_runs", "RegimeResult"]
 
@@ -64,7 +64,7 @@ def market_features(returns, *, dates=None, vol_window_bars: int = 21, corr_wind
     Parameters
     ----------
     returns : array of shape (n_bars, n_symbols)
-        One-bar returns (:func:`transforms.returns.simple_returns`), NaN where missing. NumPy or CuPy.
+        One-bar returns (:func:`alphapulse.transforms.returns.simple_returns`), NaN where missing. NumPy or CuPy.
     dates : sequence of length n_bars, optional
         The index of the result (default ``range(n_bars)``).
     vol_window_bars, corr_window_bars, trend_window_bars : int

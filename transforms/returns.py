@@ -25,7 +25,7 @@ The gap rule (one rule for every estimator downstream):
   a kept symbol to the end of the window on which every kept symbol has a return (a row where a
   kept symbol has a gap is dropped for all symbols: listwise deletion, counted in
   ``n_gap_rows_dropped``). ``returns[window.rows][:, window.columns]`` is then complete, as the
-  covariance estimators (:mod:`transforms.covariance`) require.
+  covariance estimators (:mod:`alphapulse.transforms.covariance`) require.
 
 Backend: :func:`simple_returns` and :func:`log_returns` are NumPy/CuPy generic (the result is on
 the input's device, in its float dtype). :func:`common_window` reduces the panel on its device to
@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from transforms._array import float_dtype, is_cupy, namespace
+from alphapulse.transforms.arrays import float_dtype, is_cupy, namespace
 
 __all__ = ["simple_returns", "log_returns", "common_window", "CommonWindow", "Exclusion", "EXCLUSION_REASONS"]
 

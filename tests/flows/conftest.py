@@ -10,7 +10,7 @@ def prefect_ephemeral(tmp_path_factory):
     store = str(tmp_path_factory.mktemp("prefect-results"))
     before = os.environ.get("PREFECT_LOCAL_STORAGE_PATH")
     os.environ["PREFECT_LOCAL_STORAGE_PATH"] = store  # Dask worker processes read the environment
-    import flows  # noqa: F401  (settings before Prefect is imported)
+    import alphapulse.flows  # noqa: F401  (settings before Prefect is imported)
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 

@@ -28,7 +28,7 @@ def _table(artifact) -> pd.DataFrame:
 def test_daily_flow_publishes_summary_stage_and_result_tables(prefect_ephemeral, tmp_path):
     from prefect.states import StateType
 
-    from flows.daily import daily_flow
+    from alphapulse.flows.daily import daily_flow
 
     state = daily_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "rep"), backend="cpu", cluster=None,
                        return_state=True)
@@ -58,13 +58,13 @@ def test_daily_flow_publishes_summary_stage_and_result_tables(prefect_ephemeral,
 
 
 def test_any_pipeline_report_publishes_alerts_costs_and_its_main_table(prefect_ephemeral, tmp_path):
-    """A report of a pipeline the module does not know (as flows.models is): the named main table,
+    """A report of a pipeline the module does not know (as alphapulse.flows.models is): the named main table,
     the cost columns and the alerts artifact."""
     from prefect import flow
     from prefect.states import StateType
 
-    from flows.artifacts import publish_report_artifacts
-    from pipelines.report import write_report
+    from alphapulse.flows.artifacts import publish_report_artifacts
+    from alphapulse.pipelines.report.write import write_report
 
     preds = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=80), "symbol": ["<b>X</b>"] * 80,
                           "prediction": np.linspace(-1, 1, 80), "target": np.r_[np.nan, np.ones(79)]})
@@ -98,7 +98,7 @@ def test_any_pipeline_report_publishes_alerts_costs_and_its_main_table(prefect_e
 
 def test_result_tables_are_json_safe_and_part_files_read_as_one(tmp_path, monkeypatch):
     """No Prefect server needed: what the results artifact is built from."""
-    from flows import artifacts
+    from alphapulse.flows import artifacts as artifacts
 
     frame = pd.DataFrame({"t": pd.to_datetime(["2024-01-02", None]), "x": [np.nan, np.inf], "n": np.array([1, 2]),
                           "b": [True, False], "s": ["a", None]})

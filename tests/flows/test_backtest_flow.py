@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines.grid import parse_grid
+from alphapulse.pipelines.config.grid import parse_grid
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sp500_sample.parquet"
@@ -15,7 +15,7 @@ SAMPLE = ROOT / "data" / "sp500_sample.parquet"
 def test_backtest_flow_in_ephemeral_prefect(prefect_ephemeral, tmp_path):
     from prefect.states import StateType
 
-    from flows.backtest import backtest_flow
+    from alphapulse.flows.backtest import backtest_flow
 
     state = backtest_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "rep"), strategy="sma_cross",
                           grid="fast=10,20;slow=50,100", backend="cpu", cluster=None, return_state=True)
@@ -35,7 +35,7 @@ def test_backtest_flow_reruns_from_cache_until_the_input_changes(prefect_ephemer
     import os
     import shutil
 
-    from flows.backtest import backtest_flow
+    from alphapulse.flows.backtest import backtest_flow
 
     data = tmp_path / "bars.parquet"
     shutil.copy(SAMPLE, data)
@@ -60,11 +60,11 @@ def test_backtest_flow_reruns_from_cache_until_the_input_changes(prefect_ephemer
 
 def test_backtest_deployment():
     """The ad-hoc backtest deployment: no schedule, its parameters fit the flow and are valid."""
-    from flows.backtest import backtest_flow
+    from alphapulse.flows.backtest import backtest_flow
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     dep = next(d for d in spec["deployments"] if d["name"] == "backtest")
-    assert dep["entrypoint"] == "flows/backtest.py:backtest_flow" and not dep.get("schedules")
+    assert dep["entrypoint"] == "alphapulse.flows.backtest.backtest_flow" and not dep.get("schedules")
     assert set(dep["parameters"]) <= set(backtest_flow.parameters.properties)
     assert (ROOT / dep["parameters"]["data_path"]).exists()
     assert parse_grid(dep["parameters"]["grid"])["fast"][0] == 5

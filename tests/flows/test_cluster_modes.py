@@ -1,6 +1,6 @@
 """Same results in every cluster mode: the daily and portfolio flows in-process, on a
 LocalCluster of processes and on an existing scheduler's address write byte-identical parquet.
-(The backtest's sweep has its own test: tests/pipelines/test_backtest_pipeline.py.)"""
+(The backtest's sweep has its own test: tests/pipelines/backtest/test_backtest_pipeline.py.)"""
 import json
 import sys
 
@@ -10,14 +10,14 @@ from tests.flows.scale_testlib import SAMPLE, config_file, report_bytes, result_
 
 
 def test_runner_options_never_import_dask_cuda():
-    from flows.runners import task_runner
-    from pipelines.cluster import dask_runner_options, resolve_cluster
-    from pipelines.config import load_config, parse_config
+    from alphapulse.flows.runners import task_runner
+    from alphapulse.pipelines.runtime.cluster import dask_runner_options, resolve_cluster
+    from alphapulse.pipelines.config.schema import load_config, parse_config
 
     config = load_config()
     assert dask_runner_options(None) is None and task_runner(None, config)[0] is None
     cuda = dask_runner_options("cuda", workers=2, gpu_pool_size="8GB")
-    assert cuda == {"cluster_class": "pipelines.cluster.cuda_cluster",
+    assert cuda == {"cluster_class": "alphapulse.pipelines.runtime.cluster.cuda_cluster",
                     "cluster_kwargs": {"dashboard_address": None, "n_workers": 2, "rmm_pool_size": "8GB"}}
     runner, info = task_runner("cuda", config)  # built, not started: nothing imported yet
     assert type(runner).__name__ == "DaskTaskRunner" and info["kind"] == "LocalCUDACluster"
@@ -34,8 +34,8 @@ def test_runner_options_never_import_dask_cuda():
 
 
 def test_backtest_cluster_falls_back_to_the_top_level_block(tmp_path):
-    from pipelines.backtest import prepare_backtest
-    from pipelines.config import parse_config
+    from alphapulse.pipelines.backtest.pipeline import prepare_backtest
+    from alphapulse.pipelines.config.schema import parse_config
 
     raw = {"data": {"columns": {"timestamp": "date", "symbol": "Name"}}, "cluster": {"address": "local"}}
     assert prepare_backtest(parse_config(raw), data_path=str(SAMPLE), out_dir=str(tmp_path / "r")).cluster == "local"
@@ -48,7 +48,7 @@ def test_backtest_cluster_falls_back_to_the_top_level_block(tmp_path):
 def test_daily_flow_same_bytes_in_every_mode(prefect_ephemeral, tmp_path):
     from distributed import LocalCluster
 
-    from flows.daily import daily_flow
+    from alphapulse.flows.daily import daily_flow
 
     data = split_by_symbol(tmp_path / "in", 3)
     cfg = config_file(tmp_path / "cfg.yaml", bars_per_partition=15_000)  # 5 partitions
@@ -71,7 +71,7 @@ def test_daily_flow_same_bytes_in_every_mode(prefect_ephemeral, tmp_path):
 
 @pytest.mark.slow
 def test_portfolio_flow_same_bytes_in_process_and_on_processes(prefect_ephemeral, tmp_path):
-    from flows.portfolio import portfolio_flow
+    from alphapulse.flows.portfolio import portfolio_flow
 
     outs = [portfolio_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / mode), backend="cpu", cluster=mode)
             for mode in ("none", "processes")]
@@ -91,7 +91,7 @@ def test_daily_flow_on_a_cuda_cluster_matches_in_process(prefect_ephemeral, tmp_
 
     cupy_or_skip()
     pytest.importorskip("dask_cuda")
-    from flows.daily import daily_flow
+    from alphapulse.flows.daily import daily_flow
 
     data = split_by_symbol(tmp_path / "in", 2)
     cfg = config_file(tmp_path / "cfg.yaml", bars_per_partition=20_000)
@@ -120,7 +120,7 @@ def test_daily_flow_on_a_cuda_cluster_matches_in_process(prefect_ephemeral, tmp_
     (["models", "--cluster", "udp://x"], "cluster must be null"),
 ])
 def test_cli_cluster_errors_are_one_line(argv, message, tmp_path, capsys):
-    from flows.cli import main
+    from alphapulse.flows.cli.dispatch import main
 
     assert main([*argv, "--data", str(SAMPLE), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err

@@ -14,7 +14,7 @@ def test_daily_flow_in_ephemeral_prefect(prefect_ephemeral, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.states import StateType
 
-    from flows.daily import daily_flow
+    from alphapulse.flows.daily import daily_flow
 
     state = daily_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "rep"), backend="cpu", return_state=True)
     assert state.type == StateType.COMPLETED, state.message
@@ -27,17 +27,14 @@ def test_daily_flow_in_ephemeral_prefect(prefect_ephemeral, tmp_path):
 
 def test_prefect_yaml_deployments_are_valid():
     """Offline: entrypoints import to flows, parameters fit their signatures, schedules parse."""
-    import importlib
-
     from prefect.client.schemas.schedules import CronSchedule
-    from prefect.flows import Flow
+    from prefect.flows import Flow, load_flow_from_entrypoint
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     names = {d["name"] for d in spec["deployments"]}
     assert {"daily", "daily-adhoc"} <= names
     for dep in spec["deployments"]:
-        module, _, attr = dep["entrypoint"].partition(":")
-        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+        flow = load_flow_from_entrypoint(dep["entrypoint"])  # as `prefect deploy` and a worker load it
         assert isinstance(flow, Flow)
         accepted = set(flow.parameters.properties)
         assert set(dep.get("parameters", {})) <= accepted, dep["name"]
@@ -52,7 +49,7 @@ def test_prefect_yaml_deployments_are_valid():
 def test_cli_bad_input_under_prefect_is_one_line_without_traceback(prefect_ephemeral, tmp_path, capfd):
     """Input that only the load can judge (every row breaks a rule) fails inside the flow run:
     the console gets Prefect's state lines and the CLI's one line, never a Python traceback."""
-    from flows.cli import main
+    from alphapulse.flows.cli.dispatch import main
 
     bad = tmp_path / "bad.csv"
     bad.write_text("timestamp,symbol,open,high,low,close,volume\n"

@@ -16,16 +16,16 @@ from tests.flows.scale_testlib import config_file, report_bytes, result_storage,
 def _io_retry(exc) -> bool:
     from prefect.states import Failed
 
-    from flows.runners import io_retry
+    from alphapulse.flows.runners import io_retry
 
     return io_retry(None, None, Failed(data=exc))
 
 
 def test_io_retry_retries_io_only():
-    from pipelines.config import ConfigError
-    from pipelines.data import DataError
-    from pipelines.report import ReportError
-    from pipelines.stages import StageError
+    from alphapulse.pipelines.config.schema import ConfigError
+    from alphapulse.pipelines.data.load import DataError
+    from alphapulse.pipelines.report.write import ReportError
+    from alphapulse.pipelines.runtime.stages import StageError
 
     assert _io_retry(StageError("load", "partition 1 of 2", FileNotFoundError(2, "No such file")))
     assert _io_retry(StageError("write", "", OSError(28, "No space left on device")))
@@ -40,9 +40,9 @@ def test_io_retry_retries_io_only():
 
 
 def _partitions_reading(data, cfg, path) -> set[int]:
-    from pipelines.config import load_config
-    from pipelines.data import inspect_input
-    from pipelines.partitions import plan_partitions
+    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.data.load import inspect_input
+    from alphapulse.pipelines.data.partitions import plan_partitions
 
     config = load_config(cfg)
     inputs = inspect_input(data, columns=config.data.columns)
@@ -87,7 +87,7 @@ def after_plan():
 def test_a_vanished_file_is_retried_then_named_in_the_failed_state(prefect_ephemeral, tmp_path, after_plan):
     from prefect.states import StateType
 
-    from flows.daily import daily_flow
+    from alphapulse.flows.daily import daily_flow
 
     data = split_by_symbol(tmp_path / "in", 2)
     cfg = config_file(tmp_path / "cfg.yaml", bars_per_partition=20_000)  # 3 partitions
@@ -132,7 +132,7 @@ def test_a_vanished_file_is_retried_then_named_in_the_failed_state(prefect_ephem
 def test_bad_input_after_planning_is_not_retried(prefect_ephemeral, tmp_path, after_plan):
     from prefect.states import StateType
 
-    from flows.daily import daily_flow
+    from alphapulse.flows.daily import daily_flow
 
     data = split_by_symbol(tmp_path / "in", 2)
     cfg = config_file(tmp_path / "cfg.yaml", bars_per_partition=30_000)
@@ -155,9 +155,9 @@ def test_a_worker_killed_mid_run(prefect_ephemeral, tmp_path):
     import psutil
     from prefect.states import StateType
 
-    from flows.daily import daily_flow
-    from pipelines.config import load_config
-    from pipelines.daily import prepare_daily, run_daily
+    from alphapulse.flows.daily import daily_flow
+    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
 
     data = split_by_symbol(tmp_path / "in", 4)
     cfg = config_file(tmp_path / "cfg.yaml", bars_per_partition=6_000)  # 11 partitions on 2 workers

@@ -18,10 +18,10 @@ def _manifest(out) -> dict:
 
 @pytest.mark.slow
 def test_reruns_are_identical_and_cached_until_an_input_changes(prefect_ephemeral, tmp_path):
-    from flows.daily import daily_flow
-    from pipelines.config import load_config
-    from pipelines.data import inspect_input
-    from pipelines.partitions import plan_partitions
+    from alphapulse.flows.daily import daily_flow
+    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.data.load import inspect_input
+    from alphapulse.pipelines.data.partitions import plan_partitions
 
     data = split_by_symbol(tmp_path / "in", 2)
     cfg = config_file(tmp_path / "cfg.yaml", bars_per_partition=20_000)

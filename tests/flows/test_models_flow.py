@@ -23,7 +23,7 @@ def _fast_config(tmp_path) -> Path:
 def test_models_flow_in_ephemeral_prefect_cached_rerun(prefect_ephemeral, tmp_path):
     from prefect.states import StateType
 
-    from flows.models import models_flow
+    from alphapulse.flows.models import models_flow
 
     cfg = _fast_config(tmp_path)
     state = models_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "rep"), config_path=str(cfg),
@@ -51,7 +51,7 @@ def test_models_flow_on_processes_equals_in_process(prefect_ephemeral, tmp_path)
     own copy of the input, so the fingerprints differ and neither is served from the cache."""
     import shutil
 
-    from flows.models import models_flow
+    from alphapulse.flows.models import models_flow
 
     cfg = _fast_config(tmp_path)
     outs = []
@@ -70,14 +70,11 @@ def test_models_flow_on_processes_equals_in_process(prefect_ephemeral, tmp_path)
 
 def test_prefect_yaml_models_deployment_is_valid():
     """Offline: the ad-hoc models deployment's entrypoint and parameters."""
-    import importlib
-
-    from prefect.flows import Flow
+    from prefect.flows import Flow, load_flow_from_entrypoint
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     dep = next(d for d in spec["deployments"] if d["name"] == "models")
-    module, _, attr = dep["entrypoint"].partition(":")
-    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+    flow = load_flow_from_entrypoint(dep["entrypoint"])  # as `prefect deploy` and a worker load it
     assert isinstance(flow, Flow)
     assert set(dep["parameters"]) <= set(flow.parameters.properties)
     assert "schedules" not in dep

@@ -13,7 +13,7 @@ SAMPLE = ROOT / "data" / "sp500_sample.parquet"
 def test_portfolio_flow_in_ephemeral_prefect(prefect_ephemeral, tmp_path):
     from prefect.states import StateType
 
-    from flows.portfolio import portfolio_flow
+    from alphapulse.flows.portfolio import portfolio_flow
 
     cfg = tmp_path / "fast.yaml"
     cfg.write_text(yaml.safe_dump({"data": {"columns": {"timestamp": "date", "symbol": "Name"}},
@@ -34,15 +34,12 @@ def test_portfolio_flow_in_ephemeral_prefect(prefect_ephemeral, tmp_path):
 
 def test_prefect_yaml_portfolio_deployment_is_valid():
     """Offline: the weekly portfolio deployment's entrypoint, parameters and schedule."""
-    import importlib
-
     from prefect.client.schemas.schedules import CronSchedule
-    from prefect.flows import Flow
+    from prefect.flows import Flow, load_flow_from_entrypoint
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     dep = next(d for d in spec["deployments"] if d["name"] == "portfolio-weekly")
-    module, _, attr = dep["entrypoint"].partition(":")
-    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+    flow = load_flow_from_entrypoint(dep["entrypoint"])  # as `prefect deploy` and a worker load it
     assert isinstance(flow, Flow)
     assert set(dep["parameters"]) <= set(flow.parameters.properties)
     (sched,) = dep["schedules"]

@@ -1,5 +1,5 @@
 """A series kernel calling nested device functions (used by test_kernels.py)."""
-from transforms.kernels import device_function, series_kernel
+from alphapulse.transforms.kernels import device_function, series_kernel
 
 
 @device_function

@@ -16,8 +16,8 @@ import pytest
 from tests.conftest import host
 from tests.transforms.gpu_testlib import device
 from tests.transforms.indicator_testlib import SAMPLE, load_sp500, to_panel
-from transforms.backtest import compact_bars, indicator_bank, run_backtest
-from transforms.strategies import STRATEGIES
+from alphapulse.transforms.backtest.engine import compact_bars, indicator_bank, run_backtest
+from alphapulse.transforms.backtest.strategies import STRATEGIES
 
 # Real symbols of the bundled sample: full histories, interior gaps (DHR, O, BHF), late listings
 # (GOOG, BHF) and a 44-bar listing (APTV).
@@ -42,8 +42,8 @@ def real_panel(symbols=REAL_SYMBOLS) -> tuple[list[str], dict]:
 
 
 def synthetic_panel(n_symbols: int = 5, n_bars: int = 400, seed: int = 11) -> tuple[list[str], dict]:
-    """``pipelines.synthetic`` bars (regimes, jumps; two symbols listed late) as a float64 panel."""
-    from pipelines.synthetic import synthetic_bars
+    """``alphapulse.pipelines.data.synthetic`` bars (regimes, jumps; two symbols listed late) as a float64 panel."""
+    from alphapulse.pipelines.data.synthetic import synthetic_bars
 
     long = synthetic_bars(n_symbols, n_bars, seed=seed, late_listing_fraction=0.4)
     return to_panel(long, np.float64)
@@ -102,7 +102,7 @@ def run_engine(xp, panel: dict, strategy: str, combos: list[dict], *, positions:
 
 def talib_rules(strategy: str, combo: dict, close: np.ndarray) -> dict[str, np.ndarray]:
     """The four conditions of ``strategy`` at each close, as the module docstring of
-    ``transforms.backtest`` states them, from TA-Lib (NaN lookback: every condition false)."""
+    ``alphapulse.transforms.backtest.engine`` states them, from TA-Lib (NaN lookback: every condition false)."""
     talib = pytest.importorskip("talib")  # an oracle the GPU host may lack: skip, not fail
 
     close = np.ascontiguousarray(close, dtype=np.float64)
@@ -167,7 +167,7 @@ def vbt_portfolio(run: Run, rules: dict, *, direction: str, trade_on: str, commi
                   take_profit: float = 0.0):
     """vectorbt's ``Portfolio.from_signals`` on the same compacted bars, one column per series.
 
-    Settings that make vectorbt's accounting ours (see ``transforms.backtest``):
+    Settings that make vectorbt's accounting ours (see ``alphapulse.transforms.backtest.engine``):
 
     - entries/exits: our conditions shifted one bar; the fill price is the open
       (``trade_on="open"``) or the close, the valuation price always the close;

@@ -43,7 +43,7 @@ def assert_on_device(xp, x, dtype=None) -> None:
 
 
 class DeviceArrayStandIn:
-    """Recognised as a CuPy array by ``transforms._array.is_cupy`` (by its type's module), on a
+    """Recognised as a CuPy array by ``alphapulse.transforms.arrays.is_cupy`` (by its type's module), on a
     machine without CuPy: for the checks that refuse mixing host and device arrays, which must
     fire before anything touches CuPy."""
 

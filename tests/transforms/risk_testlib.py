@@ -115,7 +115,7 @@ def install_fake_cupyx(monkeypatch):
 
 
 class _DeviceLike(np.ndarray):
-    """A NumPy array that ``transforms._array`` takes for a CuPy one (its type's module is
+    """A NumPy array that ``alphapulse.transforms.arrays`` takes for a CuPy one (its type's module is
     ``cupy``), with CuPy's ``get``."""
 
     def get(self):

@@ -1,4 +1,4 @@
-"""transforms.correlation: rolling_corr equals pandas' ``df.iloc[window].corr()`` at each date on
+"""alphapulse.transforms.correlation: rolling_corr equals pandas' ``df.iloc[window].corr()`` at each date on
 real returns with gaps and late listings (pairwise-complete, min_periods, constant series); no
 look-ahead; chunking does not change results; average pairwise correlation and absorption ratio
 against direct NumPy computations; hypothesis.
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.risk_testlib import close_panel, ftse_closes, month_end_rows, synthetic_returns
-from transforms.correlation import _corr_pairwise, absorption_ratio, average_pairwise_correlation, rolling_corr
-from transforms.returns import simple_returns
+from alphapulse.transforms.correlation import _corr_pairwise, absorption_ratio, average_pairwise_correlation, rolling_corr
+from alphapulse.transforms.returns import simple_returns
 
 
 def pandas_corr(values, rows, lookback, min_periods=1):

@@ -1,4 +1,4 @@
-"""transforms.covariance against its oracles -- NumPy (sample), scikit-learn (Ledoit-Wolf, OAS),
+"""alphapulse.transforms.covariance against its oracles -- NumPy (sample), scikit-learn (Ledoit-Wolf, OAS),
 pandas (EWMA), skfolio (denoising) -- on S&P 500 and FTSE 100 returns and synthetic data;
 invariants (symmetry, PSD, annualisation, float32); hypothesis.
 
@@ -20,9 +20,9 @@ from sklearn.covariance import OAS, LedoitWolf
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.risk_testlib import close_panel, ftse_closes, synthetic_returns
-from transforms.covariance import (cov_to_corr, denoised_cov, ewma_cov, ledoit_wolf_cov, ledoit_wolf_shrinkage,
+from alphapulse.transforms.covariance import (cov_to_corr, denoised_cov, ewma_cov, ledoit_wolf_cov, ledoit_wolf_shrinkage,
                                    oas_cov, oas_shrinkage, sample_cov)
-from transforms.returns import common_window, simple_returns
+from alphapulse.transforms.returns import common_window, simple_returns
 
 ESTIMATORS = {
     "sample": sample_cov,

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import host
 from tests.transforms._device_function_example import scaled_column
 from tests.transforms.gpu_testlib import DeviceArrayStandIn, assert_on_device, device
-from transforms.kernels import compact, expand, lengths, valid_mask
+from alphapulse.transforms.kernels import compact, expand, lengths, valid_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 

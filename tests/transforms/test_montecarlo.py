@@ -1,4 +1,4 @@
-"""transforms.montecarlo: simulated VaR/CVaR against closed forms within stated sampling error
+"""alphapulse.transforms.montecarlo: simulated VaR/CVaR against closed forms within stated sampling error
 (normal; Student-t at one bar), the bootstrap against exact enumeration and the historical
 quantile; seeding, chunking, the t's covariance scaling, compounding.
 
@@ -24,10 +24,10 @@ import pytest
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.risk_testlib import close_panel, cupy_like_numpy
-from transforms import montecarlo
-from transforms.covariance import sample_cov
-from transforms.montecarlo import monte_carlo_var_cvar, normal_var_cvar, simulate_portfolio_returns, var_cvar
-from transforms.returns import common_window, simple_returns
+from alphapulse.transforms import montecarlo as montecarlo
+from alphapulse.transforms.covariance import sample_cov
+from alphapulse.transforms.montecarlo import monte_carlo_var_cvar, normal_var_cvar, simulate_portfolio_returns, var_cvar
+from alphapulse.transforms.returns import common_window, simple_returns
 
 LEVELS = (0.95, 0.99)
 K = 4.5

@@ -1,4 +1,4 @@
-"""transforms.returns: one-bar returns equal pandas' on real panels with gaps and late listings;
+"""alphapulse.transforms.returns: one-bar returns equal pandas' on real panels with gaps and late listings;
 the gap rule by hand; common_window qualifies, excludes with a reason and never drops a symbol
 silently; hypothesis over random gap patterns. Every test runs on NumPy and, where a GPU is
 usable, on CuPy (the ``xp`` fixture): returns stay on the device in the prices' float dtype, and
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.risk_testlib import close_panel, ftse_closes
-from transforms.returns import EXCLUSION_REASONS, common_window, log_returns, simple_returns
+from alphapulse.transforms.returns import EXCLUSION_REASONS, common_window, log_returns, simple_returns
 
 
 def _check_against_pandas(wide: pd.DataFrame, xp):

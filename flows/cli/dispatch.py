@@ -1,0 +1,312 @@
+"""``alphapulse``: the command line.
+
+Arguments, the config and the input path are checked before Prefect is imported, so a mistake is
+reported in a second, not after the ephemeral server's start-up.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+
+from alphapulse.pipelines.runtime.backend import BackendError
+from alphapulse.pipelines.runtime.cluster import resolve_cluster
+from alphapulse.pipelines.config.schema import ConfigError, load_config
+from alphapulse.pipelines.data.load import DataError
+from alphapulse.pipelines.report.write import ReportError
+from alphapulse.pipelines.runtime.stages import StageError
+
+_USER_ERRORS = (ConfigError, DataError, ReportError, BackendError, ValueError)
+"""Bad arguments, config or input: one line on stderr, exit status 2."""
+_RUN_ERRORS = (StageError, OSError)
+"""A run that failed on something else (a stage, the disk): one line on stderr, exit status 1."""
+
+_CLUSTER_HELP = ("where tasks run: none (in-process), local (threads), processes, cuda (one worker per GPU, "
+                 "dask-cuda) or a Dask scheduler address such as tcp://host:8786 (default: cluster.address "
+                 "in the config)")
+
+
+class _OneLineUserErrors(logging.Filter):
+    """Prefect logs a failed flow run's exception with its traceback; for bad input the CLI's own
+    one line says it all on the console. Prefect's API handler (the UI) still gets the traceback:
+    it sees the record first, as the flow-run loggers' own handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _USER_ERRORS):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_user_tracebacks() -> None:
+    """Install :class:`_OneLineUserErrors` on the console handlers (call after Prefect is imported:
+    it sets up its own handler then)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _OneLineUserErrors) for f in handler.filters):
+            handler.addFilter(_OneLineUserErrors())
+
+
+def _error(e: BaseException, status: int) -> int:
+    # one line even when a path or a quoted value holds a newline
+    print("alphapulse: error: " + str(e).replace("\r", " ").replace("\n", " "), file=sys.stderr)
+    return status
+
+
+# Subcommands kept in their own modules, each with ``add_parser(subparsers)`` and ``run(args) -> int``
+# (``run`` may raise one of ``_USER_ERRORS``: main prints it as one line and exits 2). Importing them
+# must stay cheap: no Prefect, no GPU libraries at module level.
+_MODULES = {"models": "alphapulse.flows.cli.models", "gpu": "alphapulse.flows.cli.gpu", "serve": "alphapulse.flows.cli.serve"}
+
+_BACKTEST_HELP = """\
+grid syntax (--grid, or backtest.grid in the config):
+  fast=5:50:5,slow=20:200:10         inclusive ranges start:stop[:step] (step 1 if left out)
+  lower=20,25,30;upper=70,75,80      lists; parameters separated by ';', ',' or spaces
+  period=10:20:5,30 nbdev=1.5:2.5:0.5
+  A comma-separated item containing '=' starts the next parameter. The grid is the Cartesian
+  product; parameters left out keep the strategy's defaults; backtest.random_sample: N sweeps a
+  seeded random sample of N combinations. Invalid combinations (fast >= slow, lower >= upper)
+  are skipped and counted in the report.
+
+strategies: sma_cross, ema_cross (fast, slow), macd_cross (fast, slow, signal),
+  rsi_reversion (period, lower, upper), bb_reversion, bb_breakout (period, nbdev)
+
+execution: each symbol on its own bars; a signal at bar t's close trades at bar t+1's open
+  (backtest.trade_on: close for its close), never on bar t; equity starts at 1; commission and
+  slippage in basis points per fill; optional stop-loss/take-profit; metrics per (symbol,
+  combination) and for the equal-weight portfolio of all symbols (rebalanced every bar).
+
+report (--out): backtest_metrics.parquet, backtest_summary.parquet, equity.parquet,
+  best_equity_by_symbol.parquet, sharpe_heatmap.png, walk_forward.parquet (if configured),
+  rejected.parquet (if any), manifest.json, summary.md
+"""
+
+_PORTFOLIO_HELP = """\
+window: the last portfolio.lookback_bars bars; symbols with fewer than min_history_bars returns
+  there, or too many gaps, are excluded (listed in excluded.parquet and summary.md).
+methods (portfolio.methods): min_variance, max_sharpe, hrp, risk_parity, black_litterman,
+  efficient_return, efficient_risk, max_utility, equal_weight; a method that fails falls back
+  (max_sharpe -> min_variance -> hrp -> equal_weight) and the chain is reported.
+
+report (--out): covariance.parquet, weights.parquet, fallbacks.parquet, correlation.parquet
+  (month ends, upper triangle), correlation_summary.parquet, regimes.parquet,
+  regime_centres.parquet, regime_runs.parquet, risk.parquet, excluded.parquet,
+  rejected.parquet (if any), manifest.json, summary.md
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alphapulse", description="GPU-native market research pipeline.")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("daily", help="indicators for every symbol -> parquet report",
+                       description="Load bars, validate them, compute the configured indicators for every "
+                                   "symbol and write a report folder (indicators.parquet, rejected.parquet, "
+                                   "manifest.json, summary.md).")
+    d.add_argument("--data", help="bars: CSV/parquet file or folder (default: data.path in the config)")
+    d.add_argument("--out", help="report folder (default: report.out_dir in the config)")
+    d.add_argument("--config", help="YAML config (default: the shipped default config)")
+    d.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="override the config's backend choice (default: auto)")
+    d.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT", help=_CLUSTER_HELP)
+    d.add_argument("--no-prefect", action="store_true",
+                   help="run the pipeline directly, without a Prefect flow run (in-process, no cluster)")
+    d.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+
+    b = sub.add_parser("backtest", help="one strategy over every (symbol, parameter combination) -> report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_BACKTEST_HELP,
+                       description="Load and validate bars, run one strategy over every symbol and every "
+                                   "combination of its parameter grid (sharded over Dask workers if asked), "
+                                   "and write a report folder.")
+    b.add_argument("--data", help="bars: CSV/parquet file or folder (default: data.path in the config)")
+    b.add_argument("--out", help="report folder (default: backtest.out_dir in the config)")
+    b.add_argument("--strategy", help="strategy name (default: backtest.strategy in the config)")
+    b.add_argument("--grid", help="parameter grid, e.g. 'fast=5:50:5,slow=20:200:10' (see below; "
+                                  "default: backtest.grid for the config's strategy)")
+    b.add_argument("--config", help="YAML config (default: the shipped default config)")
+    b.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="override the config's backend choice (default: auto)")
+    b.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT",
+                   help="where tasks run: none (in-process), local (threads), processes, cuda (one worker "
+                        "per GPU, dask-cuda) or a Dask scheduler address (default: backtest.cluster, else "
+                        "cluster.address)")
+    b.add_argument("--no-prefect", action="store_true",
+                   help="run the pipeline directly, without a Prefect flow run")
+    b.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+
+    f = sub.add_parser("portfolio", help="covariance, optimised portfolios, correlation, regimes, VaR -> report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_PORTFOLIO_HELP,
+                       description="Load and validate bars, estimate the covariance of the symbols with enough "
+                                   "history, run the configured optimisers (each through its fallback chain) and "
+                                   "their ensemble, month-end rolling correlation, market regimes and Monte Carlo "
+                                   "VaR/CVaR, and write a report folder.")
+    f.add_argument("--data", help="bars: CSV/parquet file or folder (default: data.path in the config)")
+    f.add_argument("--out", help="report folder (default: portfolio.out_dir in the config)")
+    f.add_argument("--config", help="YAML config (default: the shipped default config; see its portfolio: block)")
+    f.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="override the config's backend choice (default: auto)")
+    f.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT", help=_CLUSTER_HELP)
+    f.add_argument("--no-prefect", action="store_true",
+                   help="run the pipeline directly, without a Prefect flow run (in-process, no cluster)")
+    f.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+    for module in _MODULES.values():
+        importlib.import_module(module).add_parser(sub)
+    return p
+
+
+def _print_summary(manifest: dict, out_dir, seconds: float) -> None:
+    inp, be = manifest["input"], manifest["backend"]
+    print(f"report: {out_dir}")
+    print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}")
+    print(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected"
+          + (" (rejected.parquet)" if inp["rows_rejected"] else ""))
+    print(f"symbols: {inp['symbols']}; indicator columns: {len(manifest['output']['columns']) - 2}; "
+          f"short histories: {len(manifest['short_history'])}")
+    out, cluster = manifest.get("output", {}), manifest.get("cluster", {})
+    if out.get("partitions", 1) > 1 or cluster.get("kind", "in-process") != "in-process":
+        print(f"partitions: {out.get('partitions', 1)} ({out.get('path')}); cluster: {cluster.get('kind')}")
+    print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
+
+
+def _print_backtest_summary(manifest: dict, summary, out_dir, seconds: float) -> None:
+    inp, be, grid = manifest["input"], manifest["backend"], manifest["grid"]
+    print(f"report: {out_dir}")
+    print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}; cluster: {manifest['cluster']['kind']}")
+    print(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected; "
+          f"{inp['symbols']} symbols x {inp['timestamps']} timestamps")
+    print(f"strategy: {manifest['strategy']}; combinations: {grid['size']:,} in the grid, "
+          f"{grid['combinations_run']:,} run, {grid['skipped']:,} skipped as invalid")
+    if summary is not None and len(summary):
+        best = summary.sort_values("rank").iloc[0]
+        params = ", ".join(f"{k}={best[k]}" for k in manifest["grid"]["parameters"]) or "defaults"
+        print(f"best by portfolio Sharpe: {params}: Sharpe {best['portfolio_sharpe']:.3f}, "
+              f"CAGR {best['portfolio_cagr']:.2%}, max drawdown {best['portfolio_max_drawdown']:.2%}")
+    print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
+
+
+def _backtest(args) -> tuple[dict, object, object]:
+    from alphapulse.pipelines.backtest.pipeline import prepare_backtest, run_backtest_pipeline
+
+    config = load_config(args.config)
+    cluster = "config" if args.cluster is None else (None if args.cluster.lower() == "none" else args.cluster)
+    request = prepare_backtest(config, data_path=args.data, out_dir=args.out, strategy=args.strategy,
+                               grid=args.grid, backend=args.backend, cluster=cluster)
+    if args.no_prefect:
+        result = run_backtest_pipeline(request)
+        return result.manifest, result.summary, result.out_dir
+    import json
+
+    import pandas as pd
+
+    from alphapulse.flows.backtest import backtest_flow
+
+    quiet_user_tracebacks()
+
+    out_dir = backtest_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
+                            strategy=request.strategy.name, grid=args.grid, backend=args.backend, cluster=cluster)
+    manifest = json.loads((request.out_dir / "manifest.json").read_text())
+    return manifest, pd.read_parquet(request.out_dir / "backtest_summary.parquet"), out_dir
+
+
+def _check_no_prefect(args) -> None:
+    """daily and portfolio use a cluster through Prefect's task runner: not without Prefect."""
+    if args.no_prefect and args.cluster is not None and args.cluster.lower() != "none":
+        raise ValueError(f"--cluster {args.cluster} runs {args.command}'s tasks through Prefect; drop --no-prefect "
+                         "(--no-prefect runs in-process)")
+
+
+def _portfolio(args) -> tuple[dict, object]:
+    from alphapulse.pipelines.portfolio.pipeline import prepare_portfolio, run_portfolio
+
+    config = load_config(args.config)
+    request = prepare_portfolio(config, data_path=args.data, out_dir=args.out, backend=args.backend)
+    cluster = resolve_cluster("config" if args.cluster is None else args.cluster, config)
+    _check_no_prefect(args)
+    if args.no_prefect:
+        result = run_portfolio(request)
+        return result.manifest, result.out_dir
+    import json
+
+    from alphapulse.flows.portfolio import portfolio_flow
+
+    quiet_user_tracebacks()
+
+    out_dir = portfolio_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
+                             backend=args.backend, cluster=cluster)
+    return json.loads((request.out_dir / "manifest.json").read_text()), out_dir
+
+
+def _print_portfolio_summary(manifest: dict, out_dir, seconds: float) -> None:
+    inp, be, win = manifest["input"], manifest["backend"], manifest["window"]
+    print(f"report: {out_dir}")
+    print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}")
+    print(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected; "
+          f"{inp['symbols']} symbols")
+    print(f"window: {win['start']} .. {win['end']} ({win['rows']} rows), {win['qualified']} symbols qualify; "
+          f"excluded: {', '.join(manifest['excluded']) or 'none'}")
+    fell = {m: chain for m, chain in manifest["fallbacks"].items() if len(chain) > 1}
+    print("fallbacks: " + ("; ".join(f"{m}: {' -> '.join(c)}" for m, c in fell.items()) or "none"))
+    print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # a Dask cluster's start-up chatter
+    start = time.perf_counter()
+    if args.command in _MODULES:
+        try:
+            return importlib.import_module(_MODULES[args.command]).run(args)
+        except _USER_ERRORS as e:
+            return _error(e, 2)
+        except _RUN_ERRORS as e:
+            return _error(e, 1)
+    if args.command == "portfolio":
+        try:
+            manifest, out_dir = _portfolio(args)
+        except _USER_ERRORS as e:
+            return _error(e, 2)
+        except _RUN_ERRORS as e:
+            return _error(e, 1)
+        _print_portfolio_summary(manifest, out_dir, time.perf_counter() - start)
+        return 0
+    if args.command == "backtest":
+        try:
+            manifest, summary, out_dir = _backtest(args)
+        except _USER_ERRORS as e:
+            return _error(e, 2)
+        except _RUN_ERRORS as e:
+            return _error(e, 1)
+        _print_backtest_summary(manifest, summary, out_dir, time.perf_counter() - start)
+        return 0
+    try:
+        from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
+
+        config = load_config(args.config)
+        request = prepare_daily(config, data_path=args.data, out_dir=args.out, backend=args.backend,
+                                cluster="config" if args.cluster is None else args.cluster)
+        _check_no_prefect(args)
+        if args.no_prefect:
+            result = run_daily(request)
+            manifest, out_dir = result.manifest, result.out_dir
+        else:
+            import json
+
+            from alphapulse.flows.daily import daily_flow
+
+            quiet_user_tracebacks()
+
+            out_dir = daily_flow(data_path=request.data_path, out_dir=str(request.out_dir),
+                                 config_path=args.config, backend=args.backend, cluster=request.cluster)
+            manifest = json.loads((request.out_dir / "manifest.json").read_text())
+    except _USER_ERRORS as e:
+        return _error(e, 2)
+    except _RUN_ERRORS as e:
+        return _error(e, 1)
+    _print_summary(manifest, out_dir, time.perf_counter() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""``alphapulse models``: features, walk-forward models, ensembles and the signal's backtest -> report.
+
+Arguments, the config and the input are checked (``alphapulse.pipelines.models.pipeline.prepare_models``) before
+Prefect is imported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+_HELP = """\
+features (models.features): one-bar returns at lags, multi-bar returns, rolling volatility,
+  indicator outputs (scale-free) and per-date cross-sectional ranks, all known at each close;
+  target: the return over the next models.horizon_bars bars.
+models (models.models): ridge, logistic, knn (scope per_symbol: one model per symbol, batched
+  over symbols; or pooled) and random_forest (pooled: one model over all symbols' rows);
+  scikit-learn on the CPU, cuML on the GPU.
+walk-forward (models.walk_forward): rolling or expanding train windows, a purge of at least
+  horizon_bars bars before each test window, a validation slice at the end of each train window;
+  every model refit at every step; predictions only out of sample.
+ensembles (models.ensemble): mean, weighted (by validation IC), stacking (ridge meta-model on
+  the validation predictions) of the models' per-date z-scores.
+signal (models.signal): long where the chosen ensemble's score > long_threshold, through the
+  backtest engine, against buy-and-hold over the same period.
+
+report (--out): predictions.parquet, model_scores.parquet, ensemble_weights.parquet,
+  backtest.parquet, model_<name>.json/.npz/.skops (last step's models), rejected.parquet
+  (if any), manifest.json, summary.md
+"""
+
+
+def add_parser(sub) -> None:
+    m = sub.add_parser("models", help="features, walk-forward models, ensembles, IC and signal backtest -> report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_HELP,
+                       description="Load and validate bars, build features, train the configured models "
+                                   "walk-forward (out-of-sample predictions for every symbol and date), combine "
+                                   "them into ensembles, score them (IC, hit rate) and backtest the ensemble's "
+                                   "signal; write a report folder.")
+    m.add_argument("--data", help="bars: CSV/parquet file or folder (default: data.path in the config)")
+    m.add_argument("--out", help="report folder (default: models.out_dir in the config)")
+    m.add_argument("--config", help="YAML config (default: the shipped default config; see its models: block)")
+    m.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="override the config's backend choice (default: auto)")
+    m.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT",
+                   help="where the flow's tasks run: none (in-process), local (threads), processes, cuda (dask-cuda) "
+                        "or a Dask scheduler address (default: cluster.address in the config)")
+    m.add_argument("--no-prefect", action="store_true",
+                   help="run the pipeline directly, without a Prefect flow run (in-process, no cluster)")
+    m.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+
+
+def run(args) -> int:
+    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.models.pipeline import prepare_models, run_models
+
+    from alphapulse.pipelines.runtime.cluster import resolve_cluster
+
+    start = time.perf_counter()
+    config = load_config(args.config)
+    request = prepare_models(config, data_path=args.data, out_dir=args.out, backend=args.backend)
+    cluster = resolve_cluster("config" if args.cluster is None else args.cluster, config)
+    if args.no_prefect and cluster is not None:
+        raise ValueError(f"--cluster {cluster} runs the models flow's tasks through Prefect; drop --no-prefect "
+                         "(--no-prefect runs in-process)")
+    if args.no_prefect:
+        result = run_models(request)
+        manifest, out_dir = result.manifest, result.out_dir
+    else:
+        from alphapulse.flows.cli.dispatch import quiet_user_tracebacks
+        from alphapulse.flows.models import models_flow
+
+        quiet_user_tracebacks()
+
+        out_dir = models_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
+                              backend=args.backend, cluster=cluster)
+        manifest = json.loads((request.out_dir / "manifest.json").read_text())
+    _print_summary(manifest, out_dir, time.perf_counter() - start)
+    return 0
+
+
+def _print_summary(manifest: dict, out_dir, seconds: float) -> None:
+    inp, be, wf = manifest["input"], manifest["backend"], manifest["walk_forward"]
+    print(f"report: {out_dir}")
+    print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}")
+    print(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected; "
+          f"{inp['symbols']} symbols; {len(manifest['features'])} features")
+    print(f"walk-forward: {wf['steps']} steps, out of sample {wf['oos_start']} .. {wf['oos_end']}")
+    for s in manifest["scores"]:
+        print(f"  {s['model']:<20} IC {s['ic_mean']:+.4f} (t {s['ic_tstat']:+.2f}), hit rate {s['hit_rate']:.3f}")
+    for b in manifest["backtest"]:
+        print(f"  backtest {b['strategy']:<13} Sharpe {b['sharpe']:.3f}, total return {b['total_return']:+.2%}, "
+              f"max drawdown {b['max_drawdown']:.2%}")
+    print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")

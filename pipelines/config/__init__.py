@@ -1,0 +1,61 @@
+"""The validated, frozen run configuration read from YAML, and parameter grids.
+
+Public names are imported from their modules on first use (PEP 562), so importing one
+room never imports its neighbours' heavier dependencies.
+"""
+from alphapulse._exports import lazy_exports
+
+_EXPORTS = {
+    "BacktestConfig": "schema",
+    "BlackLittermanConfig": "schema",
+    "BudgetConfig": "schema",
+    "check_grid": "grid",
+    "ClusterConfig": "schema",
+    "Config": "schema",
+    "ConfigError": "schema",
+    "CostConfig": "schema",
+    "COVARIANCE_ESTIMATORS": "schema",
+    "DataConfig": "schema",
+    "default_config_text": "schema",
+    "ENSEMBLE_METHODS": "schema",
+    "expand_grid": "grid",
+    "Fallback": "schema",
+    "GpuConfig": "schema",
+    "grid_size": "grid",
+    "GridError": "grid",
+    "load_config": "schema",
+    "MAX_COMBINATIONS": "grid",
+    "MAX_CONFIG_BYTES": "schema",
+    "MAX_CONFIG_DEPTH": "schema",
+    "MAX_COST_BPS": "schema",
+    "MAX_EXPONENT": "grid",
+    "MAX_INDICATOR_COLUMNS": "schema",
+    "MAX_VALUES_PER_PARAMETER": "grid",
+    "MAX_WINDOW_BARS": "schema",
+    "MC_MODELS": "schema",
+    "MemoryManagement": "schema",
+    "MODEL_KINDS": "schema",
+    "ModelConfig": "schema",
+    "ModelEnsembleConfig": "schema",
+    "ModelFeaturesConfig": "schema",
+    "ModelsConfig": "schema",
+    "ModelSignalConfig": "schema",
+    "ModelWalkForwardConfig": "schema",
+    "Monitoring": "schema",
+    "MonteCarloConfig": "schema",
+    "Operations": "schema",
+    "parse_config": "schema",
+    "parse_grid": "grid",
+    "parse_size": "schema",
+    "parse_values": "grid",
+    "PORTFOLIO_METHODS": "schema",
+    "PortfolioConfig": "schema",
+    "RegimeConfig": "schema",
+    "ReportConfig": "schema",
+    "SELECTION_METRICS": "schema",
+    "STANDARD_COLUMNS": "schema",
+    "ViewConfig": "schema",
+    "WalkForwardConfig": "schema",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

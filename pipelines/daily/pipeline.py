@@ -1,0 +1,315 @@
+"""The daily pipeline: plan -> (load -> validate -> indicators -> part file) per partition -> report.
+
+Each stage is a plain function, so the Prefect flow (``alphapulse.flows.daily``), a test or a notebook runs
+the same code; :func:`run_daily` chains them without Prefect.
+
+Larger than memory: parquet input with more than ``data.bars_per_partition`` bars is processed in
+partitions of whole symbols (:mod:`alphapulse.pipelines.data.partitions`), one at a time (or one per Dask worker
+in the flow), each written to its own part file, so memory is bounded by a partition, not by the
+input. The report then holds ``indicators/part-00000.parquet``, ... (one per partition, in symbol
+order; ``pandas.read_parquet(report / "indicators")`` reads them all) instead of
+``indicators.parquet``; ``manifest.json``'s ``output.path`` names which. Rejected rows are
+collected from every partition into one ``rejected.parquet``. The part files are hard-linked into
+the report folder, which is swapped in atomically as before.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alphapulse.pipelines.data import frames as frames
+from alphapulse.pipelines.runtime.backend import Backend, choose_backend
+from alphapulse.pipelines.runtime.budget import check_daily
+from alphapulse.pipelines.runtime.cluster import resolve_cluster
+from alphapulse.pipelines.config.schema import Config
+from alphapulse.pipelines.runtime.cost import stage_table_lines
+from alphapulse.pipelines.data.load import DataError, InputFiles, LoadedBars, inspect_input, load_bars, require_accepted
+from alphapulse.pipelines.runtime.oom import chunked_columns
+from alphapulse.pipelines.data.panel import bars_to_panel, panel_to_frame
+from alphapulse.pipelines.data.partitions import Partition, load_partition, plan_partitions
+from alphapulse.pipelines.report.write import check_out_dir, markdown_table, scratch_folder, write_report
+from alphapulse.pipelines.runtime.routing import route
+from alphapulse.pipelines.runtime.stages import (RunTracker, StageTimer, request_paths, result_key, run_record, run_sections,
+                              stage_errors)
+from alphapulse.transforms.indicators.registry import INDICATORS, compute_indicators, lookback
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DailyRequest:
+    """A checked request: what the CLI validates before any work starts."""
+
+    config: Config
+    inputs: InputFiles
+    data_path: str
+    out_dir: Path
+    backend: str = "auto"
+    cluster: str | None = None
+
+
+@dataclass
+class DailyResult:
+    out_dir: Path
+    manifest: dict
+
+    @property
+    def indicators(self) -> pd.DataFrame:
+        """The report's indicators (all partitions), read back from the report folder."""
+        return pd.read_parquet(self.out_dir / self.manifest["output"]["path"])
+
+
+@dataclass
+class PartitionResult:
+    """What one partition's work leaves for the report (its indicators are in the file ``path``).
+
+    Attributes
+    ----------
+    index, whole : the partition's position, and whether it is the whole input
+    path : the part file (parquet: ``timestamp, symbol, <outputs>`` sorted by (symbol, timestamp))
+    rows, columns : of the part file
+    rejected : the partition's rejected rows (``alphapulse.pipelines.data.load`` layout)
+    stats : the loader's counts for the partition
+    short : symbols with fewer bars than the longest lookback + 1 -> bars
+    latest : the last row of each of its symbols (``summary.md`` shows the first 20, ``summary.html``
+        the first 100)
+    seconds : stage -> seconds (load_validate, indicators, write_part)
+    routing, alerts : the partition's routing decisions and GPU alerts (``alphapulse.pipelines.runtime.routing``,
+        ``alphapulse.pipelines.runtime.oom``), carried back from wherever it ran for the run's manifest
+    """
+
+    index: int
+    whole: bool
+    path: str
+    rows: int
+    columns: list[str]
+    rejected: pd.DataFrame = field(repr=False)
+    stats: dict = field(repr=False)
+    short: dict = field(repr=False)
+    latest: pd.DataFrame = field(repr=False)
+    seconds: dict = field(default_factory=dict)
+    routing: list = field(default_factory=list)
+    alerts: list = field(default_factory=list)
+
+
+def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
+                  backend: str = "auto", cluster: str | None = "config") -> DailyRequest:
+    """Resolve paths from arguments and config, and check them cheaply (headers, not data).
+
+    ``cluster``: where the flow's tasks run (see :mod:`alphapulse.pipelines.runtime.cluster`); "config" takes
+    ``cluster.address``. Raises ``DataError`` / ``ReportError`` / ``ValueError`` with a one-line message.
+    """
+    data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
+                                       default_out_dir=config.report.out_dir, out_key="report.out_dir", backend=backend)
+    if not config.indicator_specs():
+        raise ValueError("no indicators configured (the indicators: block is empty)")
+    cluster = resolve_cluster(cluster, config)
+    inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
+    return DailyRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend, cluster)
+
+
+def load_stage(request: DailyRequest, backend: Backend) -> LoadedBars:
+    return load_bars(request.inputs, lib=backend.frames, symbols_per_partition=request.config.data.symbols_per_partition)
+
+
+def plan_stage(request: DailyRequest) -> list[Partition]:
+    """The partitions of the request's input (one whole partition when it fits)."""
+    with stage_errors("plan", request.data_path, passthrough=(DataError,)):
+        return plan_partitions(request.inputs, bars_per_partition=request.config.data.bars_per_partition)
+
+
+def partition_key(request: DailyRequest, backend: Backend, part: Partition) -> str:
+    """What a partition's results depend on: the config, the backend and dtype, the files'
+    fingerprint (path, size, mtime) with the partition's symbols, and the code. The flow's cache key."""
+    return result_key(request.config.hash(), backend.name, str(backend.dtype), part.fingerprint,
+                      "whole" if part.whole else "part",
+                      modules=("alphapulse.pipelines.daily.pipeline", "alphapulse.pipelines.data.partitions", "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.panel",
+                               "alphapulse.transforms.indicators.registry"))
+
+
+def _write_part(frame: pd.DataFrame, dest: Path) -> None:
+    """Write a part file whole or not at all (a killed writer leaves no half file at ``dest``)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def compute_partition(request: DailyRequest, backend: Backend, part: Partition, *, total: int,
+                      dest: str | Path) -> PartitionResult:
+    """Load, validate and compute one partition, and write its indicators to ``dest``.
+
+    Bad input raises ``DataError`` as the loader does; anything else raises
+    :class:`alphapulse.pipelines.runtime.stages.StageError` naming the stage (load, indicators, write) and the partition.
+    """
+    where = part.label(total)
+    timer = StageTimer()
+    ops = RunTracker()  # this partition's routing decisions and alerts, for the run's manifest
+    with timer.stage("load_validate"), stage_errors("load", where, passthrough=(DataError,)):
+        if part.whole:
+            loaded = load_stage(request, backend)
+        else:
+            loaded = load_partition(request.inputs, part, lib=backend.frames)
+    check_daily(request.config, loaded.bars)  # outside stage_errors: over the means is the config's, exit 2
+    with timer.stage("indicators"), stage_errors("indicators", where):
+        indicators = indicators_stage(loaded.bars, request, backend, tracker=ops)
+        short = short_history(loaded.bars, request.config.indicator_specs())
+        latest = indicators.sort_values("timestamp").groupby("symbol", sort=True).tail(1).sort_values("symbol")
+    del loaded.bars
+    with timer.stage("write_part"), stage_errors("write", where):
+        _write_part(indicators, Path(dest))
+    for record in ops.routing + ops.alerts:
+        record.update(stage="indicators", partition=part.index)
+    return PartitionResult(part.index, part.whole, str(dest), int(len(indicators)), [str(c) for c in indicators.columns],
+                           loaded.rejected, loaded.stats, short, latest.reset_index(drop=True), timer.seconds,
+                           ops.routing, ops.alerts)
+
+
+def short_history(bars, specs) -> dict[str, int]:
+    """Symbols with fewer bars than the longest lookback + 1 (their longest indicators are all
+    NaN): symbol -> number of bars."""
+    need = max(lookback(s) for s in specs) + 1
+    counts = frames.to_host(bars["symbol"].value_counts())
+    short = counts[counts < need].sort_index()
+    return {str(k): int(v) for k, v in short.items()}
+
+
+def indicators_stage(bars, request: DailyRequest, backend: Backend, *,
+                     tracker: RunTracker | None = None) -> pd.DataFrame:
+    """Every configured indicator for every symbol: panel on the device, one pass, back to a
+    long pandas frame (``timestamp, symbol, <outputs>``) sorted by (symbol, timestamp).
+
+    Routed by measured speedup and run through the GPU out-of-memory handler; the decision and
+    any alert go to ``tracker`` (default: the run's)."""
+    specs = request.config.indicator_specs()
+    needed = sorted({i for s in specs for i in INDICATORS[s.name].inputs} | {"close"})
+    gpu = request.config.gpu
+    backend = route("indicators", len(bars), backend, gpu, tracker=tracker)  # gpu.fallback.min_speedup
+    if not backend.is_gpu:
+        bars = frames.to_host(bars)  # routed off the GPU (a no-op on a CPU run)
+    panel = bars_to_panel(bars, fields=needed, dtype=backend.dtype, xp=backend.xp, order=backend.panel_order)
+    values = chunked_columns(panel.fields, lambda f: compute_indicators(f, specs), on_gpu=backend.is_gpu,
+                             cpu_fallback=gpu.fallback.cpu_fallback, alert=gpu.monitoring.alert_on_oom,
+                             stage="indicators", tracker=tracker)
+    keys = bars[["timestamp", "symbol"]]
+    if backend.is_gpu and isinstance(next(iter(values.values())), np.ndarray):
+        # after a GPU out-of-memory the outputs were joined on the host: build the frame there
+        panel = replace(panel, rows=tuple(r.get() for r in panel.rows))
+        keys = frames.to_host(keys)
+    frame = panel_to_frame(panel, values, keys=keys)
+    return frames.to_host(frame)
+
+
+def _summary_md(manifest: dict, short: dict, last: pd.DataFrame) -> str:
+    inp, be = manifest["input"], manifest["backend"]
+    lines = [
+        "# AlphaPulse daily report",
+        "",
+        f"- run `{manifest['run_id']}` at {manifest['created_at']}",
+        f"- backend: **{be['name']}** ({be['reason']}), dtype {be['dtype']}",
+        f"- input: `{inp['path']}`: {inp['rows_read']:,} rows read, {inp['rows_accepted']:,} accepted, "
+        f"{inp['rows_rejected']:,} rejected; {inp['symbols']} symbols, "
+        f"{inp.get('first_timestamp', '?')} .. {inp.get('last_timestamp', '?')}",
+    ]
+    if inp["rows_rejected"]:
+        lines += ["", "## Rejected rows (see `rejected.parquet`)", "", "| reason | rows |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in inp["rejected_by_reason"].items()]
+    if short:
+        lines += ["", f"## Short histories ({len(short)} symbols with fewer bars than the longest lookback + 1)",
+                  "", ", ".join(f"{k} ({v} bars)" for k, v in short.items())]
+    cols = [c for c in ("close_rsi", "rsi_14", "macd_hist_12_26_9", "atr_14", "sma_20", "sma_50") if c in last]
+    if cols:
+        snap = last[["symbol", "timestamp", *cols]].head(20)
+        lines += ["", "## Latest values (first 20 symbols)", "", markdown_table(snap)]
+    lines += stage_table_lines(manifest)
+    return "\n".join(lines) + "\n"
+
+
+def _combined_stats(parts: list[PartitionResult]) -> dict:
+    """The loader's counts over all partitions (as one whole load reports them)."""
+    stats = {"rows_read": 0, "rows_accepted": 0, "rows_rejected": 0, "rejected_by_reason": {}, "symbols": 0}
+    for p in parts:
+        for k in ("rows_read", "rows_accepted", "rows_rejected", "symbols"):
+            stats[k] += p.stats[k]
+        for k, v in p.stats["rejected_by_reason"].items():
+            stats["rejected_by_reason"][k] = stats["rejected_by_reason"].get(k, 0) + v
+    stats["rejected_by_reason"] = dict(sorted(stats["rejected_by_reason"].items()))
+    stats["partitions"] = parts[0].stats["partitions"] if parts[0].whole else len(parts)
+    firsts = [p.stats["first_timestamp"] for p in parts if "first_timestamp" in p.stats]
+    if firsts:
+        stats["first_timestamp"] = min(firsts, key=pd.Timestamp)
+        stats["last_timestamp"] = max((p.stats["last_timestamp"] for p in parts if "last_timestamp" in p.stats),
+                                      key=pd.Timestamp)
+    return stats
+
+
+def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionResult],
+                 stages: dict[str, float], *, run_id: str | None = None, cluster: dict | None = None,
+                 cached: int = 0) -> DailyResult:
+    """Write the report atomically into the request's output folder: the part files (as
+    ``indicators.parquet``, or ``indicators/part-NNNNN.parquet`` for several partitions),
+    ``rejected.parquet`` (if any), ``manifest.json`` and ``summary.md``.
+
+    ``cached``: partitions taken from the flow's cache (``output.cached_partitions``; their stage
+    times are not this run's, so the caller passes them with empty ``seconds``).
+
+    ``stages`` holds the flow's own stages; the partitions' stage times are added up into it.
+    """
+    config = request.config
+    parts = sorted(parts, key=lambda p: p.index)
+    if parts[0].whole:
+        linked, out_path = {"indicators.parquet": Path(parts[0].path)}, "indicators.parquet"
+    else:
+        linked = {f"indicators/part-{p.index:05d}.parquet": Path(p.path) for p in parts}
+        out_path = "indicators"
+    stages = dict(stages)
+    for p in parts:
+        for k, v in p.seconds.items():
+            stages[k] = round(stages.get(k, 0.0) + v, 4)
+    short = dict(sorted(kv for p in parts for kv in p.short.items()))
+    frames_ = [p.rejected for p in parts if len(p.rejected)]
+    rejected = pd.concat(frames_, ignore_index=True) if frames_ else parts[0].rejected
+    # a partitioned run's whole-input check (a whole load makes it in load_bars)
+    loaded = require_accepted(LoadedBars(None, rejected, [str(f) for f in request.inputs.paths], 0,
+                                         _combined_stats(parts)))
+    manifest = {
+        **run_record("daily", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
+                     run_id=run_id),
+        "cluster": cluster or {"kind": "in-process", "workers": 1},
+        "output": {"path": out_path, "partitions": len(parts), "cached_partitions": cached,
+                   "rows": sum(p.rows for p in parts), "columns": parts[0].columns},
+        "short_history": short,
+        "stages": stages,
+    }
+    manifest.update(run_sections(config, stages, work=("million bars", loaded.stats["rows_accepted"] / 1e6),
+                                 routing=[r for p in parts for r in p.routing],
+                                 alerts=[a for p in parts for a in p.alerts]))
+    tables = {"rejected.parquet": rejected} if len(rejected) else {}
+    latest = pd.concat([p.latest for p in parts], ignore_index=True)
+    out = write_report(request.out_dir, tables=tables, manifest=manifest, linked=linked,
+                       summary=_summary_md(manifest, short, latest), page_tables={"indicators_latest": latest})
+    return DailyResult(out, manifest)
+
+
+def run_daily(request: DailyRequest) -> DailyResult:
+    """The whole daily pipeline without Prefect, one partition after the other (bounded memory)."""
+    timer = StageTimer()
+    with timer.stage("backend"):
+        backend = choose_backend(request.config.gpu, override=request.backend)
+    with timer.stage("plan"):
+        plan = plan_stage(request)
+    with scratch_folder(request.out_dir, "parts") as scratch:  # a concurrent run's stays; a killed one's goes
+        parts = [compute_partition(request, backend, part, total=len(plan),
+                                   dest=scratch / f"part-{part.index:05d}.parquet") for part in plan]
+        return report_stage(request, backend, parts, timer.seconds)

@@ -1,0 +1,452 @@
+"""The portfolio pipeline: covariance, optimisers, correlation, regimes and Monte Carlo risk.
+
+load -> validate -> panel of closes -> returns + common window -> covariance -> optimisers (each
+through the fallback chain) + ensemble -> rolling correlation at month ends (average correlation,
+absorption ratio) -> regimes -> Monte Carlo VaR/CVaR of the ensemble -> report. Each stage is a
+plain function, so the Prefect flow (``alphapulse.flows.portfolio``), a test or a notebook runs the same
+code; :func:`run_portfolio` chains them without Prefect.
+
+Report files
+------------
+- ``covariance.parquet``: ``symbol_i, symbol_j, cov``, every pair of the qualifying symbols
+  (annualised, ``portfolio.covariance`` estimator over the common window).
+- ``weights.parquet``: ``date, method, symbol, weight`` (``date`` the window's last bar; one
+  row per method and qualifying symbol, plus the ``ensemble``).
+- ``fallbacks.parquet``: ``method, step, tried, status, reason``: the fallback chain each
+  method took.
+- ``correlation.parquet``: ``date, symbol_i, symbol_j, rho`` at each month end, the *upper
+  triangle only* (``symbol_i < symbol_j``, the matrix is symmetric with a unit diagonal) and only
+  finite pairs (a pair without ``correlation_min_periods`` common returns is left out), over all
+  symbols (pairwise-complete, as pandas' ``corr``).
+- ``correlation_summary.parquet``: ``date, n_symbols, average_correlation, absorption_ratio``
+  (the absorption ratio over the symbols whose row of the matrix is complete that date).
+- ``regimes.parquet``: ``date, regime`` and the features; ``regime_centres.parquet``,
+  ``regime_runs.parquet``.
+- ``risk.parquet``: ``method, model, level, horizon, VaR, CVaR`` (losses positive, fractions of
+  the portfolio's value over ``horizon`` bars), for the ensemble; the normal model's closed form
+  is added as model ``normal_closed_form`` (summed returns) for comparison.
+- ``excluded.parquet``, ``rejected.parquet`` (when any), ``manifest.json``, ``summary.md``.
+
+Devices: returns, the common window, the covariance and the rolling correlation run on the
+backend's device (NumPy or CuPy); the small matrices then come to the host (the named boundary)
+for the optimisers (HRP needs SciPy), the regimes' clustering (cuML on the GPU through
+``alphapulse.pipelines.models.estimators``) and the Monte Carlo.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alphapulse.pipelines.data import frames as frames
+from alphapulse.pipelines.runtime.backend import Backend, choose_backend
+from alphapulse.pipelines.runtime.budget import check_portfolio
+from alphapulse.pipelines.config.schema import Config, GpuConfig, PortfolioConfig
+from alphapulse.pipelines.runtime.cost import stage_table_lines
+from alphapulse.pipelines.data.load import InputFiles, LoadedBars, inspect_input, load_bars
+from alphapulse.pipelines.models.estimators import kmeans_model
+from alphapulse.pipelines.data.panel import bars_to_panel
+from alphapulse.pipelines.report.write import check_out_dir, markdown_table, rejected_note, write_report
+from alphapulse.pipelines.runtime.routing import route
+from alphapulse.pipelines.runtime.stages import StageTimer, request_paths, run_record, run_sections
+from alphapulse.transforms.arrays import to_host
+from alphapulse.transforms import covariance as cov_mod
+from alphapulse.transforms.correlation import absorption_ratio, average_pairwise_correlation, rolling_corr
+from alphapulse.transforms.montecarlo import monte_carlo_var_cvar, normal_var_cvar
+from alphapulse.transforms.portfolio.optimisers import (OptimisationError, ensemble_weights, idzorek_omega, black_litterman_posterior,
+                                  default_omega, market_implied_prior_returns, optimise_with_fallback)
+from alphapulse.transforms.regimes import fit_regimes, market_features
+from alphapulse.transforms.returns import common_window, simple_returns
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PortfolioRequest:
+    """A checked request: what the CLI validates before Prefect starts."""
+
+    config: Config
+    inputs: InputFiles
+    data_path: str
+    out_dir: Path
+    backend: str = "auto"
+
+
+@dataclass
+class PortfolioResult:
+    out_dir: Path
+    manifest: dict
+    tables: dict = field(repr=False)
+
+
+def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
+                      backend: str = "auto") -> PortfolioRequest:
+    """Resolve paths and check them and the portfolio block cheaply (headers, not data).
+
+    Raises ``DataError`` / ``ReportError`` / ``ValueError`` with a one-line message.
+    """
+    pc = config.portfolio
+    data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
+                                       default_out_dir=pc.out_dir, out_key="portfolio.out_dir", backend=backend)
+    if pc.min_history_bars > pc.lookback_bars:
+        raise ValueError(f"portfolio.min_history_bars ({pc.min_history_bars}) exceeds portfolio.lookback_bars "
+                         f"({pc.lookback_bars})")
+    if "efficient_return" in pc.methods and pc.target_return is None:
+        raise ValueError("portfolio.methods has efficient_return but portfolio.target_return is not set")
+    if "efficient_risk" in pc.methods and pc.target_volatility is None:
+        raise ValueError("portfolio.methods has efficient_risk but portfolio.target_volatility is not set")
+    if pc.ensemble == "adaptive" and len(pc.methods) < 2:
+        raise ValueError("portfolio.ensemble: adaptive needs at least two methods")
+    inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
+    return PortfolioRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend)
+
+
+def load_stage(request: PortfolioRequest, backend: Backend) -> LoadedBars:
+    return load_bars(request.inputs, lib=backend.frames, symbols_per_partition=request.config.data.symbols_per_partition)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Returns:
+    """One-bar returns of every symbol and the common estimation window.
+
+    returns : array (n_bars, n_symbols) on the device; timestamps, symbols on the host;
+    window : :class:`alphapulse.transforms.returns.CommonWindow`; block : host array (n_rows, n_qualified).
+    """
+
+    returns: object
+    timestamps: pd.DatetimeIndex
+    symbols: list
+    window: object
+    block: np.ndarray
+
+    @property
+    def qualified(self) -> list:
+        return list(self.window.symbols)
+
+    def excluded_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([{"symbol": e.symbol, "reason": e.reason, "detail": e.detail} for e in self.window.excluded],
+                            columns=["symbol", "reason", "detail"])
+
+
+def returns_stage(bars, pc: PortfolioConfig, backend: Backend) -> Returns:
+    panel = bars_to_panel(bars, fields=("close",), dtype=backend.dtype, xp=backend.xp, order="C")
+    timestamps = pd.DatetimeIndex(frames.to_host(panel.timestamps))
+    symbols = [str(s) for s in frames.to_host(panel.symbols)]
+    r = simple_returns(panel.fields["close"])
+    window = common_window(r, pc.min_history_bars, window_bars=pc.lookback_bars, max_gap_fraction=pc.max_gap_fraction,
+                           symbols=symbols)
+    if len(window.columns) < 2:
+        raise ValueError(f"only {len(window.columns)} symbol(s) qualify for the common window "
+                         f"(lookback_bars={pc.lookback_bars}, min_history_bars={pc.min_history_bars})")
+    if len(window.rows) < 2:
+        raise ValueError("the common window has fewer than two complete rows")
+    block = to_host(window.select(r)).astype(np.float64)
+    for e in window.excluded:
+        log.info("excluded %s: %s (%s)", e.symbol, e.reason, e.detail)
+    return Returns(r, timestamps, symbols, window, block)
+
+
+def covariance_stage(rets: Returns, pc: PortfolioConfig, backend: Backend,
+                     gpu: GpuConfig | None = None) -> np.ndarray:
+    """Annualised covariance of the common window's returns (host array); with ``gpu`` (the
+    config's block) routed by measured speedup (:mod:`alphapulse.pipelines.runtime.routing`)."""
+    if gpu is not None:
+        backend = route("covariance", rets.block.shape[1], backend, gpu)
+    x = backend.xp.asarray(rets.block)
+    ppy = pc.periods_per_year
+    if pc.covariance == "sample":
+        c = cov_mod.sample_cov(x, periods_per_year=ppy)
+    elif pc.covariance == "ledoit_wolf":
+        c = cov_mod.ledoit_wolf_cov(x, periods_per_year=ppy)
+    elif pc.covariance == "oas":
+        c = cov_mod.oas_cov(x, periods_per_year=ppy)
+    elif pc.covariance == "ewma":
+        c = cov_mod.ewma_cov(x, halflife=pc.ewma_halflife, periods_per_year=ppy)
+    else:
+        c = cov_mod.denoised_cov(x, periods_per_year=ppy)
+    c = to_host(c).astype(np.float64)
+    return (c + c.T) / 2
+
+
+def _views(pc: PortfolioConfig, symbols: list, cov: np.ndarray):
+    """Picking matrix, view returns, omega and the views dropped (on symbols not in the window)."""
+    bl = pc.black_litterman
+    index = {s: i for i, s in enumerate(symbols)}
+    rows, q, conf, dropped = [], [], [], []
+    for v in bl.views:
+        names = [v.asset] + ([v.versus] if v.versus else [])
+        missing = [n for n in names if n not in index]
+        if missing:
+            dropped.append(f"{v.kind} view on {', '.join(names)}: {', '.join(missing)} not in the window")
+            continue
+        p = np.zeros(len(symbols))
+        p[index[v.asset]] = 1.0
+        if v.versus:
+            p[index[v.versus]] = -1.0
+        rows.append(p)
+        q.append(v.expected_return)
+        conf.append(v.confidence)
+    if not rows:
+        return None, None, None, dropped
+    P, Q = np.array(rows), np.array(q)
+    if all(c is not None for c in conf):
+        omega = idzorek_omega(np.array(conf, dtype=float), cov, P, tau=bl.tau)
+    else:
+        omega = default_omega(cov, P, tau=bl.tau)
+    return P, Q, omega, dropped
+
+
+@dataclass
+class Optimised:
+    weights: pd.DataFrame  # date, method, symbol, weight
+    chains: pd.DataFrame  # method, step, tried, status, reason
+    ensemble: np.ndarray
+    notes: list
+
+
+def optimise_stage(rets: Returns, cov: np.ndarray, pc: PortfolioConfig) -> Optimised:
+    """Each configured method through the fallback chain, then the ensemble of their portfolios."""
+    symbols = rets.qualified
+    n = len(symbols)
+    mu = rets.block.mean(axis=0) * pc.periods_per_year
+    box = dict(min_weights=pc.min_weight, max_weights=pc.max_weight, risk_free_rate=pc.risk_free_rate,
+               target_return=pc.target_return, target_volatility=pc.target_volatility,
+               risk_aversion=pc.risk_aversion)
+    results, chains, notes = {}, [], []
+    for method in pc.methods:
+        if method == "black_litterman":
+            bl = pc.black_litterman
+            prior = to_host(market_implied_prior_returns(np.full(n, 1.0 / n), cov, risk_aversion=bl.risk_aversion,
+                                                       risk_free_rate=pc.risk_free_rate))
+            P, Q, omega, dropped = _views(pc, symbols, cov)
+            notes += [f"black_litterman: dropped {d}" for d in dropped]
+            post_mu, post_cov = (prior, cov) if P is None else black_litterman_posterior(
+                prior, cov, picking=P, views=Q, omega=omega, tau=bl.tau)
+            res = optimise_with_fallback("max_sharpe", covariance=to_host(post_cov), expected_returns=to_host(post_mu), **box)
+        else:
+            res = optimise_with_fallback(method, covariance=cov, expected_returns=mu, **box)
+        if res.fell_back:
+            log.warning("%s fell back to %s: %s", method, res.method,
+                        "; ".join(f"{a.method}: {a.error}" for a in res.attempts if a.error))
+        results[method] = to_host(res.weights).astype(np.float64)
+        chains += [{"method": method, "step": r["step"], "tried": r["method"], "status": r["status"],
+                    "reason": r["reason"]} for r in res.records()]
+    component = np.vstack([w / w.sum() for w in results.values()])
+    try:
+        ens = to_host(ensemble_weights(component, method=pc.ensemble, covariance=cov if pc.ensemble == "inverse_volatility"
+                                     else None, returns=rets.block if pc.ensemble == "adaptive" else None,
+                                     periods_per_year=pc.periods_per_year))
+    except (ValueError, OptimisationError) as e:
+        notes.append(f"ensemble {pc.ensemble} failed ({e}); equal mix used")
+        ens = component.mean(axis=0)
+    results["ensemble"] = ens
+    date = rets.timestamps[rets.window.rows[-1]]
+    weights = pd.DataFrame([{"date": date, "method": m, "symbol": s, "weight": float(w[i])}
+                            for m, w in results.items() for i, s in enumerate(symbols)])
+    return Optimised(weights, pd.DataFrame(chains, columns=["method", "step", "tried", "status", "reason"]), ens, notes)
+
+
+def month_end_rows(timestamps: pd.DatetimeIndex) -> np.ndarray:
+    """Row index of each month's last bar (the data's last month included, even if it is not over)."""
+    period = timestamps.to_period("M")
+    last = ~pd.Series(period).duplicated(keep="last").to_numpy()
+    return np.flatnonzero(last).astype(np.int64)
+
+
+def correlation_stage(rets: Returns, pc: PortfolioConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Month-end rolling correlation over all symbols (long, upper triangle, finite) and its summary."""
+    rows = month_end_rows(rets.timestamps)
+    rows = rows[rows >= pc.correlation_lookback_bars]  # full windows only (row 0 has no return)
+    corr = to_host(rolling_corr(rets.returns, rows, lookback=pc.correlation_lookback_bars,
+                              min_periods=pc.correlation_min_periods))
+    n = len(rets.symbols)
+    iu, ju = np.triu_indices(n, k=1)
+    dates = rets.timestamps[rows]
+    vals = corr[:, iu, ju]  # (n_dates, n_pairs)
+    keep = np.isfinite(vals)
+    d_idx, p_idx = np.nonzero(keep)
+    sym = np.asarray(rets.symbols, dtype=object)
+    long = pd.DataFrame({"date": dates[d_idx], "symbol_i": sym[iu[p_idx]], "symbol_j": sym[ju[p_idx]],
+                         "rho": vals[keep]})
+    summary = []
+    avg = to_host(average_pairwise_correlation(corr)) if len(rows) else np.zeros(0)
+    for k in range(len(rows)):
+        ok = np.isfinite(np.diagonal(corr[k]))  # symbols with data in the window
+        ok[ok] = np.isfinite(corr[k][np.ix_(ok, ok)]).all(axis=1)  # and a value with every other one
+        sub = corr[k][np.ix_(ok, ok)]
+        ar = float(absorption_ratio(sub)) if ok.sum() >= 2 else np.nan
+        summary.append({"date": dates[k], "n_symbols": int(ok.sum()), "average_correlation": float(avg[k]),
+                        "absorption_ratio": ar})
+    return long, pd.DataFrame(summary, columns=["date", "n_symbols", "average_correlation", "absorption_ratio"])
+
+
+def regimes_stage(rets: Returns, pc: PortfolioConfig, backend: Backend):
+    rc = pc.regimes
+    feats = market_features(rets.returns, dates=rets.timestamps, vol_window_bars=rc.vol_window_bars,
+                            corr_window_bars=rc.corr_window_bars, trend_window_bars=rc.trend_window_bars,
+                            periods_per_year=pc.periods_per_year)
+    feats.index.name = "date"
+    model = kmeans_model(rc.n_clusters, seed=rc.seed, backend=backend.name, n_init=rc.n_init)
+    if backend.is_gpu:
+        return feats, fit_regimes(feats, model)
+    # A few thousand rows of five features: scikit-learn's OpenMP threads only contend (measured on
+    # a 2-core machine: 5 s with OpenMP's threads beside OpenBLAS's, 0.02 s with one thread).
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return feats, fit_regimes(feats, model)
+
+
+def risk_stage(rets: Returns, cov_annual: np.ndarray, weights: np.ndarray, pc: PortfolioConfig,
+               method: str = "ensemble", *, backend: Backend | None = None,
+               gpu: GpuConfig | None = None) -> pd.DataFrame:
+    """Monte Carlo VaR/CVaR (per configured model and horizon) of a portfolio, per-bar moments of
+    the common window (the covariance estimator's, de-annualised). The simulation runs on
+    ``backend`` (routed by measured speedup with ``gpu``, the config's block; default NumPy);
+    CuPy's random stream differs from NumPy's, so GPU figures agree within standard errors."""
+    mc = pc.monte_carlo
+    mean = rets.block.mean(axis=0)
+    cov = cov_annual / pc.periods_per_year
+    if backend is not None and gpu is not None:
+        backend = route("montecarlo", mc.n_paths, backend, gpu)
+    xp = backend.xp if backend is not None else np
+    d_weights, d_mean, d_cov, d_block = (xp.asarray(a) for a in (weights, mean, cov, rets.block))
+    rows = []
+    for h in mc.horizons_bars:
+        for model in mc.models:
+            out = monte_carlo_var_cvar(d_weights, model=model, levels=mc.levels, horizon_bars=h, n_paths=mc.n_paths,
+                                       seed=mc.seed, mean=d_mean, cov=d_cov, returns=d_block,
+                                       dof=mc.student_t_dof if model == "student_t" else None)
+            var, cvar = to_host(out["var"]), to_host(out["cvar"])
+            rows += [{"method": method, "model": model, "level": lv, "horizon": h, "VaR": float(v), "CVaR": float(c)}
+                     for lv, v, c in zip(mc.levels, var, cvar)]
+        var, cvar = normal_var_cvar(weights, mean=mean, cov=cov, horizon_bars=h, levels=mc.levels)
+        rows += [{"method": method, "model": "normal_closed_form", "level": lv, "horizon": h, "VaR": float(v),
+                  "CVaR": float(c)} for lv, v, c in zip(mc.levels, var, cvar)]
+    return pd.DataFrame(rows, columns=["method", "model", "level", "horizon", "VaR", "CVaR"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def _summary_md(manifest: dict, t: dict) -> str:
+    inp, be, win = manifest["input"], manifest["backend"], manifest["window"]
+    lines = [
+        "# AlphaPulse portfolio report", "",
+        f"- run `{manifest['run_id']}` at {manifest['created_at']}",
+        f"- backend: **{be['name']}** ({be['reason']}), dtype {be['dtype']}",
+        f"- input: `{inp['path']}`: {inp['rows_accepted']:,} rows accepted, {inp['rows_rejected']:,} rejected"
+        f"{rejected_note(inp)}; "
+        f"{inp['symbols']} symbols",
+        f"- window: {win['start']} .. {win['end']}, {win['rows']} complete rows, {win['qualified']} symbols; "
+        f"covariance `{manifest['covariance']}`",
+    ]
+    ex = t["excluded.parquet"]
+    if len(ex):
+        lines += ["", f"## Excluded symbols ({len(ex)})", "", markdown_table(ex)]
+    lines += ["", "## Top holdings per method", ""]
+    w = t["weights.parquet"]
+    top = (w.sort_values(["method", "weight"], ascending=[True, False]).groupby("method", sort=False).head(5)
+           .assign(h=lambda d: d["symbol"] + " " + (100 * d["weight"]).map("{:.1f}%".format))
+           .groupby("method", sort=True)["h"].agg(", ".join).reset_index())
+    lines += [markdown_table(top.rename(columns={"h": "top 5"}))]
+    lines += ["", "## Fallback chains", "", markdown_table(t["fallbacks.parquet"])]
+    for note in manifest["notes"]:
+        lines.append(f"- {note}")
+    lines += ["", "## Value at risk of the ensemble (losses, fraction of value)", "", markdown_table(t["risk.parquet"])]
+    cs = t["correlation_summary.parquet"]
+    if len(cs):
+        lines += ["", "## Correlation (last 6 month ends)", "", markdown_table(cs.tail(6).astype({"date": str}))]
+    lines += ["", "## Regimes (0 = calmest)", "", markdown_table(t["regime_centres.parquet"])]
+    runs = t["regime_runs.parquet"]
+    dur = runs.groupby("regime")["bars"].agg(runs="count", mean_bars="mean", max_bars="max", total_bars="sum")
+    lines += ["", "Durations (runs of consecutive bars):", "", markdown_table(dur.reset_index().astype({"mean_bars": float}))]
+    lines += stage_table_lines(manifest)
+    return "\n".join(lines) + "\n"
+
+
+def report_stage(request: PortfolioRequest, backend: Backend, loaded: LoadedBars, rets: Returns, cov: np.ndarray,
+                 opt: Optimised, corr: tuple, regimes: tuple, risk: pd.DataFrame, stages: dict, *,
+                 run_id: str | None = None) -> PortfolioResult:
+    config = request.config
+    symbols = rets.qualified
+    n = len(symbols)
+    ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    sym = np.asarray(symbols, dtype=object)
+    cov_frame = pd.DataFrame({"symbol_i": sym[ii.ravel()], "symbol_j": sym[jj.ravel()], "cov": cov.ravel()})
+    feats, reg = regimes
+    reg_frame = feats.loc[reg.labels.index].assign(regime=reg.labels).reset_index()
+    reg_frame = reg_frame[["date", "regime", *feats.columns]]
+    tables = {
+        "covariance.parquet": cov_frame,
+        "weights.parquet": opt.weights,
+        "fallbacks.parquet": opt.chains,
+        "correlation.parquet": corr[0],
+        "correlation_summary.parquet": corr[1],
+        "regimes.parquet": reg_frame,
+        "regime_centres.parquet": reg.centres.reset_index(),
+        "regime_runs.parquet": reg.runs,
+        "risk.parquet": risk,
+        "excluded.parquet": rets.excluded_frame(),
+    }
+    if len(loaded.rejected):
+        tables["rejected.parquet"] = loaded.rejected
+    w = rets.window
+    manifest = {
+        **run_record("portfolio", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
+                     run_id=run_id),
+        "covariance": config.portfolio.covariance,
+        "window": {"start": str(rets.timestamps[w.rows[0]].date()), "end": str(rets.timestamps[w.rows[-1]].date()),
+                   "rows": int(len(w.rows)), "qualified": n, "n_gap_rows_dropped": int(w.n_gap_rows_dropped)},
+        "excluded": {e.symbol: {"reason": e.reason, "detail": e.detail} for e in w.excluded},
+        "fallbacks": {m: list(g["tried"]) for m, g in opt.chains.groupby("method", sort=False)},
+        "regimes": {"n_dates": int(len(reg.labels)), "n_dropped_warmup": reg.n_dropped,
+                    "centres": reg.centres.reset_index().to_dict(orient="records")},
+        "notes": opt.notes,
+        "stages": dict(stages),
+    }
+    manifest.update(run_sections(config, manifest["stages"]))  # cost per run
+    out = write_report(request.out_dir, tables=tables, manifest=manifest, summary=_summary_md(manifest, tables))
+    return PortfolioResult(out, manifest, tables)
+
+
+def analyse(request: PortfolioRequest, backend: Backend, bars, timer: StageTimer):
+    """Every stage after loading, timed: (returns, covariance, optimised, correlation, regimes, risk)."""
+    pc = request.config.portfolio
+    with timer.stage("returns"):
+        rets = returns_stage(bars, pc, backend)
+    month_ends = int((month_end_rows(rets.timestamps) >= pc.correlation_lookback_bars).sum())
+    check_portfolio(request.config, bars=len(rets.timestamps), symbols=len(rets.symbols),
+                    qualified=len(rets.qualified), month_ends=month_ends)
+    with timer.stage("covariance"):
+        cov = covariance_stage(rets, pc, backend, request.config.gpu)
+    with timer.stage("optimise"):
+        opt = optimise_stage(rets, cov, pc)
+    with timer.stage("correlation"):
+        corr = correlation_stage(rets, pc)
+    with timer.stage("regimes"):
+        regimes = regimes_stage(rets, pc, backend)
+    with timer.stage("monte_carlo"):
+        risk = risk_stage(rets, cov, opt.ensemble, pc, backend=backend, gpu=request.config.gpu)
+    return rets, cov, opt, corr, regimes, risk
+
+
+def run_portfolio(request: PortfolioRequest) -> PortfolioResult:
+    """The whole portfolio pipeline without Prefect."""
+    timer = StageTimer()
+    with timer.stage("backend"):
+        backend = choose_backend(request.config.gpu, override=request.backend)
+    with timer.stage("load_validate"):
+        loaded = load_stage(request, backend)
+    parts = analyse(request, backend, loaded.bars, timer)
+    return report_stage(request, backend, loaded, *parts, timer.seconds)

@@ -1,0 +1,35 @@
+"""Report folders: atomic writing, the manifest, summary.md and the self-contained summary.html.
+
+Public names are imported from their modules on first use (PEP 562), so importing one
+room never imports its neighbours' heavier dependencies.
+"""
+from alphapulse._exports import lazy_exports
+
+_EXPORTS = {
+    "check_out_dir": "write",
+    "correlation_matrix": "html",
+    "format_value": "write",
+    "headline_table": "html",
+    "indicator_snapshot": "html",
+    "LOCK_WAIT_SECONDS": "write",
+    "MANIFEST": "write",
+    "MARK": "write",
+    "MARK_FORMAT": "write",
+    "markdown_table": "write",
+    "MAX_HEATMAP_LABELS": "html",
+    "MAX_MANIFEST_BYTES": "write",
+    "MAX_TABLE_ROWS": "html",
+    "minimal_page": "html",
+    "model_scores": "html",
+    "rejected_note": "write",
+    "render": "html",
+    "ReportError": "write",
+    "scratch_folder": "write",
+    "stage_rows": "html",
+    "SUMMARY": "write",
+    "SUMMARY_HTML": "html",
+    "top_combinations": "html",
+    "write_report": "write",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
