@@ -10,6 +10,8 @@
 """
 from importlib import metadata as _metadata
 
+from alphapulse._exports import lazy_exports as _lazy_exports
+
 try:
     __version__ = _metadata.version("alphapulse")
 except _metadata.PackageNotFoundError:  # a source tree on sys.path without an install
@@ -22,3 +24,8 @@ _source_tree = __import__("pathlib").Path(__file__).resolve().parent.parent
 if not (_source_tree / "alphapulse" / "transforms").exists() and (_source_tree / "transforms" / "__init__.py").is_file():
     __path__.append(str(_source_tree))
 del _source_tree
+
+_EXPORTS = {name: "research" for name in ("load_config", "indicators", "backtest", "optimise", "run",
+                                          "BacktestResult", "Optimisation", "PIPELINES")}
+__all__ = sorted(_EXPORTS) + ["__version__"]
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

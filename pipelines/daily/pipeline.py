@@ -163,7 +163,7 @@ def compute_partition(request: DailyRequest, backend: Backend, part: Partition, 
             loaded = load_partition(request.inputs, part, lib=backend.frames)
     check_daily(request.config, loaded.bars)  # outside stage_errors: over the means is the config's, exit 2
     with timer.stage("indicators"), stage_errors("indicators", where):
-        indicators = indicators_stage(loaded.bars, request, backend, tracker=ops)
+        indicators = indicators_stage(loaded.bars, request.config, backend, tracker=ops)
         short = short_history(loaded.bars, request.config.indicator_specs())
         latest = indicators.sort_values("timestamp").groupby("symbol", sort=True).tail(1).sort_values("symbol")
     del loaded.bars
@@ -185,16 +185,16 @@ def short_history(bars, specs) -> dict[str, int]:
     return {str(k): int(v) for k, v in short.items()}
 
 
-def indicators_stage(bars, request: DailyRequest, backend: Backend, *,
+def indicators_stage(bars, config: Config, backend: Backend, *,
                      tracker: RunTracker | None = None) -> pd.DataFrame:
     """Every configured indicator for every symbol: panel on the device, one pass, back to a
     long pandas frame (``timestamp, symbol, <outputs>``) sorted by (symbol, timestamp).
 
     Routed by measured speedup and run through the GPU out-of-memory handler; the decision and
     any alert go to ``tracker`` (default: the run's)."""
-    specs = request.config.indicator_specs()
+    specs = config.indicator_specs()
     needed = sorted({i for s in specs for i in INDICATORS[s.name].inputs} | {"close"})
-    gpu = request.config.gpu
+    gpu = config.gpu
     backend = route("indicators", len(bars), backend, gpu, tracker=tracker)  # gpu.fallback.min_speedup
     if not backend.is_gpu:
         bars = frames.to_host(bars)  # routed off the GPU (a no-op on a CPU run)

@@ -223,21 +223,7 @@ def inspect_input(path: str | Path, *, columns: dict[str, str] | None = None, fm
                        {m.group(1) for c in cols if (m := re.fullmatch(r"(.+)\.\d+", str(c))) and m.group(1) in cols})
         if dupes:
             raise DataError(f"{p}: duplicate column name(s) {_few(dupes)}")
-        named = [rename.get(c, c) for c in cols]
-        for std in STANDARD_COLUMNS:
-            both = [c for c, n in zip(cols, named) if n == std]
-            if len(both) > 1:  # e.g. "Name" mapped to symbol in a file that also has "symbol"
-                raise DataError(f"{p}: columns {both} would both be {std!r} (data.columns maps {std}: "
-                                f"{mapping[std]!r}); drop one or change the mapping")
-        missing = [c for c in STANDARD_COLUMNS if c not in named]
-        extra = [c for c, n in zip(cols, named) if n not in STANDARD_COLUMNS]
-        if missing:
-            shown = [f"{c!r} (mapped from {mapping[c]!r})" if c in mapping else repr(c) for c in missing]
-            raise DataError(f"{p}: missing column(s) {', '.join(shown)}; found {_few(cols)}. "
-                            "Map other names in data.columns")
-        if extra:
-            raise DataError(f"{p}: unexpected column(s) {_few(extra)}; expected {list(STANDARD_COLUMNS)} "
-                            f"(map other names in data.columns)")
+        named = _standard_names(p, cols, mapping)
         for (c, typ), n in zip(typed, named):
             problem = None if typ is None else _arrow_type_problem(n, typ)
             if problem:
@@ -245,6 +231,61 @@ def inspect_input(path: str | Path, *, columns: dict[str, str] | None = None, fm
     # only the mappings the files use: a file that already says "symbol" keeps it (readers that
     # look a standard column up by its file name, such as alphapulse.pipelines.data.partitions, find it)
     return InputFiles(tuple(files), kind, {k: v for k, v in rename.items() if k in seen})
+
+
+def _standard_names(where, cols: list, mapping: dict) -> list:
+    """The standard name of each of ``cols`` under ``mapping`` (standard -> file name), or a
+    :class:`DataError` naming ``where`` when a standard column is missing, doubled or foreign."""
+    rename = {v: k for k, v in mapping.items()}
+    named = [rename.get(c, c) for c in cols]
+    for std in STANDARD_COLUMNS:
+        both = [c for c, n in zip(cols, named) if n == std]
+        if len(both) > 1:  # e.g. "Name" mapped to symbol in a file that also has "symbol"
+            raise DataError(f"{where}: columns {both} would both be {std!r} (data.columns maps {std}: "
+                            f"{mapping[std]!r}); drop one or change the mapping")
+    missing = [c for c in STANDARD_COLUMNS if c not in named]
+    extra = [c for c, n in zip(cols, named) if n not in STANDARD_COLUMNS]
+    if missing:
+        shown = [f"{c!r} (mapped from {mapping[c]!r})" if c in mapping else repr(c) for c in missing]
+        raise DataError(f"{where}: missing column(s) {', '.join(shown)}; found {_few(cols)}. "
+                        "Map other names in data.columns")
+    if extra:
+        raise DataError(f"{where}: unexpected column(s) {_few(extra)}; expected {list(STANDARD_COLUMNS)} "
+                        f"(map other names in data.columns)")
+    return named
+
+
+def load_frame(frame, *, columns: dict[str, str] | None = None, lib=pd, source: str = "frame") -> LoadedBars:
+    """Validate and sort bars already in memory by the same rules as :func:`load_bars`.
+
+    Parameters
+    ----------
+    frame : pandas or cuDF frame of long bars (any index; the columns of :data:`STANDARD_COLUMNS`,
+        other names mapped by ``columns``, standard name -> frame name)
+    lib : the frame library to compute in (``Backend.frames``); a pandas frame is moved to cuDF
+        for a GPU backend
+    source : how messages and ``LoadedBars.files`` name the frame
+
+    Returns
+    -------
+    LoadedBars; ``source_row`` is the 0-based position in ``frame``.
+    """
+    if not hasattr(frame, "columns") or not hasattr(frame, "iloc"):
+        raise DataError(f"{source}: expected a DataFrame of bars, got {type(frame).__name__}")
+    cols = [str(c) for c in frame.columns]
+    if len(set(cols)) != len(cols):
+        raise DataError(f"{source}: duplicate column name(s) {_few(sorted({c for c in cols if cols.count(c) > 1}))}")
+    named = _standard_names(source, cols, dict(columns or {}))
+    raw = frame.reset_index(drop=True)
+    raw.columns = named
+    on_gpu = type(raw).__module__.split(".", 1)[0] == "cudf"
+    if frames.is_cudf(lib) and not on_gpu:
+        raw = lib.from_pandas(raw)
+    elif on_gpu and not frames.is_cudf(lib):
+        raw = frames.to_host(raw)
+    checked = check_symbols(check_rows(raw, lib=lib, source=source))
+    inputs = InputFiles((Path(source),), "frame", {})
+    return require_accepted(split_checked(checked, inputs))
 
 
 def _meta(lib):
