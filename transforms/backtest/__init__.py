@@ -1,4 +1,4 @@
-"""The backtest engine, its strategies, and the metrics of its equity curves.
+"""The backtest engine, its strategies, the metrics of its equity curves, and walk-forward arithmetic.
 
 Public names are imported from their modules on first use (PEP 562), so importing one
 room never imports its neighbours' heavier dependencies.
@@ -7,6 +7,7 @@ from alphapulse._exports import lazy_exports
 
 _EXPORTS = {
     "ACC": "engine",
+    "choose_combinations": "walk_forward",
     "compact_bars": "engine",
     "custom_strategy": "strategies",
     "DIRECTIONS": "engine",
@@ -23,6 +24,8 @@ _EXPORTS = {
     "STRATEGIES": "strategies",
     "Strategy": "strategies",
     "TRADE_ON": "engine",
+    "walk_forward_windows": "walk_forward",
+    "window_bars": "walk_forward",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
