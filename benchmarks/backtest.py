@@ -148,8 +148,8 @@ def run_pipeline(data: str) -> None:
 
     import yaml
 
-    from alphapulse.pipelines.backtest.pipeline import prepare_backtest, run_backtest_pipeline
-    from alphapulse.pipelines.config.schema import default_config_text, parse_config
+    from alphapulse.pipelines.backtest import prepare_backtest, run_backtest_pipeline
+    from alphapulse.pipelines.config import default_config_text, parse_config
 
     raw = yaml.safe_load(default_config_text())
     raw["gpu"]["enabled"] = False

@@ -28,7 +28,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.config import load_config
     from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
 
     imports = time.perf_counter() - t0

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._machine import cpu_model  # noqa: E402
 from alphapulse.pipelines.runtime.backend import choose_backend  # noqa: E402
-from alphapulse.pipelines.config.schema import load_config, parse_config  # noqa: E402
+from alphapulse.pipelines.config import load_config, parse_config  # noqa: E402
 from alphapulse.pipelines.data.load import inspect_input, load_bars  # noqa: E402
 from alphapulse.pipelines.models.pipeline import features_stage, model_specs  # noqa: E402
 from alphapulse.transforms.models.training import walk_forward, walk_forward_splits  # noqa: E402

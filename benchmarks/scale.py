@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from benchmarks._machine import cpu_model  # noqa: E402
-from alphapulse.pipelines.config.schema import default_config_text  # noqa: E402
+from alphapulse.pipelines.config import default_config_text  # noqa: E402
 
 CASES = {  # name -> (frequency, symbols, bars per symbol, symbols per file)
     "daily": ("daily", 5000, 2520, 500),

@@ -1,9 +1,9 @@
 """The backtest flow: load -> validate -> panel -> sweep (+ walk-forward) -> report, over
-``alphapulse.pipelines.backtest.pipeline``.
+``alphapulse.pipelines.backtest``.
 
 Retries belong to IO: loading and report writing retry on an ``OSError`` (``alphapulse.flows.runners.io_retry``);
 the sweep and bad input do not. Caching: the sweep's result is cached (``INPUTS + TASK_SOURCE``,
-persisted) under :func:`alphapulse.pipelines.backtest.pipeline.compute_key` (config, strategy and grid, backend and
+persisted) under :func:`alphapulse.pipelines.backtest.compute.compute_key` (config, strategy and grid, backend and
 dtype, the input files' fingerprint, the code), so a re-run on unchanged input and settings skips
 the sweep and writes the same report (``cached_compute`` in its manifest). The sweep's Dask
 cluster (``cluster``: in-process, local, processes, cuda or a scheduler address) is opened by the
@@ -21,9 +21,9 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from alphapulse.flows.artifacts import publish_report_artifacts
 from alphapulse.flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry
-from alphapulse.pipelines.backtest import pipeline as backtest
+from alphapulse.pipelines import backtest
 from alphapulse.pipelines.runtime.backend import Backend, choose_backend
-from alphapulse.pipelines.config.schema import load_config
+from alphapulse.pipelines.config import load_config
 from alphapulse.pipelines.runtime.stages import StageTimer
 
 

@@ -31,7 +31,7 @@ from alphapulse.flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry, par
 from alphapulse.pipelines.daily import pipeline as daily
 from alphapulse.pipelines.runtime.backend import Backend, choose_backend
 from alphapulse.pipelines.runtime.cluster import resolve_cluster
-from alphapulse.pipelines.config.schema import load_config
+from alphapulse.pipelines.config import load_config
 from alphapulse.pipelines.data.partitions import Partition
 from alphapulse.pipelines.runtime.stages import StageTimer
 

@@ -23,7 +23,7 @@ from alphapulse.flows.runners import RETRIES, RETRY_DELAY_SECONDS, io_retry, tas
 from alphapulse.pipelines.models import pipeline as modelling
 from alphapulse.pipelines.runtime.backend import Backend, choose_backend
 from alphapulse.pipelines.runtime.cluster import resolve_cluster
-from alphapulse.pipelines.config.schema import load_config
+from alphapulse.pipelines.config import load_config
 from alphapulse.pipelines.runtime.stages import StageTimer
 
 

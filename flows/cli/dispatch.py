@@ -13,7 +13,7 @@ import time
 
 from alphapulse.pipelines.runtime.backend import BackendError
 from alphapulse.pipelines.runtime.cluster import resolve_cluster
-from alphapulse.pipelines.config.schema import ConfigError, load_config
+from alphapulse.pipelines.config import ConfigError, load_config
 from alphapulse.pipelines.data.load import DataError
 from alphapulse.pipelines.report.write import ReportError
 from alphapulse.pipelines.runtime.stages import StageError
@@ -184,7 +184,7 @@ def _print_backtest_summary(manifest: dict, summary, out_dir, seconds: float) ->
 
 
 def _backtest(args) -> tuple[dict, object, object]:
-    from alphapulse.pipelines.backtest.pipeline import prepare_backtest, run_backtest_pipeline
+    from alphapulse.pipelines.backtest import prepare_backtest, run_backtest_pipeline
 
     config = load_config(args.config)
     cluster = "config" if args.cluster is None else (None if args.cluster.lower() == "none" else args.cluster)

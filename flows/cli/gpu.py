@@ -77,7 +77,7 @@ def _status(args) -> int:
 
 
 def _utilization(args) -> int:
-    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.config import load_config
     from alphapulse.pipelines.gpu.status import check_sample_interval, sample_for, timeline_png
 
     if args.interval is not None:
@@ -178,7 +178,7 @@ def _benchmark(args) -> int:
                            summary=benchmark_summary_md(frame, crossovers, status))
         print(f"report: {out}")
     if args.refresh_routing:
-        from alphapulse.pipelines.config.schema import load_config
+        from alphapulse.pipelines.config import load_config
         from alphapulse.pipelines.runtime.routing import cache_path, device_key, record_speedups
 
         key = device_key(status)

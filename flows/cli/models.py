@@ -51,7 +51,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.config import load_config
     from alphapulse.pipelines.models.pipeline import prepare_models, run_models
 
     from alphapulse.pipelines.runtime.cluster import resolve_cluster

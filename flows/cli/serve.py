@@ -50,7 +50,7 @@ def is_loopback(host: str) -> bool:
 def _default_roots(config_path: str | None) -> list[str]:
     from pathlib import Path
 
-    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.config import load_config
 
     c = load_config(config_path)
     roots = []

@@ -160,7 +160,7 @@ def factor_returns(n_obs: int, n_assets: int, *, dtype="float64", seed: int = 0)
 
 @lru_cache(maxsize=1)
 def _indicator_specs():
-    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.config import load_config
 
     return tuple(load_config().indicator_specs())
 

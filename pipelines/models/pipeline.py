@@ -43,7 +43,7 @@ import pandas as pd
 from alphapulse.pipelines.data import frames as frames
 from alphapulse.pipelines.runtime.backend import Backend, choose_backend
 from alphapulse.pipelines.runtime.budget import check_models
-from alphapulse.pipelines.config.schema import Config, ModelConfig, ModelsConfig
+from alphapulse.pipelines.config import Config, ModelConfig, ModelsConfig
 from alphapulse.pipelines.data.load import InputFiles, LoadedBars, inspect_input, load_bars
 from alphapulse.pipelines.models.estimators import MODEL_TARGETS, estimator, model_files
 from alphapulse.pipelines.data.panel import bars_to_panel

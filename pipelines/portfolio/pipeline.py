@@ -44,7 +44,7 @@ import pandas as pd
 from alphapulse.pipelines.data import frames as frames
 from alphapulse.pipelines.runtime.backend import Backend, choose_backend
 from alphapulse.pipelines.runtime.budget import check_portfolio
-from alphapulse.pipelines.config.schema import Config, GpuConfig, PortfolioConfig
+from alphapulse.pipelines.config import Config, GpuConfig, PortfolioConfig
 from alphapulse.pipelines.runtime.cost import stage_table_lines
 from alphapulse.pipelines.data.load import InputFiles, LoadedBars, inspect_input, load_bars
 from alphapulse.pipelines.models.estimators import kmeans_model

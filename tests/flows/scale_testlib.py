@@ -23,7 +23,7 @@ def split_by_symbol(folder: Path, n_files: int = 2) -> Path:
 
 def config_file(path: Path, **data) -> str:
     """The shipped config with ``data`` keys replaced, written as YAML; returns its path."""
-    from alphapulse.pipelines.config.schema import default_config_text
+    from alphapulse.pipelines.config import default_config_text
 
     raw = yaml.safe_load(default_config_text())
     raw["data"].update(data)

@@ -12,7 +12,7 @@ from tests.flows.scale_testlib import SAMPLE, config_file, report_bytes, result_
 def test_runner_options_never_import_dask_cuda():
     from alphapulse.flows.runners import task_runner
     from alphapulse.pipelines.runtime.cluster import dask_runner_options, resolve_cluster
-    from alphapulse.pipelines.config.schema import load_config, parse_config
+    from alphapulse.pipelines.config import load_config, parse_config
 
     config = load_config()
     assert dask_runner_options(None) is None and task_runner(None, config)[0] is None
@@ -34,8 +34,8 @@ def test_runner_options_never_import_dask_cuda():
 
 
 def test_backtest_cluster_falls_back_to_the_top_level_block(tmp_path):
-    from alphapulse.pipelines.backtest.pipeline import prepare_backtest
-    from alphapulse.pipelines.config.schema import parse_config
+    from alphapulse.pipelines.backtest import prepare_backtest
+    from alphapulse.pipelines.config import parse_config
 
     raw = {"data": {"columns": {"timestamp": "date", "symbol": "Name"}}, "cluster": {"address": "local"}}
     assert prepare_backtest(parse_config(raw), data_path=str(SAMPLE), out_dir=str(tmp_path / "r")).cluster == "local"

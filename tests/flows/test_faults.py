@@ -22,7 +22,7 @@ def _io_retry(exc) -> bool:
 
 
 def test_io_retry_retries_io_only():
-    from alphapulse.pipelines.config.schema import ConfigError
+    from alphapulse.pipelines.config import ConfigError
     from alphapulse.pipelines.data.load import DataError
     from alphapulse.pipelines.report.write import ReportError
     from alphapulse.pipelines.runtime.stages import StageError
@@ -40,7 +40,7 @@ def test_io_retry_retries_io_only():
 
 
 def _partitions_reading(data, cfg, path) -> set[int]:
-    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.config import load_config
     from alphapulse.pipelines.data.load import inspect_input
     from alphapulse.pipelines.data.partitions import plan_partitions
 
@@ -156,7 +156,7 @@ def test_a_worker_killed_mid_run(prefect_ephemeral, tmp_path):
     from prefect.states import StateType
 
     from alphapulse.flows.daily import daily_flow
-    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.config import load_config
     from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
 
     data = split_by_symbol(tmp_path / "in", 4)

@@ -19,7 +19,7 @@ def _manifest(out) -> dict:
 @pytest.mark.slow
 def test_reruns_are_identical_and_cached_until_an_input_changes(prefect_ephemeral, tmp_path):
     from alphapulse.flows.daily import daily_flow
-    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.config import load_config
     from alphapulse.pipelines.data.load import inspect_input
     from alphapulse.pipelines.data.partitions import plan_partitions
 

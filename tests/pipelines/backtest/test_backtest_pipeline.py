@@ -9,14 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphapulse.pipelines.backtest import pipeline as bp
+from alphapulse.pipelines import backtest as bp
+from alphapulse.pipelines.backtest import sweep
 from alphapulse.pipelines.runtime.backend import cpu_backend
 from alphapulse.pipelines.runtime.cluster import open_client
-from alphapulse.pipelines.config.schema import load_config, parse_config
+from alphapulse.pipelines.config import load_config, parse_config
 from alphapulse.pipelines.config.grid import GridError
 from tests.pipelines.conftest import SAMPLE
 from alphapulse.transforms.backtest.metrics import METRICS
 from alphapulse.transforms.backtest.strategies import custom_strategy
+from alphapulse.transforms.backtest.walk_forward import choose_combinations
 
 CPU = cpu_backend("tests")
 SMALL_GRID = "fast=5:20:5,slow=30:60:10"  # 16 combinations, all valid
@@ -112,7 +114,7 @@ def test_chunked_equals_unchunked(sample, tmp_path):
 
 def test_task_partition_does_not_change_results(sample, tmp_path, monkeypatch):
     _, prepared = sample
-    monkeypatch.setattr(bp, "FOLD_GROUP_SYMBOLS", 8)
+    monkeypatch.setattr(sweep, "FOLD_GROUP_SYMBOLS", 8)
     runs = [bp.sweep_stage(prepared, make_request(tmp_path, symbols_per_chunk=size), CPU) for size in (8, 24, "auto")]
     assert [r.chunks["tasks"] for r in runs] == [7, 3, 1]
     assert runs[0].chunks["fold_groups"] == 7
@@ -133,9 +135,9 @@ def test_groups_and_sub_blocks_never_hold_a_single_symbol():
 def test_local_cluster_equals_in_process(sample, tmp_path, monkeypatch, kind):
     """A real distributed.LocalCluster with 2 workers: same numbers as the in-process run."""
     _, prepared = sample
-    monkeypatch.setattr(bp, "FOLD_GROUP_SYMBOLS", 8)
+    monkeypatch.setattr(sweep, "FOLD_GROUP_SYMBOLS", 8)
     request = make_request(tmp_path, symbols_per_chunk=16,
-                           walk_forward={"in_sample_bars": 400, "out_of_sample_bars": 200})
+                           walk_forward={"train_bars": 400, "test_bars": 200})
     alone = bp.sweep_stage(prepared, request, CPU)
     wf_alone = bp.walk_forward_stage(prepared, request, CPU)
     with open_client(kind, workers=2) as (client, info):
@@ -206,7 +208,7 @@ def test_portfolio_return_is_the_mean_of_symbol_returns(tmp_path):
                                rtol=1e-12)
     # the same through a window: bars 1..3 only, a fresh start at bar 1
     wf_request = replace(request, config=make_config(data_columns={}, walk_forward={
-        "in_sample_bars": 3, "out_of_sample_bars": 2}))
+        "train_bars": 3, "test_bars": 2}))
     wf = bp.walk_forward_stage(prepared, wf_request, CPU)
     assert wf.windows == [(0, 3, 3, 5)]
     np.testing.assert_allclose(wf.out_of_sample["total_return"][0, 0], [a[4] / a[3] - 1, b[4] / b[3] - 1,
@@ -215,23 +217,9 @@ def test_portfolio_return_is_the_mean_of_symbol_returns(tmp_path):
 
 # --- walk-forward ------------------------------------------------------------------------------
 
-def test_walk_forward_windows():
-    assert bp.walk_forward_windows(10, 4, 3) == [(0, 4, 4, 7), (3, 7, 7, 10)]
-    assert bp.walk_forward_windows(6, 4, 3) == []
-
-
-def test_choose_combinations():
-    nan = np.nan
-    is_ = np.array([[[1.0, nan, 0.2], [2.0, nan, 0.1], [0.5, nan, 0.3]]])  # 1 window, 3 combos, 3 symbols
-    assert bp.choose_combinations(is_, select="per_symbol").tolist() == [[1, -1, 2]]
-    # medians over symbols: 0.6, 1.05, 0.4 -> combination 1 for everyone
-    assert bp.choose_combinations(is_, select="median").tolist() == [[1, 1, 1]]
-    assert bp.choose_combinations(np.full((1, 2, 2), nan), select="median").tolist() == [[-1, -1]]
-
-
 def test_walk_forward_never_uses_out_of_sample_data_to_choose(sample, tmp_path):
     _, prepared = sample
-    request = make_request(tmp_path, walk_forward={"in_sample_bars": 300, "out_of_sample_bars": 150})
+    request = make_request(tmp_path, walk_forward={"train_bars": 300, "test_bars": 150})
     before = bp.walk_forward_stage(prepared, request, CPU)
     assert len(before.windows) == 6
     cut = before.windows[0][1]  # end of the first in-sample window
@@ -243,8 +231,8 @@ def test_walk_forward_never_uses_out_of_sample_data_to_choose(sample, tmp_path):
     after = bp.walk_forward_stage(perturbed, request, CPU)
     for select in ("per_symbol", "median"):
         metric = before.in_sample["sharpe"][:1]
-        np.testing.assert_array_equal(bp.choose_combinations(metric, select=select),
-                                      bp.choose_combinations(after.in_sample["sharpe"][:1], select=select))
+        np.testing.assert_array_equal(choose_combinations(metric, select=select),
+                                      choose_combinations(after.in_sample["sharpe"][:1], select=select))
     np.testing.assert_array_equal(before.chosen[0], after.chosen[0])
     for m in METRICS:
         np.testing.assert_array_equal(before.in_sample[m][0], after.in_sample[m][0])
@@ -256,7 +244,7 @@ def test_walk_forward_never_uses_out_of_sample_data_to_choose(sample, tmp_path):
 
 def test_report_files_are_present_and_consistent(tmp_path):
     request = make_request(tmp_path, "fast=5:25:10;slow=20:60:20", top_n=3, commission_bps=5,
-                           walk_forward={"in_sample_bars": 504, "out_of_sample_bars": 252, "select": "median"})
+                           walk_forward={"train_bars": 504, "test_bars": 252, "select": "median"})
     result = bp.run_backtest_pipeline(request)
     out = result.out_dir
     assert sorted(p.name for p in out.iterdir()) == sorted([

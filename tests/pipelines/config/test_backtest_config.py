@@ -1,7 +1,7 @@
 """The config's backtest block: documented defaults, validation with the key named."""
 import pytest
 
-from alphapulse.pipelines.config.schema import ConfigError, load_config, parse_config
+from alphapulse.pipelines.config import ConfigError, load_config, parse_config
 
 
 def test_defaults():
@@ -20,7 +20,7 @@ def test_full_block():
         "random_sample": 3, "seed": 1, "direction": "both", "trade_on": "close", "size_fraction": 0.5,
         "commission_bps": 1, "slippage_bps": 2.5, "stop_loss": 0.05, "take_profit": 0.1,
         "periods_per_year": 52, "definitions": "backtesting.py", "top_n": 3,
-        "walk_forward": {"in_sample_bars": 100, "out_of_sample_bars": 20, "metric": "sortino", "select": "median"},
+        "walk_forward": {"train_bars": 100, "test_bars": 20, "metric": "sortino", "select": "median"},
         "cluster": "tcp://10.0.0.1:8786", "workers": 2, "symbols_per_chunk": 64}})
     bt = cfg.backtest
     assert bt.grid_values() == {"period": [10, 14], "lower": [20.0, 25.0, 30.0], "upper": [70.0]}
@@ -44,12 +44,23 @@ def test_full_block():
     ({"definitions": "zipline"}, r"backtest\.definitions"),
     ({"cluster": "yarn"}, r"backtest\.cluster: cluster must be null, 'local', 'processes', 'cuda' or a scheduler"),
     ({"symbols_per_chunk": 0}, r"backtest\.symbols_per_chunk"),
-    ({"walk_forward": {"in_sample_bars": 10}}, r"backtest\.walk_forward\.out_of_sample_bars"),
-    ({"walk_forward": {"in_sample_bars": 10, "out_of_sample_bars": 5, "metric": "trades"}},
+    ({"walk_forward": {"train_bars": 10}}, r"backtest\.walk_forward\.test_bars"),
+    ({"walk_forward": {"train_bars": 10, "test_bars": 5, "metric": "trades"}},
      r"backtest\.walk_forward\.metric"),
-    ({"walk_forward": {"in_sample_bars": 10, "out_of_sample_bars": 5, "oos": 1}},
+    ({"walk_forward": {"train_bars": 10, "test_bars": 5, "oos": 1}},
      r"backtest\.walk_forward\.oos: unknown key"),
 ])
 def test_bad_backtest_blocks(block, message):
     with pytest.raises(ConfigError, match=message):
         parse_config({"backtest": block})
+
+
+@pytest.mark.parametrize("old, new", [("in_sample_bars", "train_bars"), ("out_of_sample_bars", "test_bars")])
+def test_renamed_walk_forward_keys_name_the_new_key(tmp_path, old, new):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"backtest:\n  walk_forward: {{{old}: 100, metric: sharpe}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: backtest.walk_forward.{old} was renamed {new}"
+    with pytest.raises(ConfigError, match=rf"^config: backtest\.walk_forward\.{old} was renamed {new}$"):
+        parse_config({"backtest": {"walk_forward": {old: 100}}})

@@ -1,8 +1,6 @@
-import numpy as np
 import pytest
-import yaml
 
-from alphapulse.pipelines.config.schema import ConfigError, load_config, parse_config, parse_size
+from alphapulse.pipelines.config import ConfigError, load_config, parse_config, parse_size
 
 
 def write(tmp_path, text):

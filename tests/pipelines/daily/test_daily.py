@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import talib
 
-from alphapulse.pipelines.config.schema import load_config, parse_config
+from alphapulse.pipelines.config import load_config, parse_config
 from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
 from tests.pipelines.conftest import SAMPLE
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from alphapulse.pipelines.runtime.backend import probe_gpu
-from alphapulse.pipelines.config.schema import load_config
+from alphapulse.pipelines.config import load_config
 from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
 from tests.pipelines.conftest import SAMPLE
 

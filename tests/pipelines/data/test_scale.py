@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from alphapulse.pipelines.config.schema import load_config, parse_config
+from alphapulse.pipelines.config import load_config, parse_config
 from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
 from alphapulse.pipelines.data.load import inspect_input
 from alphapulse.pipelines.data.partitions import load_partition, plan_partitions

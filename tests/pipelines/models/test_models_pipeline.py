@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from alphapulse.pipelines.runtime.backend import probe_gpu
-from alphapulse.pipelines.config.schema import ConfigError, parse_config
+from alphapulse.pipelines.config import ConfigError, parse_config
 from alphapulse.pipelines.models.estimators import ModelFileError, load_model
 from alphapulse.pipelines.models.pipeline import prepare_models, run_models
 from tests.pipelines.conftest import SAMPLE, SP500_COLUMNS

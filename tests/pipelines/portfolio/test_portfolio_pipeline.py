@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from alphapulse.flows.cli.dispatch import main
-from alphapulse.pipelines.config.schema import load_config, parse_config
+from alphapulse.pipelines.config import load_config, parse_config
 from alphapulse.pipelines.portfolio.pipeline import month_end_rows, prepare_portfolio, run_portfolio
 from tests.pipelines.conftest import SAMPLE
 

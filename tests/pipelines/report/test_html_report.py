@@ -13,8 +13,8 @@ import yaml
 
 from alphapulse.pipelines.report import html as html_report
 from alphapulse.pipelines.report import write as report
-from alphapulse.pipelines.backtest.pipeline import prepare_backtest, run_backtest_pipeline
-from alphapulse.pipelines.config.schema import load_config, parse_config
+from alphapulse.pipelines.backtest import prepare_backtest, run_backtest_pipeline
+from alphapulse.pipelines.config import load_config, parse_config
 from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
 from alphapulse.pipelines.portfolio.pipeline import prepare_portfolio, run_portfolio
 from tests.pipelines.conftest import ROOT, SAMPLE

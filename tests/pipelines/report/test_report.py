@@ -378,7 +378,7 @@ def test_a_live_runs_scratch_folder_survives_another_daily_run(tmp_path):
     """The daily pipeline's part files wait in ``.<name>.parts-*`` beside the report; a second run
     into the same folder used to remove the first one's as stale. Only a killed run's (one no
     process holds) goes."""
-    from alphapulse.pipelines.config.schema import load_config
+    from alphapulse.pipelines.config import load_config
     from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
 
     out = tmp_path / "rep"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alphapulse.pipelines.config.schema import ConfigError, load_config
+from alphapulse.pipelines.config import ConfigError, load_config
 from alphapulse.pipelines.report.write import ReportError, _safe_name, check_out_dir, write_report
 
 ROOT = Path(__file__).resolve().parents[3]

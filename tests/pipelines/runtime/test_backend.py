@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from alphapulse.pipelines.runtime.backend import BackendError, choose_backend, probe_gpu
-from alphapulse.pipelines.config.schema import parse_config
+from alphapulse.pipelines.config import parse_config
 
 NO_GPU = lambda device: (None, "no CUDA device (test)")  # noqa: E731
 ONE_GPU = lambda device: (0 if device == "auto" else device, "Test GPU")  # noqa: E731

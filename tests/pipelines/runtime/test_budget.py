@@ -20,7 +20,7 @@ import yaml
 import alphapulse.pipelines.runtime.budget as budget
 from alphapulse.flows.cli.dispatch import main
 from alphapulse.pipelines.runtime.budget import BudgetError, Need, check, models_needs, size_text
-from alphapulse.pipelines.config.schema import BudgetConfig, parse_config
+from alphapulse.pipelines.config import BudgetConfig, parse_config
 from alphapulse.pipelines.models.pipeline import feature_names
 
 

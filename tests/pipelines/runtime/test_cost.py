@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from alphapulse.pipelines.runtime.backend import Backend
-from alphapulse.pipelines.config.schema import parse_config
+from alphapulse.pipelines.config import parse_config
 from alphapulse.pipelines.runtime.cost import run_cost, stage_table_lines
 from alphapulse.pipelines.runtime.stages import RunTracker, StageTimer, current_tracker, run_sections
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from alphapulse.pipelines.runtime.backend import cpu_backend
-from alphapulse.pipelines.config.schema import load_config, parse_config
+from alphapulse.pipelines.config import load_config, parse_config
 from alphapulse.pipelines.daily.pipeline import compute_partition, plan_stage, prepare_daily, run_daily
 from alphapulse.pipelines.data.load import DataError
 from alphapulse.pipelines.runtime.stages import StageError
@@ -77,7 +77,7 @@ def test_killed_while_assembling_a_partitioned_report(two_files, tmp_path):
     script = textwrap.dedent(f"""
         import time
         from alphapulse.pipelines.report import write as report
-        from alphapulse.pipelines.config.schema import load_config
+        from alphapulse.pipelines.config import load_config
         from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
         real = report._link_or_copy
         def slow(src, dest):

@@ -165,7 +165,7 @@ def test_chunked_columns_on_injected_indicators():
 
 
 def _sample_config(**extra):
-    from alphapulse.pipelines.config.schema import parse_config
+    from alphapulse.pipelines.config import parse_config
 
     return parse_config({"data": {"columns": {"timestamp": "date", "symbol": "Name"}}, "gpu": {"enabled": False},
                          "indicators": {"sma": [20], "rsi": [14], "atr": [14]}, **extra})
@@ -207,12 +207,13 @@ def test_backtest_unchanged_under_injected_oom(tmp_path, monkeypatch, cluster):
     """In-process and on a (threaded) Dask cluster, whose tasks carry their alerts back."""
     import pandas as pd
 
-    import alphapulse.pipelines.backtest.pipeline as bt
+    from alphapulse.pipelines import backtest as bt
+    from alphapulse.transforms.backtest import engine
     from tests.pipelines.portfolio.test_portfolio_pipeline import SAMPLE
 
     cfg = _sample_config(backtest={"grid": {"fast": [5, 10, 15], "slow": [20, 30, 40, 50]}})
     want = bt.run_backtest_pipeline(bt.prepare_backtest(cfg, data_path=str(SAMPLE), out_dir=str(tmp_path / "a")))
-    real = bt.engine.run_backtest
+    real = engine.run_backtest
     launches = []
 
     def injected(prices, n, *, legs, **kw):
@@ -221,7 +222,7 @@ def test_backtest_unchanged_under_injected_oom(tmp_path, monkeypatch, cluster):
             raise InjectedOOM("out of memory allocating the returns buffer")
         return real(prices, n, legs=legs, **kw)
 
-    monkeypatch.setattr(bt.engine, "run_backtest", injected)
+    monkeypatch.setattr(engine, "run_backtest", injected)
     got = bt.run_backtest_pipeline(bt.prepare_backtest(cfg, data_path=str(SAMPLE), out_dir=str(tmp_path / "b"),
                                                        cluster=cluster))
     assert launches[:3] == [12, 6, 3]

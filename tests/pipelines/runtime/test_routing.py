@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from alphapulse.pipelines.runtime.backend import Backend, cpu_backend
-from alphapulse.pipelines.config.schema import parse_config
+from alphapulse.pipelines.config import parse_config
 from alphapulse.pipelines.runtime.routing import (cache_path, decide, device_key, interpolated_speedup, load_speedups,
                                record_speedups, route)
 from alphapulse.pipelines.runtime.stages import RunTracker
@@ -101,7 +101,7 @@ def test_route_on_a_cpu_backend_records_the_decision():
 
 
 def test_a_cpu_pipeline_run_routes_to_the_cpu(tmp_path):
-    from alphapulse.pipelines.backtest.pipeline import prepare_backtest, run_backtest_pipeline
+    from alphapulse.pipelines.backtest import prepare_backtest, run_backtest_pipeline
     from tests.pipelines.portfolio.test_portfolio_pipeline import SAMPLE
 
     cfg = parse_config({"data": {"columns": {"timestamp": "date", "symbol": "Name"}},

@@ -1,0 +1,176 @@
+"""The backtest's report: the Sharpe heatmap, ``summary.md``, the manifest and the report stage.
+
+Implements :func:`heatmap_png` (``sharpe_heatmap.png``), :func:`report_stage` (the tables of
+:mod:`alphapulse.pipelines.backtest.frames`, one combination's equity per symbol, the manifest
+and the summary, written atomically) and its :class:`BacktestResult`.
+"""
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alphapulse.pipelines.backtest.block import engine_params, symbol_equity
+from alphapulse.pipelines.backtest.compute import ComputeResult
+from alphapulse.pipelines.backtest.frames import equity_frame, metrics_frame, summary_frame, walk_forward_frame
+from alphapulse.pipelines.backtest.panel import PreparedPanel
+from alphapulse.pipelines.backtest.request import BacktestRequest
+from alphapulse.pipelines.backtest.sweep import ranked_combinations
+from alphapulse.pipelines.data.load import LoadedBars
+from alphapulse.pipelines.report.write import format_value, markdown_table, rejected_note, write_report
+from alphapulse.pipelines.runtime.backend import Backend
+from alphapulse.pipelines.runtime.cost import stage_table_lines
+from alphapulse.pipelines.runtime.stages import StageTimer, run_record, run_sections
+from alphapulse.transforms.backtest.returns_metrics import RETURN_METRICS
+
+
+@dataclass
+class BacktestResult:
+    """The report folder, its manifest, and the summary and metrics tables as written."""
+
+    out_dir: Path
+    manifest: dict
+    summary: pd.DataFrame = field(repr=False)
+    metrics: pd.DataFrame = field(repr=False)
+
+
+def heatmap_png(request: BacktestRequest, summary: pd.DataFrame) -> bytes | None:
+    """``sharpe_heatmap.png``: portfolio and median Sharpe over the first two grid parameters
+    (the best over any further parameters); None when the grid varies no parameter."""
+    varying = [p for p, v in request.grid.items() if len(v) > 1]
+    if not varying:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    x = varying[0]
+    y = varying[1] if len(varying) > 1 else None
+    fig = Figure(figsize=(12, 5), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, (col, title) in enumerate((("portfolio_sharpe", "equal-weight portfolio Sharpe"),
+                                      ("median_sharpe", "median Sharpe over symbols"))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        if y is None:
+            table = summary.groupby(x)[col].max().to_frame().T
+        else:
+            table = summary.pivot_table(index=y, columns=x, values=col, aggfunc="max", dropna=False)
+        xs = sorted(request.grid[x])
+        ys = sorted(request.grid[y]) if y else [""]
+        table = table.reindex(index=ys if y else table.index, columns=xs)
+        data = np.ma.masked_invalid(table.to_numpy(dtype=float))
+        im = ax.imshow(data, origin="lower", aspect="auto", cmap="RdYlGn")
+        ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs], rotation=90 if len(xs) > 12 else 0, fontsize=8)
+        ax.set_yticks(range(len(ys)), [f"{v:g}" if y else "" for v in ys], fontsize=8)
+        ax.set_xlabel(x)
+        if y:
+            ax.set_ylabel(y)
+        extra = [p for p in varying if p not in (x, y)]
+        ax.set_title(title + (f" (best over {', '.join(extra)})" if extra else ""), fontsize=10)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle(f"{request.strategy.name}: Sharpe by parameters")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _summary_md(manifest: dict, summary: pd.DataFrame, wf: pd.DataFrame | None, params: list) -> str:
+    inp, be, grid = manifest["input"], manifest["backend"], manifest["grid"]
+    lines = [
+        f"# AlphaPulse backtest: {manifest['strategy']}",
+        "",
+        f"- run `{manifest['run_id']}` at {manifest['created_at']}",
+        f"- backend: **{be['name']}** ({be['reason']}), dtype {be['dtype']}; cluster: {manifest['cluster']['kind']}",
+        f"- input: `{inp['path']}`: {inp['rows_read']:,} rows read, {inp['rows_accepted']:,} accepted, "
+        f"{inp['rows_rejected']:,} rejected{rejected_note(inp)}; {inp['symbols']} symbols, "
+        f"{inp.get('first_timestamp', '?')} .. {inp.get('last_timestamp', '?')}",
+        f"- grid ({grid['source']}): {grid['size']:,} combinations"
+        + (f", random sample of {grid['sampled']:,}" if grid.get("sampled") else "")
+        + f"; {grid['combinations_run']:,} run, {grid['skipped']:,} skipped as invalid"
+        + (" (" + ", ".join(f"{k}: {v}" for k, v in grid["skipped_by_reason"].items()) + ")"
+           if grid["skipped"] else ""),
+        f"- execution: {manifest['execution_summary']}",
+        f"- work: {manifest['chunks']['tasks']} task(s), {manifest['chunks']['launches']} engine launches",
+        f"- heatmap: {manifest['heatmap']}",
+    ]
+    top = summary.sort_values("rank").head(10)
+    cols = ["rank", *params, "portfolio_sharpe", "portfolio_cagr", "portfolio_max_drawdown",
+            "portfolio_total_return", "median_sharpe", "mean_win_rate", "total_trades"]
+    lines += ["", "## Top combinations by equal-weight portfolio Sharpe", "", markdown_table(top[cols])]
+    if len(top):
+        best = top.iloc[0]
+        lines += ["", "## Best combination's portfolio", ""]
+        lines += [f"- {k}: {format_value(best[f'portfolio_{k}'])}" for k in RETURN_METRICS]
+    if wf is not None and len(wf):
+        agg = wf.groupby("window").agg(is_start=("is_start", "first"), oos_end=("oos_end", "first"),
+                                       median_is_sharpe=("is_sharpe", "median"),
+                                       median_oos_sharpe=("oos_sharpe", "median"),
+                                       median_oos_total_return=("oos_total_return", "median")).reset_index()
+        agg["is_start"] = agg["is_start"].dt.date
+        agg["oos_end"] = agg["oos_end"].dt.date
+        lines += ["", f"## Walk-forward (select: {wf['select'].iloc[0]})", "", markdown_table(agg)]
+    lines += stage_table_lines(manifest)
+    return "\n".join(lines) + "\n"
+
+
+def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars, prepared: PreparedPanel,
+                 computed: ComputeResult, stages: dict[str, float], *, run_id: str | None = None) -> BacktestResult:
+    """Write the report folder atomically: ``backtest_metrics.parquet``,
+    ``backtest_summary.parquet``, ``equity.parquet``, ``best_equity_by_symbol.parquet``,
+    ``sharpe_heatmap.png``, ``walk_forward.parquet`` (when configured), ``rejected.parquet`` (if
+    any), ``manifest.json`` and ``summary.md``."""
+    timer = StageTimer()
+    config, bt = request.config, request.config.backtest
+    sweep, wf = computed.sweep, computed.walk_forward
+    with timer.stage("report_tables"):
+        metrics = metrics_frame(request, prepared, sweep)
+        summary = summary_frame(request, sweep)
+        equity = equity_frame(request, prepared, sweep)
+        tables = {"backtest_metrics.parquet": metrics, "backtest_summary.parquet": summary,
+                  "equity.parquet": equity}
+        if bt.top_n > 0 and len(summary):
+            best = int(ranked_combinations(sweep)[0])
+            tables["best_equity_by_symbol.parquet"] = symbol_equity(prepared, request, backend, best).assign(
+                combo_id=best)
+        wf_frame = walk_forward_frame(request, prepared, wf) if wf is not None else None
+        if wf_frame is not None:
+            tables["walk_forward.parquet"] = wf_frame
+        if len(loaded.rejected):
+            tables["rejected.parquet"] = loaded.rejected
+        png = heatmap_png(request, summary)
+    reasons = Counter(why for _, why in request.plan.skipped)
+    execution = engine_params(config)
+    manifest = run_record("backtest", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
+                          run_id=run_id)
+    manifest["input"]["timestamps"] = prepared.shape[0]
+    manifest.update({
+        "strategy": request.strategy.name,
+        "grid": {"source": request.grid_source, "parameters": request.grid, "size": request.grid_size,
+                 "sampled": bt.random_sample if bt.random_sample and bt.random_sample < request.grid_size else None,
+                 "seed": bt.seed, "combinations_run": len(request.plan.combos),
+                 "skipped": len(request.plan.skipped), "skipped_by_reason": dict(reasons),
+                 "skipped_examples": [dict(c, reason=why) for c, why in request.plan.skipped[:50]]},
+        "execution": {**execution, "periods_per_year": bt.periods_per_year, "definitions": bt.definitions},
+        "execution_summary": (f"{bt.direction}, signal at the close, fill at the next bar's {bt.trade_on}, "
+                              f"commission {bt.commission_bps:g} bps, slippage {bt.slippage_bps:g} bps"
+                              + (f", stop-loss {bt.stop_loss:g}" if bt.stop_loss else "")
+                              + (f", take-profit {bt.take_profit:g}" if bt.take_profit else "")),
+        "chunks": sweep.chunks,
+        "walk_forward": None if wf is None else {**bt.walk_forward.model_dump(), "windows": len(wf.windows),
+                                                 "chunks": wf.chunks},
+        "cluster": computed.cluster,
+        "heatmap": "sharpe_heatmap.png" if png else "not drawn: the grid varies no parameter",
+        "stages": {**stages, **timer.seconds},
+        "cached_compute": computed.cached,
+    })
+    backtests = len(request.plan.combos) * prepared.shape[1]
+    manifest.update(run_sections(config, manifest["stages"], work=("million backtests", backtests / 1e6)))
+    out = write_report(request.out_dir, tables=tables, manifest=manifest,
+                       summary=_summary_md(manifest, summary, wf_frame, list(request.strategy.params)),
+                       files={"sharpe_heatmap.png": png} if png else None)
+    return BacktestResult(out, manifest, summary, metrics)
+

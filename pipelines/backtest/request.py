@@ -1,0 +1,108 @@
+"""The backtest's request: everything checked before any heavy work.
+
+Implements :class:`BacktestRequest` and :func:`prepare_backtest` (the strategy, by name or as a
+:class:`~alphapulse.transforms.backtest.strategies.Strategy`, the grid and its plan, the paths
+and the cluster spec), which the CLI runs before Prefect starts.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from alphapulse.pipelines.config.grid import GridError, check_grid, expand_grid, grid_size, parse_grid
+from alphapulse.pipelines.config.schema import Config
+from alphapulse.pipelines.data.load import InputFiles, inspect_input
+from alphapulse.pipelines.errors import ArgumentError
+from alphapulse.pipelines.report.write import check_out_dir
+from alphapulse.pipelines.runtime.cluster import check_cluster_spec
+from alphapulse.pipelines.runtime.stages import request_paths
+from alphapulse.transforms.backtest import engine as engine
+from alphapulse.transforms.backtest.strategies import STRATEGIES, Plan, Strategy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BacktestRequest:
+    """A checked request: what the CLI validates before Prefect starts."""
+
+    config: Config
+    inputs: InputFiles
+    data_path: str
+    out_dir: Path
+    strategy: Strategy
+    grid: dict
+    grid_source: str
+    grid_size: int
+    plan: Plan
+    backend: str = "auto"
+    cluster: str | None = None
+
+
+def _strategy_of(strategy: str | Strategy) -> Strategy:
+    if isinstance(strategy, Strategy):
+        return strategy
+    if strategy not in STRATEGIES:
+        import difflib
+
+        close = difflib.get_close_matches(str(strategy), list(STRATEGIES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ArgumentError(f"unknown strategy {strategy!r}{hint}; known: {', '.join(STRATEGIES)}")
+    return STRATEGIES[strategy]
+
+
+def prepare_backtest(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
+                     strategy: str | Strategy | None = None, grid: str | dict | None = None,
+                     backend: str = "auto", cluster: str | None = "config") -> BacktestRequest:
+    """Resolve the strategy, the grid, the paths and the cluster, and check them cheaply.
+
+    Parameters
+    ----------
+    config : the validated config (its ``backtest`` block gives the defaults)
+    data_path, out_dir : override ``data.path`` / ``backtest.out_dir``
+    strategy : a built-in strategy name or a :class:`Strategy` (e.g. ``custom_strategy``);
+        default ``backtest.strategy``
+    grid : the command-line grid text (see :mod:`alphapulse.pipelines.config.grid`) or a mapping parameter ->
+        values; default ``backtest.grid`` when the strategy is the config's, else the strategy's
+        defaults (one combination)
+    backend : "auto", "cpu" or "gpu"
+    cluster : a cluster spec (see :mod:`alphapulse.pipelines.runtime.cluster`), None for in-process, or "config"
+        for ``backtest.cluster``
+
+    Raises ``ArgumentError``, ``GridError``, ``DataError`` or ``ReportError`` with a one-line message.
+    """
+    bt = config.backtest
+    data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
+                                       default_out_dir=bt.out_dir, out_key="backtest.out_dir", backend=backend)
+    strat = _strategy_of(strategy or bt.strategy)
+    if isinstance(grid, str):
+        values, source = parse_grid(grid), "command line"
+    elif isinstance(grid, dict):
+        values, source = dict(grid), "argument"
+    elif STRATEGIES.get(strat.name) is strat and strat.name == bt.strategy:
+        values, source = bt.grid_values(), "config"
+    else:
+        values, source = {}, "strategy defaults"
+        if bt.grid:
+            log.info("backtest.grid is for %s, not %s: running %s's defaults", bt.strategy, strat.name, strat.name)
+    values = check_grid(values, strategy_name=strat.name, params=strat.params)
+    combos = expand_grid(values, random_sample=bt.random_sample, seed=bt.seed)
+    try:
+        plan = strat.plan(combos)
+    except ValueError as e:
+        raise GridError(f"{strat.name}: {e}") from None
+    if not plan.combos:
+        reasons = Counter(why for _, why in plan.skipped)
+        raise GridError(f"{strat.name}: all {len(combos)} combinations are invalid "
+                        f"({', '.join(f'{k}: {v}' for k, v in reasons.items())})")
+    if plan.mode == engine.TARGET and strat.targets is None:
+        raise ArgumentError(f"{strat.name}: a TARGET strategy needs a targets function")
+    if cluster == "config":  # backtest.cluster overrides the top-level cluster.address
+        cluster = bt.cluster if bt.cluster is not None else config.cluster.address
+    check_cluster_spec(cluster)
+    inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
+    out = check_out_dir(out_dir, inputs=[data_path])
+    return BacktestRequest(config, inputs, str(data_path), out, strat, values, source,
+                           grid_size(values), plan, backend, cluster)
