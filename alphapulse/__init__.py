@@ -21,7 +21,8 @@ except _metadata.PackageNotFoundError:  # a source tree on sys.path without an i
 # pipelines/ and flows/ into it). A bare source tree on sys.path (the GPU host's check, which
 # copies the tree and installs nothing) keeps them beside this folder: look there too.
 _source_tree = __import__("pathlib").Path(__file__).resolve().parent.parent
-if not (_source_tree / "alphapulse" / "transforms").exists() and (_source_tree / "transforms" / "__init__.py").is_file():
+if (not (_source_tree / "alphapulse" / "transforms").exists()
+        and (_source_tree / "transforms" / "__init__.py").is_file()):
     __path__.append(str(_source_tree))
 del _source_tree
 

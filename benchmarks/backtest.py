@@ -14,8 +14,9 @@ symbol's own bars, summed, times the combinations) per second.
     one chunk's accumulators and the metrics tables). The kernel is compiled (or loaded from
     numba's cache) on a one-combination warm-up, timed separately.
 (b) vectorbt 1.2 on ``--vbt-symbols`` symbols x all combinations, one symbol at a time, in calls
-    of ``--vbt-columns`` combinations (one column each; this bounds vectorbt's memory): vectorbt's TA-Lib SMA indicator for the windows (``vbt.MA`` sums differently,
-    to ~1e-12, which flips ties between the two averages on real prices), the level signals ``fast > slow`` /
+    of ``--vbt-columns`` combinations (one column each; this bounds vectorbt's memory): vectorbt's
+    TA-Lib SMA indicator for the windows (``vbt.MA`` sums differently, to ~1e-12, which flips ties
+    between the two averages on real prices), the level signals ``fast > slow`` /
     ``fast < slow`` shifted one bar (vectorbt's entries/exits for our rule, as the tests
     establish), ``Portfolio.from_signals`` (price = open, fees, ``size=inf``, ``init_cash=1``),
     then total return, Sharpe, max drawdown and trade count. Its JIT compile (Numba, on a first
@@ -174,7 +175,8 @@ def main() -> None:
     ap.add_argument("--vbt-columns", type=int, default=530,
                     help="combinations per vectorbt call (bounds its memory; 1,590 = one call a symbol)")
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    ap.add_argument("--pipeline", action="store_true", help="also time alphapulse.pipelines.backtest.pipeline end to end")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="also time alphapulse.pipelines.backtest.pipeline end to end")
     args = ap.parse_args()
 
     import numba

@@ -47,8 +47,8 @@ def main() -> None:
         print(f"best of {args.repeat}: {best[0]:.2f} s  {best[1]}")
 
         if args.prefect:
-            cli = [sys.executable, "-m", "alphapulse.flows.cli.dispatch", "daily", "--data", args.data, "--out", f"{tmp}/p", "-q",
-                   "--backend", "cpu"]
+            cli = [sys.executable, "-m", "alphapulse.flows.cli.dispatch", "daily", "--data", args.data,
+                   "--out", f"{tmp}/p", "-q", "--backend", "cpu"]
             for label, extra in (("CLI --no-prefect", ["--no-prefect"]), ("CLI, Prefect ephemeral", [])):
                 start = time.perf_counter()
                 subprocess.run(cli + extra, check=True, capture_output=True, cwd=ROOT)

@@ -33,6 +33,7 @@ Each finished case is written to ``--out`` at once (a killed run keeps the finis
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -177,7 +178,8 @@ class Bench:
         src = cp.ones(n, dtype=cp.uint8)
         dst = cp.empty_like(src)
         cp.copyto(dst, src)
-        t, _ = clock(lambda: cp.copyto(dst, src), cp, 10)
+        # partial binds the arrays now; a lambda would close over names that `del` removes below.
+        t, _ = clock(functools.partial(cp.copyto, dst, src), cp, 10)
         self.ceiling = 2 * n / t / 1e9
         row = {"case": "copy", "shape": f"{n / 2**30:.2f} GiB", "dtype": "uint8", "gpu_s": t,
                "gpu_gbps": self.ceiling, "fraction_of_ceiling": 1.0, "gpu_note": None}
@@ -208,7 +210,7 @@ class Bench:
             itemsize = np.dtype(dtype).itemsize
             moved = (len(host) + n_out) * n_bars * n_sym * itemsize
             self.row("indicators", f"{n_bars} bars x {n_sym} symbols, {n_out} outputs", dtype,
-                     make=lambda xp: on(xp, host), warm=lambda xp: on(xp, small),
+                     make=functools.partial(on, panel=host), warm=functools.partial(on, panel=small),
                      rtol=1e-9 if dtype == "float64" else 1e-3, bytes_moved=moved,
                      work=n_bars * n_sym, unit="cells/s")
             del host
@@ -327,7 +329,8 @@ def _f(v, spec):
 
 
 def format_row(r: dict) -> str:
-    return (f"{r['case']:<13} {r['dtype']:<8} cpu {_f(r.get('cpu_s'), '.4f'):>9} s  gpu {_f(r.get('gpu_s'), '.5f'):>9} s"
+    return (f"{r['case']:<13} {r['dtype']:<8} cpu {_f(r.get('cpu_s'), '.4f'):>9} s"
+            f"  gpu {_f(r.get('gpu_s'), '.5f'):>9} s"
             f"  x{_f(r.get('speedup'), '.1f'):>7}  {_f(r.get('gpu_gbps'), '.0f'):>6} GB/s"
             f"  agree {r.get('agree')}  {r.get('shape')}" + (f"  [{r['gpu_note']}]" if r.get("gpu_note") else ""))
 

@@ -39,7 +39,8 @@ FIELDS = ["open", "high", "low", "close", "volume"]
 def load_long(path: Path) -> pd.DataFrame:
     raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     raw = raw.rename(columns={"date": "timestamp", "Name": "symbol"}).dropna(subset=FIELDS)
-    ok = (raw["high"] >= raw[["open", "close", "low"]].max(axis=1)) & (raw["low"] <= raw[["open", "close", "high"]].min(axis=1))
+    ok = ((raw["high"] >= raw[["open", "close", "low"]].max(axis=1))
+          & (raw["low"] <= raw[["open", "close", "high"]].min(axis=1)))
     return raw[ok].sort_values(["symbol", "timestamp"]).reset_index(drop=True)
 
 

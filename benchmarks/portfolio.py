@@ -349,7 +349,8 @@ def covariance_section(args) -> None:
     _, x = full_history_returns(SP500)
     print(f"\ncovariance: {x.shape[1]} full-history symbols x {x.shape[0]} daily returns, float64")
     repeat_fast = max(10, args.repeat)
-    cases = [("Ledoit-Wolf", ledoit_wolf_cov, lambda: LedoitWolf().fit(x).covariance_, "sklearn LedoitWolf", repeat_fast),
+    cases = [("Ledoit-Wolf", ledoit_wolf_cov, lambda: LedoitWolf().fit(x).covariance_, "sklearn LedoitWolf",
+              repeat_fast),
              ("OAS", oas_cov, lambda: OAS().fit(x).covariance_, "sklearn OAS", repeat_fast),
              ("denoised", denoised_cov, lambda: DenoiseCovariance().fit(x).covariance_, "skfolio DenoiseCovariance", 1)]
     for name, fn, peer, peer_name, peer_repeat in cases:

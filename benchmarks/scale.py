@@ -70,8 +70,9 @@ def run_case(root: Path, case: str, bars_per_partition: int) -> dict:
         out = Path(tmp) / "report"
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "alphapulse.flows.cli.dispatch", "daily", "--no-prefect", "-q", "--data", str(data),
-                        "--out", str(out), "--config", str(config), "--backend", "cpu"], check=True, cwd=ROOT,
+        subprocess.run([sys.executable, "-m", "alphapulse.flows.cli.dispatch", "daily", "--no-prefect", "-q",
+                        "--data", str(data), "--out", str(out), "--config", str(config), "--backend", "cpu"],
+                       check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

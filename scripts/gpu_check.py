@@ -195,7 +195,8 @@ class Check:
         work = Path(os.environ.get("ALPHAPULSE_GPU_CHECK_WORK", "/tmp/alphapulse-gpu-check"))
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        cli = [sys.executable, "-c", "import sys; from alphapulse.flows.cli.dispatch import main; sys.exit(main(sys.argv[1:]))"]
+        cli = [sys.executable, "-c",
+               "import sys; from alphapulse.flows.cli.dispatch import main; sys.exit(main(sys.argv[1:]))"]
         runs = {"daily": ["daily"], "backtest": ["backtest", "--strategy", "sma_cross"], "portfolio": ["portfolio"]}
         out, t0 = {}, time.monotonic()
         for name, args in runs.items():
@@ -328,7 +329,8 @@ def markdown(rec: dict) -> str:
     b = p.get("benchmarks")
     if b:
         lines += [f"## Benchmarks: {b['status']}", "",
-                  "| case | dtype | shape | CPU s | GPU s | speedup | GB/s | of ceiling | GPU throughput | agree | note |",
+                  "| case | dtype | shape | CPU s | GPU s | speedup | GB/s | of ceiling | GPU throughput"
+                  " | agree | note |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in b["rows"]:
             note = r.get("error") or r.get("gpu_note") or r.get("cpu_note") or ""
@@ -339,7 +341,8 @@ def markdown(rec: dict) -> str:
         lines.append("")
     rt = p.get("routing")
     if rt:
-        lines += [f"## Routing sizes: {rt['status']}", "", "| operation | size | CPU s | GPU s | speedup | agree | crossover |",
+        lines += [f"## Routing sizes: {rt['status']}", "",
+                  "| operation | size | CPU s | GPU s | speedup | agree | crossover |",
                   "|---|---|---|---|---|---|---|"]
         for r in rt["rows"]:
             lines.append(f"| {r['operation']} | {r['size']} | {_fmt(r.get('cpu_time'))} | {_fmt(r.get('gpu_time'))} | "

@@ -21,12 +21,16 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from alphapulse.pipelines.data import frames as frames
 from alphapulse.pipelines.data.load import DataError, InputFiles, LoadedBars, check_rows, check_symbols, split_checked
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ def _symbol_column(inputs: InputFiles) -> str:
     return next((src for src, std in inputs.rename.items() if std == "symbol"), "symbol")
 
 
-def _symbol_strings(column) -> "pa.ChunkedArray":
+def _symbol_strings(column) -> pa.ChunkedArray:
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -15,7 +15,8 @@ def _artifacts(flow_run_id) -> dict:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        run_filter = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        found = client.read_artifacts(artifact_filter=run_filter)
     return {a.key: a for a in found}
 
 
@@ -69,9 +70,9 @@ def test_any_pipeline_report_publishes_alerts_costs_and_its_main_table(prefect_e
     preds = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=80), "symbol": ["<b>X</b>"] * 80,
                           "prediction": np.linspace(-1, 1, 80), "target": np.r_[np.nan, np.ones(79)]})
     manifest = {"run_id": "r1", "pipeline": "models", "stages": {"features": 1.5, "fit": 2.25},
-                "cost": {"currency": "USD", "total": 0.004, "stages": {"features": {"gpu_seconds": 0.0, "cpu_seconds": 3.0,
-                                                                                     "cost": 0.001},
-                                                              "fit": {"gpu_seconds": 2.0, "cpu_seconds": 1.0, "cost": 0.003}}},
+                "cost": {"currency": "USD", "total": 0.004,
+                         "stages": {"features": {"gpu_seconds": 0.0, "cpu_seconds": 3.0, "cost": 0.001},
+                                    "fit": {"gpu_seconds": 2.0, "cpu_seconds": 1.0, "cost": 0.003}}},
                 "alerts": [{"kind": "gpu_oom", "stage": "fit", "message": "out of memory", "batch_size": 64,
                             "action": "retried at 32"}]}
     out = write_report(tmp_path / "models", tables={"metrics.parquet": preds.head(3), "predictions.parquet": preds},

@@ -40,8 +40,9 @@ def test_backtest_cluster_falls_back_to_the_top_level_block(tmp_path):
     raw = {"data": {"columns": {"timestamp": "date", "symbol": "Name"}}, "cluster": {"address": "local"}}
     assert prepare_backtest(parse_config(raw), data_path=str(SAMPLE), out_dir=str(tmp_path / "r")).cluster == "local"
     raw["backtest"] = {"cluster": "processes"}
-    assert prepare_backtest(parse_config(raw), data_path=str(SAMPLE), out_dir=str(tmp_path / "r")).cluster == "processes"
-    assert prepare_backtest(parse_config(raw), data_path=str(SAMPLE), out_dir=str(tmp_path / "r"), cluster=None).cluster is None
+    where = {"data_path": str(SAMPLE), "out_dir": str(tmp_path / "r")}
+    assert prepare_backtest(parse_config(raw), **where).cluster == "processes"
+    assert prepare_backtest(parse_config(raw), **where, cluster=None).cluster is None
 
 
 @pytest.mark.slow
@@ -107,8 +108,8 @@ def test_daily_flow_on_a_cuda_cluster_matches_in_process(prefect_ephemeral, tmp_
     assert list(a.columns) == list(b.columns) and len(a) == len(b)
     for col in a.columns[2:]:
         np.testing.assert_allclose(b[col], a[col], rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=col)
-    pd.testing.assert_frame_equal(pd.read_parquet(f"{gpu}/rejected.parquet"), pd.read_parquet(f"{cpu}/rejected.parquet"),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(f"{gpu}/rejected.parquet"),
+                                  pd.read_parquet(f"{cpu}/rejected.parquet"), check_dtype=False)
 
 
 @pytest.mark.parametrize("argv, message", [

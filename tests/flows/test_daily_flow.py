@@ -11,7 +11,6 @@ SAMPLE = ROOT / "data" / "sp500_sample.parquet"
 
 @pytest.mark.slow
 def test_daily_flow_in_ephemeral_prefect(prefect_ephemeral, tmp_path):
-    from prefect.client.orchestration import get_client
     from prefect.states import StateType
 
     from alphapulse.flows.daily import daily_flow

@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from tests.flows.scale_testlib import config_file, report_bytes, result_storage, split_by_symbol, task_runs

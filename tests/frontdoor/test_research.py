@@ -32,7 +32,8 @@ def config():
 def test_import_is_light():
     """``import alphapulse`` loads no room until a name is used (a notebook pays for what it calls)."""
     code = ("import sys, alphapulse as ap; heavy = [m for m in sys.modules if (m.startswith('alphapulse.') "
-            "or m in ('numba', 'dask', 'prefect')) and m != 'alphapulse._exports']; print(heavy); assert not heavy, heavy; "
+            "or m in ('numba', 'dask', 'prefect')) and m != 'alphapulse._exports']; print(heavy); "
+            "assert not heavy, heavy; "
             "assert callable(ap.indicators) and 'alphapulse.research' in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -88,7 +88,7 @@ def test_wheel_holds_every_source_package(names):
     missing = sorted(
         dotted for dotted in _source_packages() if dotted.replace(".", "/") + "/__init__.py" not in names
     )
-    assert not missing, f"packages with an __init__.py that the wheel lacks (add them to pyproject's packages): {missing}"
+    assert not missing, f"packages with an __init__.py that the wheel lacks (list them in pyproject): {missing}"
 
 
 def test_wheel_holds_every_source_module(names):

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.risk_testlib import close_panel, ftse_closes, month_end_rows, synthetic_returns
-from alphapulse.transforms.correlation import _corr_pairwise, absorption_ratio, average_pairwise_correlation, rolling_corr
+from alphapulse.transforms.correlation import (_corr_pairwise, absorption_ratio, average_pairwise_correlation,
+                                               rolling_corr)
 from alphapulse.transforms.returns import simple_returns
 
 

@@ -20,8 +20,8 @@ from sklearn.covariance import OAS, LedoitWolf
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.risk_testlib import close_panel, ftse_closes, synthetic_returns
-from alphapulse.transforms.covariance import (cov_to_corr, denoised_cov, ewma_cov, ledoit_wolf_cov, ledoit_wolf_shrinkage,
-                                   oas_cov, oas_shrinkage, sample_cov)
+from alphapulse.transforms.covariance import (cov_to_corr, denoised_cov, ewma_cov, ledoit_wolf_cov,
+                                              ledoit_wolf_shrinkage, oas_cov, oas_shrinkage, sample_cov)
 from alphapulse.transforms.returns import common_window, simple_returns
 
 ESTIMATORS = {

@@ -48,7 +48,8 @@ def test_gap_rule_by_hand(xp):
     nan = np.nan
     want = np.array([[nan, nan], [1.0, nan], [nan, nan], [nan, nan], [0.25, nan], [0.2, nan], [-0.5, nan],
                      [nan, nan]])
-    np.testing.assert_allclose(r, want, rtol=1e-15, atol=0)  # NaN positions equal: one-bar only, never across a gap; p <= 0 or inf is missing
+    # NaN positions equal: one-bar only, never across a gap; p <= 0 or inf is missing
+    np.testing.assert_allclose(r, want, rtol=1e-15, atol=0)
     np.testing.assert_allclose(host(log_returns(p)), np.log1p(want), rtol=1e-15)
 
 

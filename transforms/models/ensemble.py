@@ -16,8 +16,9 @@ ensemble is a weighted sum of those z-scores, with weights fixed per walk-forwar
   validation target's per-date z-score, pooled over the slice's (date, symbol) rows, its
   weights shrunk towards the mean ensemble's (scaled by the size of its own least-squares fit) with
   penalty ``alpha`` per row: the models' z-scores are nearly collinear, and an unshrunk
-  meta-model trades them off against each other on noise. The validation predictions are out of sample for the models that made them and every
-  validation label ends before the test window (the purge), so the meta-model sees nothing of
+  meta-model trades them off against each other on noise. The validation predictions are out of
+  sample for the models that made them and every validation label ends before the test window
+  (the purge), so the meta-model sees nothing of
   the test period: no leakage.
 
 The weights of every step are returned, so the report can show what each ensemble did.

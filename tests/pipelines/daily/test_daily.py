@@ -56,10 +56,10 @@ def test_end_to_end_equals_talib_on_each_symbols_own_bars(daily_run, symbol):
     own = own.sort_values("date")
     got = ind[ind.symbol == symbol].reset_index(drop=True)
     assert len(got) == len(own)
-    h, l, c = (own[k].to_numpy(float) for k in ("high", "low", "close"))
+    hi, lo, c = (own[k].to_numpy(float) for k in ("high", "low", "close"))
     checks = {"sma_50": talib.SMA(c, 50), "ema_26": talib.EMA(c, 26), "rsi_14": talib.RSI(c, 14),
               "macd_signal_12_26_9": talib.MACD(c, 12, 26, 9)[1], "bb_lower_20_2": talib.BBANDS(c, 20, 2, 2)[2],
-              "atr_14": talib.ATR(h, l, c, 14)}
+              "atr_14": talib.ATR(hi, lo, c, 14)}
     for col, ref in checks.items():
         np.testing.assert_allclose(got[col].to_numpy(), ref, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=col)
 

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alphapulse.pipelines.data.load import (BAD_SYMBOL, DUPLICATE, EARLIEST, FUTURE_SLACK, MAX_PRICE, MAX_VOLUME, MIN_PRICE,
-                            OUT_OF_TIME, REASONS, DataError, inspect_input, load_bars)
+from alphapulse.pipelines.data.load import (BAD_SYMBOL, DUPLICATE, EARLIEST, FUTURE_SLACK, MAX_PRICE, MAX_VOLUME,
+                                            MIN_PRICE, OUT_OF_TIME, REASONS, DataError, inspect_input, load_bars)
 
 COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
 GOOD_SYMBOLS = ["AAA", "BBB", "ÅÄÖ", "日本株", "7203"]
@@ -102,8 +102,8 @@ def refused_symbol(s: str) -> bool:
     """The symbol rule, character by character: blank, padded, or holding a control, format, line or
     paragraph separator character, or a space other than U+0020."""
     return (s == "" or s != s.strip()
-            or any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or (unicodedata.category(ch) == "Zs" and ch != " ")
-                   for ch in s))
+            or any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+                   or (unicodedata.category(ch) == "Zs" and ch != " ") for ch in s))
 
 
 def year_written(ts: pd.Timestamp, raw_years: set[int]) -> bool:

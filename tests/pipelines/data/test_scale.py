@@ -4,9 +4,7 @@ The oracle is the unpartitioned run (one whole load through ``alphapulse.pipelin
 real S&P sample; the partitioned runs read it split by symbol or by time (one file per year), so
 a partition must regroup each symbol's whole history from every file.
 """
-import json
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -104,12 +104,12 @@ def test_ohlc_consistent(n_symbols, n_bars, seed, frequency, late_listing_fracti
     frame = synthetic_bars(
         n_symbols, n_bars, frequency=frequency, seed=seed, late_listing_fraction=late_listing_fraction, dtype=dtype
     )
-    o, h, l, c, v = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
-    assert np.isfinite(np.stack([o, h, l, c]).astype(np.float64)).all() and np.isfinite(v).all()
+    o, h, lo, c, v = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
+    assert np.isfinite(np.stack([o, h, lo, c]).astype(np.float64)).all() and np.isfinite(v).all()
     assert (h >= np.maximum(o, c)).all()
     assert (np.maximum(o, c) >= np.minimum(o, c)).all()
-    assert (np.minimum(o, c) >= l).all()
-    assert (l > 0).all()
+    assert (np.minimum(o, c) >= lo).all()
+    assert (lo > 0).all()
     assert (v > 0).all()
     counts = frame.groupby("symbol", sort=True).size()
     assert len(counts) == n_symbols

@@ -61,7 +61,8 @@ def test_predictions_out_of_sample_only(report):
     got = pred[pred["symbol"] == "AAPL"].set_index("timestamp")["target"]
     want = (aapl.shift(-5) / aapl - 1).reindex(got.index)
     np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
-    assert got.iloc[-5:].isna().all() and pred[pred["timestamp"] == ts[-1]]["ridge"].notna().sum() >= 45  # live predictions
+    # live predictions
+    assert got.iloc[-5:].isna().all() and pred[pred["timestamp"] == ts[-1]]["ridge"].notna().sum() >= 45
     # probabilities for the classifier, z-scores for the ensembles
     assert pred["logistic"].dropna().between(0, 1).all()
     day = pred[pred["timestamp"] == ts[10]]["ensemble_mean"]
@@ -75,7 +76,8 @@ def test_scores_and_backtest(report):
     assert set(allp.index) >= {"ridge", "ensemble_stacking"}
     assert allp["n_dates"].min() > 500 and allp["ic_mean"].abs().max() < 0.2
     assert allp["hit_rate"].between(0.4, 0.6).all()
-    assert (scores[scores["step"] >= 0].groupby("model")["step"].nunique() == len(result.manifest["walk_forward"]["splits"])).all()
+    n_splits = len(result.manifest["walk_forward"]["splits"])
+    assert (scores[scores["step"] >= 0].groupby("model")["step"].nunique() == n_splits).all()
     bt = pd.read_parquet(result.out_dir / "backtest.parquet").set_index("strategy")
     assert set(bt.index) == {"signal", "buy_and_hold"}
     assert 0 < bt.loc["signal", "avg_long_fraction"] < 1 and bt.loc["buy_and_hold", "avg_long_fraction"] == 1

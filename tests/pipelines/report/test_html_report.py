@@ -167,8 +167,8 @@ HOSTILE = "<script>alert(1)</script>"
 
 
 def _gpu_manifest() -> dict:
-    samples = [{"t": 0.5 * k, "stage": "load" if k < 4 else "fit", "gpu_util_pct": 10.0 * k, "gpu_mem_used_bytes": 2**30,
-                "cpu_pct": 50.0, "rss_bytes": 2**29} for k in range(8)]
+    samples = [{"t": 0.5 * k, "stage": "load" if k < 4 else "fit", "gpu_util_pct": 10.0 * k,
+                "gpu_mem_used_bytes": 2**30, "cpu_pct": 50.0, "rss_bytes": 2**29} for k in range(8)]
     return {
         "run_id": "x1", "created_at": "2026-01-01T00:00:00+00:00", "pipeline": HOSTILE,
         "backend": {"name": "gpu", "reason": '"><img src=x onerror=alert(1)>', "dtype": "float32", "device": 0,
@@ -177,7 +177,8 @@ def _gpu_manifest() -> dict:
                   "rejected_by_reason": {HOSTILE: 1}, "symbols": 2},
         "stages": {"load": 1.0, "fit": 3.0},
         "monitoring": {"interval_s": 0.5, "samples": samples,
-                       "stage_peaks": {"load": {"gpu_util_pct": 30.0, "gpu_mem_used_bytes": 2**30, "rss_bytes": 2**29}}},
+                       "stage_peaks": {"load": {"gpu_util_pct": 30.0, "gpu_mem_used_bytes": 2**30,
+                                                "rss_bytes": 2**29}}},
         "routing": [{"operation": "covariance", "size": 50, "backend": "cpu", "speedup": 0.4, "min_speedup": 1.5,
                      "reason": "measured 0.4x < 1.5x"}],
         "alerts": [{"kind": "gpu_oom", "stage": "fit", "message": f"out of memory {HOSTILE}", "batch_size": 1024,

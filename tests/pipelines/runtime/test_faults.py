@@ -1,7 +1,6 @@
 """Faults in the daily pipeline, without Prefect: an input file that vanishes or rots after
 planning, and the process killed while the report is being assembled."""
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -224,7 +224,8 @@ def test_alphapulse_metrics_equal_vectorbt(xp, panels, dataset, direction):
     theirs = {
         "total_return": pf.total_return().to_numpy(),
         "cagr": np.array([r.annualized_return_1d_nb(returns[:, j], 252.0) for j in range(returns.shape[1])]),
-        "ann_volatility": np.array([r.annualized_volatility_1d_nb(returns[:, j], 252.0) for j in range(returns.shape[1])]),
+        "ann_volatility": np.array([r.annualized_volatility_1d_nb(returns[:, j], 252.0)
+                                    for j in range(returns.shape[1])]),
         "sharpe": np.array([r.sharpe_ratio_1d_nb(returns[:, j], 252.0) for j in range(returns.shape[1])]),
         "sortino": np.array([r.sortino_ratio_1d_nb(returns[:, j].copy(), 252.0) for j in range(returns.shape[1])]),
         "max_drawdown": np.array([r.max_drawdown_1d_nb(returns[:, j]) for j in range(returns.shape[1])]),
@@ -330,8 +331,8 @@ def test_trades_and_stats_equal_backtesting_py(xp, panels, direction, stops):
         same_bar = [t for t in theirs if t[0] == t[1]]
         stopped_same_bar += len(same_bar)
         assert _our_trades(positions[:m, s]) == [t for t in theirs if t[0] != t[1]], s
-        np.testing.assert_allclose(run.compacted(run.equity)[:m, s], stats["_equity_curve"]["Equity"].to_numpy() / BT_CASH,
-                                   rtol=1e-7)
+        their_equity = stats["_equity_curve"]["Equity"].to_numpy() / BT_CASH
+        np.testing.assert_allclose(run.compacted(run.equity)[:m, s], their_equity, rtol=1e-7)
         for key, (name, scale) in BT_STATS.items():
             np.testing.assert_allclose(ours[name][s] * scale, stats[key], rtol=1e-6, atol=1e-9,
                                        err_msg=f"{key} (symbol {s})")

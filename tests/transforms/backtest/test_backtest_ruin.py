@@ -15,7 +15,6 @@ sums of a few float64 products of exactly representable prices: compared to 1e-1
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess

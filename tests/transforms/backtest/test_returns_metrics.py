@@ -17,8 +17,9 @@ from tests.transforms.gpu_testlib import assert_on_device, device
 from alphapulse.transforms.backtest.engine import ACC, run_backtest
 from alphapulse.transforms.kernels import compact, lengths, valid_mask
 from alphapulse.transforms.backtest.metrics import metrics_from_acc
-from alphapulse.transforms.backtest.returns_metrics import (RETURN_METRICS, equal_weight_accumulate, equal_weight_returns,
-                                        metrics_from_returns, returns_accumulators)
+from alphapulse.transforms.backtest.returns_metrics import (RETURN_METRICS, equal_weight_accumulate,
+                                                            equal_weight_returns, metrics_from_returns,
+                                                            returns_accumulators)
 from alphapulse.transforms.backtest.strategies import STRATEGIES
 from alphapulse.transforms.indicators.registry import compute_indicators
 

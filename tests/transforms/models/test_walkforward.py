@@ -194,7 +194,8 @@ def test_pooled_model_through_sklearn(xp):
     res = walk_forward(*device(xp, (X, y)), splits, [ModelSpec("pooled", "pooled", "return", fit)])
     assert_on_device(xp, res.predictions, np.float64)
     s = splits[0]
-    want = SkRidge(1e-9).fit(X[:100].reshape(-1, 2), y[:100].ravel()).predict(X[s.test_start:s.test_stop].reshape(-1, 2))
+    oracle = SkRidge(1e-9).fit(X[:100].reshape(-1, 2), y[:100].ravel())
+    want = oracle.predict(X[s.test_start:s.test_stop].reshape(-1, 2))
     np.testing.assert_allclose(host(res.predictions)[0, s.test_start:s.test_stop].ravel(), want, rtol=1e-7)
     assert "pooled" in res.steps[-1].models
 
