@@ -20,6 +20,12 @@ daily: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# ruff over the tree, then the import contracts in pyproject.toml over the installed layout
+# (scripts/lint_imports.py: plain lint-imports cannot see the package-dir mapping).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python scripts/lint_imports.py
+
 # The GPU check on a CPU: the same script and code paths, GPU parts "skipped: no GPU" (docs/gpu.md).
 gpu-rehearse: $(STAMP)
 	bash scripts/gpu_wheels.sh --list
@@ -30,4 +36,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/indicators.py
 	$(BIN)/python benchmarks/daily.py
 
-.PHONY: install daily test gpu-rehearse bench
+.PHONY: install daily test lint gpu-rehearse bench
