@@ -78,7 +78,7 @@ def run(args) -> int:
                              f"{MIN_SAMPLE_INTERVAL_S:g} to {MAX_SAMPLE_INTERVAL_S:g} seconds")
     import uvicorn
 
-    from alphapulse.pipelines.gpu.api import MAX_BODY_BYTES, create_app, server_options
+    from alphapulse.pipelines.gpu import MAX_BODY_BYTES, create_app, server_options
 
     max_body = MAX_BODY_BYTES if args.max_body_bytes is None else args.max_body_bytes
     if max_body < 1:

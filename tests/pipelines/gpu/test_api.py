@@ -18,7 +18,7 @@ import uvicorn
 from alphapulse.flows.cli.dispatch import main
 from alphapulse.flows.cli.serve import is_loopback
 from alphapulse.pipelines.gpu import bench as gpu_bench
-from alphapulse.pipelines.gpu.api import MAX_BODY_BYTES, create_app, server_options
+from alphapulse.pipelines.gpu import MAX_BODY_BYTES, create_app, server_options
 from alphapulse.pipelines.config import load_config
 from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
 from alphapulse.pipelines.gpu.status import gpu_status

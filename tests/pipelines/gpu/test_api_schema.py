@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from alphapulse.pipelines.gpu import bench as gpu_bench
-from alphapulse.pipelines.gpu.api import RUN_ID_MAX_LENGTH, RUN_ID_PATTERN, create_app
+from alphapulse.pipelines.gpu import RUN_ID_MAX_LENGTH, RUN_ID_PATTERN, create_app
 from tests.pipelines.gpu.test_api import build_reports, serving
 
 CAPS = {"indicators": 12_600, "covariance": 100, "backtest": 32, "montecarlo": 10_000}
