@@ -8,7 +8,7 @@
 - ``<key>-stages`` (table): seconds per stage, and GPU/CPU seconds and cost where the manifest
   has a ``cost`` record;
 - ``<key>-results`` (table): the head of the run's main result
-  (:func:`alphapulse.pipelines.report.html.headline_table`: the latest indicator values, the top backtest
+  (:func:`alphapulse.pipelines.report.views.headline_table`: the latest indicator values, the top backtest
   combinations, the models' scores, the weights per method; for another pipeline ``main_table``
   or its first table);
 - ``<key>-alerts`` (markdown), only when the run raised alerts (e.g. a GPU out of memory).
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from alphapulse.pipelines.report.html import SUMMARY_HTML, headline_table, stage_rows
+from alphapulse.pipelines.report import SUMMARY_HTML, headline_table, stage_rows
 from alphapulse.pipelines.report.write import MANIFEST, SUMMARY, markdown_table
 
 log = logging.getLogger(__name__)

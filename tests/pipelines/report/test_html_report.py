@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from alphapulse.pipelines.report import html as html_report
+from alphapulse.pipelines.report import views
 from alphapulse.pipelines.report import write as report
 from alphapulse.pipelines.backtest import prepare_backtest, run_backtest_pipeline
 from alphapulse.pipelines.config import load_config, parse_config
@@ -144,7 +145,7 @@ def test_portfolio_page_has_heatmaps_regimes_and_weights(portfolio_out):
 def test_correlation_matrix_from_the_upper_triangle_matches_pandas(portfolio_out):
     corr = pd.read_parquet(portfolio_out / "correlation.parquet")
     day = corr[corr["date"] == corr["date"].max()]
-    symbols, mat = html_report.correlation_matrix(day)
+    symbols, mat = views.correlation_matrix(day)
     upper = day.pivot(index="symbol_i", columns="symbol_j", values="rho")
     full = upper.combine_first(upper.T).reindex(index=symbols, columns=symbols).to_numpy(dtype=float, copy=True)
     np.fill_diagonal(full, 1.0)
@@ -246,5 +247,5 @@ def test_models_page_shows_whole_period_scores_best_first():
     page = assert_self_contained(html_report.render({"pipeline": "models"}, {"model_scores.parquet": scores}))
     table = page.table("model", "ic_mean")
     assert table["model"].tolist() == ["knn", "ridge"] and table["ic_mean"].tolist() == ["0.03", "0.01"]
-    title, head = html_report.headline_table({"pipeline": "models"}, {"model_scores.parquet": scores})
+    title, head = views.headline_table({"pipeline": "models"}, {"model_scores.parquet": scores})
     assert title.startswith("Out-of-sample") and head["ic_mean"].tolist() == [0.03, 0.01]
