@@ -26,8 +26,10 @@ Sections (``--section``):
   minimum variance, maximum Sharpe (risk-free rate 0), risk parity (equal risk contributions),
   long-only, fully invested, done by
 
-  (a) AlphaPulse on the CPU: ``alphapulse.transforms.covariance.ledoit_wolf_cov``, ``alphapulse.transforms.portfolio.hrp.hrp_weights``,
-      ``alphapulse.transforms.portfolio.optimisers.min_variance_weights`` / ``max_sharpe_weights`` / ``risk_budget_weights``;
+  (a) AlphaPulse on the CPU: ``alphapulse.transforms.covariance.ledoit_wolf_cov``,
+      ``alphapulse.transforms.portfolio.hrp.hrp_weights``,
+      ``alphapulse.transforms.portfolio.mean_variance.min_variance_weights`` / ``max_sharpe_weights``,
+      ``alphapulse.transforms.portfolio.risk_budgeting.risk_budget_weights``;
   (b) PyPortfolioOpt 1.6: ``risk_models.CovarianceShrinkage(prices).ledoit_wolf()``,
       ``HRPOpt(cov_matrix=...)``, ``EfficientFrontier.min_volatility`` and ``max_sharpe``. Its
       default solver (OSQP) stops ``max_sharpe`` at this size with status ``user_limit``, so
@@ -96,7 +98,8 @@ def full_history_prices(path: Path) -> pd.DataFrame:
 def alphapulse_steps(returns: np.ndarray):
     from alphapulse.transforms.covariance import ledoit_wolf_cov
     from alphapulse.transforms.portfolio.hrp import hrp_weights
-    from alphapulse.transforms.portfolio.optimisers import max_sharpe_weights, min_variance_weights, risk_budget_weights
+    from alphapulse.transforms.portfolio.mean_variance import max_sharpe_weights, min_variance_weights
+    from alphapulse.transforms.portfolio.risk_budgeting import risk_budget_weights
 
     mu = returns.mean(axis=0) * 252
     state = {}

@@ -1,29 +1,34 @@
 """Technical indicators, TA-Lib-exact, for every symbol of a time x symbols panel at once.
 
+- :mod:`.series`: the per-series kernels (one thread per symbol), compiled for the CPU and CUDA;
+- :mod:`.registry`: :class:`Indicator`, :class:`IndicatorSpec`, :data:`INDICATORS`,
+  :func:`compute_indicators` (many indicators, one compaction) and :func:`lookback`;
+- :mod:`.functions`: one indicator at a time (``sma``, ``ema``, ``rsi``, ...).
+
 Public names are imported from their modules on first use (PEP 562), so importing one
 room never imports its neighbours' heavier dependencies.
 """
 from alphapulse._exports import lazy_exports
 
 _EXPORTS = {
-    "adx": "registry",
-    "atr": "registry",
-    "bbands": "registry",
-    "cci": "registry",
+    "adx": "functions",
+    "atr": "functions",
+    "bbands": "functions",
+    "cci": "functions",
     "compute_indicators": "registry",
-    "ema": "registry",
+    "ema": "functions",
     "Indicator": "registry",
     "INDICATORS": "registry",
     "IndicatorSpec": "registry",
     "lookback": "registry",
-    "macd": "registry",
-    "natr": "registry",
-    "obv": "registry",
-    "roc": "registry",
-    "rsi": "registry",
-    "sma": "registry",
-    "stoch": "registry",
-    "willr": "registry",
+    "macd": "functions",
+    "natr": "functions",
+    "obv": "functions",
+    "roc": "functions",
+    "rsi": "functions",
+    "sma": "functions",
+    "stoch": "functions",
+    "willr": "functions",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

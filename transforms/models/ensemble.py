@@ -1,6 +1,6 @@
 """Ensembles of model predictions, on the device: mean, validation-score weighted, stacking.
 
-Implements: :func:`cross_sectional_zscore`, :func:`ensemble_weights` (the three methods'
+Implements: :func:`cross_sectional_zscore`, :func:`ensemble_model_weights` (the three methods'
 weights for one walk-forward step) and :func:`combine` (all steps, one pass per step).
 
 Models predict on different scales (a forward return, a probability), so every model's
@@ -30,7 +30,7 @@ import numpy as np
 from alphapulse.transforms.arrays import namespace
 from alphapulse.transforms.models.scoring import information_coefficient
 
-METHODS = ("mean", "weighted", "stacking")
+ENSEMBLE_METHODS = ("mean", "weighted", "stacking")
 
 
 def cross_sectional_zscore(x):
@@ -53,7 +53,7 @@ def cross_sectional_zscore(x):
     return xp.where(ok, z, xp.nan)
 
 
-def ensemble_weights(method: str, validation, val_target, *, alpha: float = 1.0, min_symbols: int = 5):
+def ensemble_model_weights(method: str, validation, val_target, *, alpha: float = 1.0, min_symbols: int = 5):
     """One step's model weights (host float64 array of shape (n_models,)) and a note.
 
     Parameters
@@ -68,8 +68,8 @@ def ensemble_weights(method: str, validation, val_target, *, alpha: float = 1.0,
     -------
     (weights, note) : note is "" or why the method fell back to equal weights.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown ensemble method {method!r}; expected one of {METHODS}")
+    if method not in ENSEMBLE_METHODS:
+        raise ValueError(f"unknown ensemble method {method!r}; expected one of {ENSEMBLE_METHODS}")
     if validation is None:
         n_models = None
     else:

@@ -1,5 +1,20 @@
-"""Portfolio optimisers: the QP solver, mean-variance, Black-Litterman, risk budgeting, HRP,
-ensembles and the fallback chain.
+"""Portfolio optimisers, one concept a module.
+
+- :mod:`.qp`: the dense convex QP solver (interior point, then an active-set polish to an exact
+  KKT point) that every mean-variance and bounded risk-budgeting problem goes through;
+- :mod:`.mean_variance`: minimum variance, maximum Sharpe, efficient risk and return, maximum
+  utility, and a portfolio's volatility;
+- :mod:`.black_litterman`: market-implied priors, views and their uncertainty, the posterior;
+- :mod:`.risk_budgeting`: risk parity and risk budgets, within weight bounds;
+- :mod:`.hrp`: Hierarchical Risk Parity (CPU only: SciPy's linkage);
+- :mod:`.ensemble`: convex mixes of several methods' portfolios;
+- :mod:`.fallback`: the fallback chain (max-Sharpe -> min-variance -> HRP -> equal weight), each
+  failure recorded;
+- :mod:`.checks`: the input checks the optimisers share (room-internal).
+
+Every failure is an :class:`~alphapulse.transforms.errors.OptimisationError` naming the method
+and the reason. Imports run one way: ``checks <- qp <- mean_variance, risk_budgeting <- ensemble,
+fallback``; ``hrp`` imports none of them, and only ``fallback`` imports ``hrp``.
 
 Public names are imported from their modules on first use (PEP 562), so importing one
 room never imports its neighbours' heavier dependencies.
@@ -7,36 +22,36 @@ room never imports its neighbours' heavier dependencies.
 from alphapulse._exports import lazy_exports
 
 _EXPORTS = {
-    "absolute_views_picking": "optimisers",
-    "Attempt": "optimisers",
-    "black_litterman_posterior": "optimisers",
-    "black_litterman_weights": "optimisers",
+    "absolute_views_picking": "black_litterman",
+    "Attempt": "fallback",
+    "black_litterman_posterior": "black_litterman",
+    "black_litterman_weights": "black_litterman",
     "correlation_distance": "hrp",
-    "DEFAULT_FALLBACK_CHAIN": "optimisers",
-    "default_omega": "optimisers",
-    "efficient_return_weights": "optimisers",
-    "efficient_risk_weights": "optimisers",
-    "ENSEMBLE_METHODS": "optimisers",
-    "ensemble_mixing_weights": "optimisers",
-    "ensemble_weights": "optimisers",
-    "FallbackResult": "optimisers",
+    "DEFAULT_FALLBACK_CHAIN": "fallback",
+    "default_omega": "black_litterman",
+    "efficient_return_weights": "mean_variance",
+    "efficient_risk_weights": "mean_variance",
+    "ENSEMBLE_MIXING_METHODS": "ensemble",
+    "ensemble_mixing_weights": "ensemble",
+    "ensemble_portfolio_weights": "ensemble",
+    "FallbackResult": "fallback",
     "hrp_order": "hrp",
     "hrp_weights": "hrp",
-    "idzorek_omega": "optimisers",
+    "idzorek_omega": "black_litterman",
     "LINKAGE_METHODS": "hrp",
-    "market_implied_prior_returns": "optimisers",
-    "market_implied_risk_aversion": "optimisers",
-    "max_sharpe_weights": "optimisers",
-    "max_utility_weights": "optimisers",
-    "METHODS": "optimisers",
-    "min_variance_weights": "optimisers",
-    "OptimisationError": "optimisers",
-    "optimise_with_fallback": "optimisers",
-    "portfolio_volatility": "optimisers",
-    "QPSolution": "optimisers",
-    "risk_budget_weights": "optimisers",
-    "risk_contributions": "optimisers",
-    "solve_qp": "optimisers",
+    "market_implied_prior_returns": "black_litterman",
+    "market_implied_risk_aversion": "black_litterman",
+    "max_sharpe_weights": "mean_variance",
+    "max_utility_weights": "mean_variance",
+    "min_variance_weights": "mean_variance",
+    "OptimisationError": "checks",  # defined in alphapulse.transforms.errors
+    "optimise_with_fallback": "fallback",
+    "OPTIMISER_METHODS": "fallback",
+    "portfolio_volatility": "mean_variance",
+    "QPSolution": "qp",
+    "risk_budget_weights": "risk_budgeting",
+    "risk_contributions": "risk_budgeting",
+    "solve_qp": "qp",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

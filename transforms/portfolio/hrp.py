@@ -13,7 +13,7 @@ Implements:
   ``1 - v_left / (v_left + v_right)`` and the rest of the list's weight. With weight bounds, each
   split factor is clipped as skfolio clips it.
 
-Agreement with the references (tests/transforms/test_portfolio_hrp.py): PyPortfolioOpt's
+Agreement with the references (tests/transforms/portfolio/test_portfolio_oracles.py): PyPortfolioOpt's
 ``HRPOpt(returns).optimize(linkage_method)`` is matched for single, Ward, complete and average
 linkage when the covariance given here is the sample covariance of those returns (``HRPOpt``
 computes ``returns.corr()`` and ``returns.cov()``). ``HRPOpt(cov_matrix=...)`` rounds the
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from alphapulse.transforms.arrays import is_cupy
-from alphapulse.transforms.portfolio.optimisers import OptimisationError
+from alphapulse.transforms.errors import OptimisationError
 
 __all__ = ["LINKAGE_METHODS", "correlation_distance", "hrp_order", "hrp_weights"]
 

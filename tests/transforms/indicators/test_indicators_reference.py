@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import host
 from tests.transforms import ta_lib_reference_data as ref
 from tests.transforms.gpu_testlib import device
-from alphapulse.transforms.indicators import registry as ind
+from alphapulse.transforms import indicators as ind
 from alphapulse.transforms.indicators.registry import IndicatorSpec, compute_indicators
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
-from alphapulse.transforms.indicators import registry as ind
+from alphapulse.transforms import indicators as ind
 from alphapulse.transforms.indicators.registry import INDICATORS, IndicatorSpec, compute_indicators, lookback
 
 DEFAULT_COLUMNS = {
@@ -175,19 +175,19 @@ def test_short_and_empty_series(xp):
 
 def test_public_functions(xp):
     bars = device(xp, panel())
-    h, l, c, v = bars["high"], bars["low"], bars["close"], bars["volume"]
+    h, lo, c, v = bars["high"], bars["low"], bars["close"], bars["volume"]
     checks = {
         "sma": (ind.sma(c, period=7), [IndicatorSpec("sma", {"period": 7})]),
         "ema": (ind.ema(c), [IndicatorSpec("ema")]),
         "rsi": (ind.rsi(c), [IndicatorSpec("rsi")]),
         "macd": (ind.macd(c, fast=5, slow=10, signal=3), [IndicatorSpec("macd", {"fast": 5, "slow": 10, "signal": 3})]),
         "bbands": (ind.bbands(c, nbdev=1.5), [IndicatorSpec("bbands", {"nbdev": 1.5})]),
-        "atr": (ind.atr(h, l, c), [IndicatorSpec("atr")]),
-        "natr": (ind.natr(h, l, c), [IndicatorSpec("natr")]),
-        "stoch": (ind.stoch(h, l, c), [IndicatorSpec("stoch")]),
-        "adx": (ind.adx(h, l, c), [IndicatorSpec("adx")]),
-        "cci": (ind.cci(h, l, c), [IndicatorSpec("cci")]),
-        "willr": (ind.willr(h, l, c), [IndicatorSpec("willr")]),
+        "atr": (ind.atr(h, lo, c), [IndicatorSpec("atr")]),
+        "natr": (ind.natr(h, lo, c), [IndicatorSpec("natr")]),
+        "stoch": (ind.stoch(h, lo, c), [IndicatorSpec("stoch")]),
+        "adx": (ind.adx(h, lo, c), [IndicatorSpec("adx")]),
+        "cci": (ind.cci(h, lo, c), [IndicatorSpec("cci")]),
+        "willr": (ind.willr(h, lo, c), [IndicatorSpec("willr")]),
         "obv": (ind.obv(c, v), [IndicatorSpec("obv")]),
         "roc": (ind.roc(c), [IndicatorSpec("roc")]),
     }

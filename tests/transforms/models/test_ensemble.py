@@ -3,7 +3,7 @@ is found, and each ensemble method does what it says.
 
 Every test takes the ``xp`` fixture: predictions and targets go to the device, results come back
 with ``host`` and meet SciPy and the hand-computed values at the same tolerances (NumPy always;
-CuPy where a GPU exists, else skipped). ``ensemble_weights`` returns host weights by design."""
+CuPy where a GPU exists, else skipped). ``ensemble_model_weights`` returns host weights by design."""
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
 from alphapulse.transforms.models.batched import fit_knn, fit_logistic, fit_ridge
-from alphapulse.transforms.models.ensemble import combine, cross_sectional_zscore, ensemble_weights
+from alphapulse.transforms.models.ensemble import combine, cross_sectional_zscore, ensemble_model_weights
 from alphapulse.transforms.models.scoring import hit_rate, ic_summary, information_coefficient
 from alphapulse.transforms.models.training import ModelSpec, walk_forward, walk_forward_splits
 
@@ -100,15 +100,15 @@ def test_weighted_and_stacking_follow_validation(xp):
     anti = -target + 3 * rng.normal(size=target.shape)
     val = np.stack([good, noise, anti])
     d_val, d_target = device(xp, (val, target))
-    w, note = ensemble_weights("weighted", d_val, d_target)
+    w, note = ensemble_model_weights("weighted", d_val, d_target)
     assert type(w) is np.ndarray  # host weights, for the report
     assert note == "" and w[0] > 0.9 and w[2] == 0 and w.sum() == pytest.approx(1)
-    w, _ = ensemble_weights("stacking", d_val, d_target, alpha=1e-3)
+    w, _ = ensemble_model_weights("stacking", d_val, d_target, alpha=1e-3)
     assert type(w) is np.ndarray
     assert w[0] > 0.3 and abs(w[1]) < 0.05 and w[2] < 0  # the meta-model uses the anti-signal too
-    w, note = ensemble_weights("weighted", device(xp, np.stack([anti, -good])), d_target)
+    w, note = ensemble_model_weights("weighted", device(xp, np.stack([anti, -good])), d_target)
     assert "no model has a positive validation IC" in note and np.allclose(w, 0.5)
-    assert ensemble_weights("mean", d_val, d_target) == (None, "")
+    assert ensemble_model_weights("mean", d_val, d_target) == (None, "")
 
 
 @pytest.mark.parametrize("method", ["mean", "weighted", "stacking"])
@@ -127,7 +127,7 @@ def test_ensembles_out_of_sample_find_a_planted_signal(xp, method):
     ens = xp.full(y.shape, np.nan)
     for step in res.steps:
         s = step.split
-        w, _ = ensemble_weights(method, step.validation, y[s.val_start:s.train_stop], alpha=1.0)
+        w, _ = ensemble_model_weights(method, step.validation, y[s.val_start:s.train_stop], alpha=1.0)
         if method == "weighted":
             assert w[2] < w[0]  # the blind model earns the smallest weight
         ens[s.test_start:s.test_stop] = combine(res.predictions[:, s.test_start:s.test_stop], w)

@@ -1,9 +1,9 @@
-"""alphapulse.transforms.portfolio.optimisers and alphapulse.transforms.portfolio.hrp: invariants, infeasible problems, the fallback chain,
+"""alphapulse.transforms.portfolio (its optimisers and HRP): invariants, infeasible problems, the fallback chain,
 ensembles, and property tests of the QP solver against cvxpy (Clarabel) on random problems.
 
 The oracle comparisons on real data (PyPortfolioOpt, skfolio) are in test_portfolio_oracles.py.
 
-Every test of alphapulse.transforms.portfolio.optimisers takes the ``xp`` fixture: moments and bounds go to the device,
+Every test of the optimisers takes the ``xp`` fixture: moments and bounds go to the device,
 the weights come back with ``host`` and meet the same invariants and oracles (NumPy always; CuPy
 where a GPU exists, else skipped). The solvers work in float64 on either backend and polish to an
 exact KKT point, so the tolerances are those of float64 rounding on both. HRP is CPU-only
@@ -23,9 +23,11 @@ from hypothesis import strategies as st
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.risk_testlib import cupy_like_numpy, install_fake_cupy, install_fake_cupyx
-from alphapulse.transforms.portfolio import optimisers as pf
+from alphapulse.transforms import portfolio as pf
 from alphapulse.transforms.portfolio.hrp import correlation_distance, hrp_order, hrp_weights
-from alphapulse.transforms.portfolio.optimisers import OptimisationError
+from alphapulse.transforms.errors import OptimisationError
+from alphapulse.transforms.portfolio.mean_variance import _extreme_return
+from alphapulse.transforms.portfolio import black_litterman, mean_variance, qp, risk_budgeting
 
 
 def random_cov(rng, n, *, n_obs=None, ridge=1e-3, scale=1e-4):
@@ -365,7 +367,7 @@ def test_ensembles(xp, problem):
     for method, kw in [("equal", {}), ("inverse_volatility", {"covariance": d_S}),
                        ("inverse_volatility", {"returns": d_returns}), ("adaptive", {"returns": d_returns})]:
         mix = pf.ensemble_mixing_weights(d_W, method=method, **kw)
-        w = pf.ensemble_weights(d_W, method=method, **kw)
+        w = pf.ensemble_portfolio_weights(d_W, method=method, **kw)
         assert_on_device(xp, (mix, w), np.float64)
         mix, w = host((mix, w))
         assert mix.shape == (4,) and (mix >= 0).all() and abs(mix.sum() - 1) < 1e-12
@@ -382,7 +384,7 @@ def test_ensembles(xp, problem):
     with pytest.raises(ValueError, match="exactly one"):
         pf.ensemble_mixing_weights(d_W, method="inverse_volatility")
     with pytest.raises(ValueError, match="sum to 1"):
-        pf.ensemble_weights(d_W * 2)
+        pf.ensemble_portfolio_weights(d_W * 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,7 +441,7 @@ def test_min_variance_and_efficient_return_match_cvxpy(xp, cp, prob):
     ref = _cvx(cp.Problem(cp.Minimize(cp.quad_form(x, S)), [cp.sum(x) == 1, x >= lo, x <= hi]))
     assert abs(w.sum() - 1) < 1e-12 and (w >= lo).all() and (w <= hi).all()
     assert w @ S @ w <= ref.value * (1 + 1e-8) + 1e-15
-    target = float(w @ mu + 0.5 * (pf._extreme_return(mu, lo, hi, np)[0] - w @ mu))
+    target = float(w @ mu + 0.5 * (_extreme_return(mu, lo, hi, np)[0] - w @ mu))
     we = host(pf.efficient_return_weights(d_mu, d_S, target_return=target, min_weights=d_lo, max_weights=d_hi))
     ref = _cvx(cp.Problem(cp.Minimize(cp.quad_form(x, S)), [mu @ x >= target, cp.sum(x) == 1, x >= lo, x <= hi]))
     assert we @ mu >= target - 1e-12 * max(1, abs(target))
@@ -457,7 +459,7 @@ def test_max_sharpe_matches_cvxpy(xp, cp, prob):
         w = host(pf.max_sharpe_weights(d_mu, d_S, risk_free_rate=rf, min_weights=d_lo, max_weights=d_hi))
     except OptimisationError as e:
         assert "above the risk-free rate" in e.reason
-        assert pf._extreme_return(mu - rf, lo, hi, np)[0] <= 0
+        assert _extreme_return(mu - rf, lo, hi, np)[0] <= 0
         return
     y, kappa = cp.Variable(n), cp.Variable()
     a = (mu - rf) / np.abs(mu - rf).max()  # scaled so that y is of order one (Sharpe is scale-free)
@@ -535,7 +537,8 @@ def test_cupy_branches_catch_silent_linalg_failures(monkeypatch, problem):
             "qp": pf.solve_qp(S, np.zeros(n), A, b, lower=np.zeros(n), upper=np.ones(n)).x,
             "bl": pf.black_litterman_posterior(mu, S, picking=P, views=[0.1, 0.1], omega=np.zeros((2, 2)))}
     install_fake_cupyx(monkeypatch)
-    monkeypatch.setattr(pf, "namespace", lambda *arrays: cupy_like_numpy())
+    for module in (qp, mean_variance, risk_budgeting, black_litterman):  # each picks its own xp
+        monkeypatch.setattr(module, "namespace", lambda *arrays: cupy_like_numpy())
     for cov, words in bad_covariances(S):
         for fn in (lambda c: pf.min_variance_weights(c), lambda c: pf.max_sharpe_weights(mu, c),
                    lambda c: pf.risk_budget_weights(c)):

@@ -1,4 +1,4 @@
-"""alphapulse.transforms.portfolio.optimisers and alphapulse.transforms.portfolio.hrp against PyPortfolioOpt 1.6 and skfolio 1.12 on real data.
+"""alphapulse.transforms.portfolio (its optimisers and HRP) against PyPortfolioOpt 1.6 and skfolio 1.12 on real data.
 
 Data: the bundled S&P 500 sample (data/sp500_sample.parquet: the 40 of its 50 symbols with a close
 on every one of its 1,259 dates) and the full S&P 500 file (the 470 full-history symbols of
@@ -16,7 +16,7 @@ Tolerances (what is asserted; measured figures in the report and docs/benchmarks
 - Black-Litterman posterior returns and covariance, Idzorek's omega, bl_weights: 1e-12 relative.
 - Risk budgeting vs skfolio's RiskBudgeting (variance, Clarabel at 1e-12): weights within 1e-8.
 
-The tests of alphapulse.transforms.portfolio.optimisers take the ``xp`` fixture: moments go to the device, weights come
+The tests of the optimisers take the ``xp`` fixture: moments go to the device, weights come
 back with ``host`` and meet the same references at the same tolerances (NumPy always; CuPy where
 a GPU exists, else skipped; the solvers are float64 on both, and polished to exact KKT points).
 HRP is CPU-only (SciPy's linkage), so its comparisons run on NumPy alone.
@@ -33,7 +33,7 @@ import pytest
 from tests.conftest import host
 from tests.transforms.gpu_testlib import assert_on_device, device
 from tests.transforms.indicator_testlib import SP500_CSV  # ALPHAPULSE_SP500_CSV where ../shared is absent
-from alphapulse.transforms.portfolio import optimisers as pf
+from alphapulse.transforms import portfolio as pf
 from alphapulse.transforms.portfolio.hrp import hrp_weights
 
 pypfopt = pytest.importorskip("pypfopt")

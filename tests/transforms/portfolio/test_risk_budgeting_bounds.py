@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphapulse.transforms.portfolio import optimisers as pf
+from alphapulse.transforms import portfolio as pf
 from tests.transforms.risk_testlib import ftse_closes
 
 skfolio = pytest.importorskip("skfolio")
