@@ -31,7 +31,7 @@ _CODE = ("alphapulse.pipelines.backtest.request", "alphapulse.pipelines.backtest
          "alphapulse.transforms.backtest.engine", "alphapulse.transforms.backtest.strategies",
          "alphapulse.transforms.backtest.metrics", "alphapulse.transforms.backtest.returns_metrics",
          "alphapulse.transforms.backtest.walk_forward", "alphapulse.transforms.indicators.registry",
-         "alphapulse.transforms.kernels")
+         "alphapulse.transforms.indicators.series", "alphapulse.transforms.kernels")
 
 
 @dataclass

@@ -42,7 +42,8 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys, args, message):
 def test_bad_backtest_config_fails_before_prefect_is_imported(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("backtest:\n  walk_forward: {train_bars: 10, test_bars: 5, metrc: sharpe}\n")
-    code = ("import sys; from alphapulse.flows.cli.dispatch import main; rc = main(['backtest', '--config', %r, '--data', %r]); "
+    code = ("import sys; from alphapulse.flows.cli.dispatch import main; "
+            "rc = main(['backtest', '--config', %r, '--data', %r]); "
             "assert 'prefect' not in sys.modules, 'prefect imported'; sys.exit(rc)" % (str(cfg), str(SAMPLE)))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2, proc.stderr

@@ -165,7 +165,8 @@ def test_benchmark_rejects_bad_bodies_with_422(client, body, needle):
 
 
 def test_benchmark_rejects_malformed_json(client):
-    r = client.post("/gpu/benchmark", content=b'{"operation": "covariance",', headers={"content-type": "application/json"})
+    r = client.post("/gpu/benchmark", content=b'{"operation": "covariance",',
+                    headers={"content-type": "application/json"})
     assert r.status_code == 422 and "json" in r.text.lower()
 
 
@@ -443,9 +444,10 @@ def test_cli_serves_the_api(roots):
     sock = _free_socket()
     port = sock.getsockname()[1]
     sock.close()
-    proc = subprocess.Popen([sys.executable, "-m", "alphapulse.flows.cli.dispatch", "serve", "--port", str(port), "--reports",
-                             str(roots[0]), "--sample-interval", "0", "-q"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-m", "alphapulse.flows.cli.dispatch", "serve", "--port", str(port),
+                             "--reports", str(roots[0]), "--sample-interval", "0", "-q"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphapulse.pipelines.gpu.bench import (COLUMNS, MAX_SIZE, OPERATIONS, _Case, crossover_size, default_sizes, gpu_device,
-                                 run_benchmark)
+from alphapulse.pipelines.gpu.bench import (COLUMNS, MAX_SIZE, OPERATIONS, _Case, crossover_size, default_sizes,
+                                            gpu_device, run_benchmark)
 
 SMALL = {"indicators": [2_520, 12_600], "covariance": [5, 40], "backtest": [20, 300], "montecarlo": [5_000, 20_000]}
 CUPY, DEVICE = gpu_device()

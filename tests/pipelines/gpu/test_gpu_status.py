@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from alphapulse.pipelines.gpu.status import UtilizationSampler, gpu_status, sample_for, timeline_png, utilization_snapshot
+from alphapulse.pipelines.gpu.status import (UtilizationSampler, gpu_status, sample_for, timeline_png,
+                                             utilization_snapshot)
 
 STATUS = gpu_status()
 no_gpu = pytest.mark.skipif(STATUS["available"], reason="this machine has a GPU")
