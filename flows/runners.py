@@ -4,7 +4,7 @@
   or None for Prefect's default in-process runner. ``prefect_dask`` is imported only when a
   cluster is asked for, and dask-cuda only by the runner that starts a ``cuda`` cluster.
 - :func:`io_retry`: the retry condition of IO tasks: retry an ``OSError`` (a file on a flaky
-  mount, a full disk, a vanished file), never bad input or arithmetic.
+  mount, a full disk, a vanished file), never an input error or arithmetic.
 - :func:`parts_dir`: where cached partition files live, beside Prefect's persisted results
   (``PREFECT_LOCAL_STORAGE_PATH``; this package defaults it to ``~/.cache/alphapulse/prefect-results/``, see ``alphapulse.flows``; in the
   project, see ``flows/__init__.py``).
@@ -15,10 +15,7 @@ import logging
 from pathlib import Path
 
 from alphapulse.pipelines.runtime.cluster import dask_runner_options, local_cluster
-from alphapulse.pipelines.config.schema import ConfigError
-from alphapulse.pipelines.data.load import DataError
-from alphapulse.pipelines.report.write import ReportError
-from alphapulse.pipelines.runtime.stages import StageError
+from alphapulse.pipelines.errors import AlphaPulseError, InputError, RunError
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +41,16 @@ def task_runner(spec: str | None, config):
 
 
 def io_retry(task, task_run, state) -> bool:
-    """Retry condition of IO tasks: True for an ``OSError`` or a retryable :class:`StageError`,
-    False for bad input (data, config, report path) and anything else."""
+    """Retry condition of IO tasks: a run error's ``retryable`` (a ``StageError`` on an
+    ``OSError`` in an IO stage), True for any other ``OSError``; False for every input error
+    (config, data, grid, report path, ...) and anything else."""
     try:
         state.result()
-    except StageError as e:
+    except RunError as e:
         return e.retryable
-    except (DataError, ConfigError, ReportError):
+    except InputError:
+        return False
+    except AlphaPulseError:  # ours but of neither kind (a bare ReportError), not the machine's OSError
         return False
     except OSError:
         return True

@@ -27,16 +27,14 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
+from alphapulse.pipelines.errors import GridError
+
 MAX_VALUES_PER_PARAMETER = 100_000
 MAX_COMBINATIONS = 1_000_000
 """The largest product expanded in full; bigger grids need ``random_sample``."""
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-
-
-class GridError(ValueError):
-    """A grid that cannot be used; the message names the parameter."""
 
 
 def _suggest(word, choices) -> str:

@@ -28,6 +28,7 @@ from alphapulse.pipelines.runtime.backend import Backend, choose_backend
 from alphapulse.pipelines.runtime.budget import check_daily
 from alphapulse.pipelines.runtime.cluster import resolve_cluster
 from alphapulse.pipelines.config.schema import Config
+from alphapulse.pipelines.errors import ConfigError
 from alphapulse.pipelines.runtime.cost import stage_table_lines
 from alphapulse.pipelines.data.load import DataError, InputFiles, LoadedBars, inspect_input, load_bars, require_accepted
 from alphapulse.pipelines.runtime.oom import chunked_columns
@@ -103,12 +104,13 @@ def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str 
     """Resolve paths from arguments and config, and check them cheaply (headers, not data).
 
     ``cluster``: where the flow's tasks run (see :mod:`alphapulse.pipelines.runtime.cluster`); "config" takes
-    ``cluster.address``. Raises ``DataError`` / ``ReportError`` / ``ValueError`` with a one-line message.
+    ``cluster.address``. Raises an input error (``ArgumentError``, ``ConfigError``, ``DataError``, ``ReportError``)
+    with a one-line message.
     """
     data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
                                        default_out_dir=config.report.out_dir, out_key="report.out_dir", backend=backend)
     if not config.indicator_specs():
-        raise ValueError("no indicators configured (the indicators: block is empty)")
+        raise ConfigError("no indicators configured (the indicators: block is empty)")
     cluster = resolve_cluster(cluster, config)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
     return DailyRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend, cluster)

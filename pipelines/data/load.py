@@ -53,6 +53,7 @@ import pandas as pd
 
 from alphapulse.pipelines.data import frames as frames
 from alphapulse.pipelines.config.schema import STANDARD_COLUMNS
+from alphapulse.pipelines.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +91,6 @@ BAD_SYMBOL = "bad_symbol: blank, padded with whitespace or holding control, invi
 REASONS: list[str] = _reasons()
 """Rejection reasons by code (0 = accepted), in the order the rules are applied."""
 _CODE = {r: i for i, r in enumerate(REASONS)}
-
-
-class DataError(ValueError):
-    """Input that cannot be used at all; the message names the file (and column). One line: line
-    breaks (from a file name, a parser's message quoting a row) become spaces."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).splitlines()))
 
 
 @dataclass(frozen=True)

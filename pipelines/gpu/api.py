@@ -56,6 +56,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
+from alphapulse.pipelines.errors import ArgumentError
 from alphapulse.pipelines.gpu import bench as gpu_bench
 from alphapulse.pipelines.gpu.reports import (RUN_ID_MAX_LENGTH, RUN_ID_PATTERN, SUMMARY_HTML, ReportRoots,
                                               is_regular_file)
@@ -163,7 +164,7 @@ def create_app(reports_dirs, *, max_body_bytes: int = MAX_BODY_BYTES, sample_int
     roots = tuple(Path(p).absolute() for p in reports_dirs)
     for root in roots:
         if root.exists() and not root.is_dir():
-            raise ValueError(f"{root}: reports root exists and is not a folder")
+            raise ArgumentError(f"{root}: reports root exists and is not a folder")
     bench_models = benchmark_request_models(max_sizes, max_repeats)
     caps = size_caps(max_sizes)
     default_size = {op: min(min(gpu_bench.default_sizes(op)), caps[op]) for op in gpu_bench.OPERATIONS}

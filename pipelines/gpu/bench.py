@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from alphapulse.transforms.arrays import to_host
+from alphapulse.pipelines.errors import ArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +78,21 @@ def default_sizes(operation: str) -> list[int]:
 
 def _check_op(operation: str) -> None:
     if operation not in OPERATIONS:
-        raise ValueError(f"unknown operation {operation!r}: expected one of {', '.join(OPERATIONS)}")
+        raise ArgumentError(f"unknown operation {operation!r}: expected one of {', '.join(OPERATIONS)}")
 
 
 def check_sizes(operation: str, sizes) -> list[int]:
-    """Sizes as ints within [MIN_SIZE, MAX_SIZE] of the operation; ValueError (one line) otherwise."""
+    """Sizes as ints within [MIN_SIZE, MAX_SIZE] of the operation; :class:`ArgumentError` (one line) otherwise."""
     _check_op(operation)
     out = []
     for s in sizes:
         integer = isinstance(s, (int, np.integer)) and not isinstance(s, bool)
         if not integer or not MIN_SIZE[operation] <= s <= MAX_SIZE[operation]:
-            raise ValueError(f"{operation}: size {s!r} out of bounds: expected an integer from "
-                             f"{MIN_SIZE[operation]:,} to {MAX_SIZE[operation]:,} {UNITS[operation]}")
+            raise ArgumentError(f"{operation}: size {s!r} out of bounds: expected an integer from "
+                                f"{MIN_SIZE[operation]:,} to {MAX_SIZE[operation]:,} {UNITS[operation]}")
         out.append(int(s))
     if not out:
-        raise ValueError(f"{operation}: no sizes given")
+        raise ArgumentError(f"{operation}: no sizes given")
     return out
 
 
@@ -348,15 +349,15 @@ def run_benchmark(operation: str, sizes: list[int] | None = None, *, dtype: str 
 
     Raises
     ------
-    ValueError
-        One line, for an unknown operation, a size out of bounds, a bad dtype or repeats.
+    ArgumentError
+        One line, for an unknown operation, a size out of bounds, a bad dtype or repeats (a ``ValueError``).
     """
     _check_op(operation)
     sizes = check_sizes(operation, default_sizes(operation) if sizes is None else sizes)
     if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
+        raise ArgumentError(f"dtype must be float64 or float32, got {dtype!r}")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 100:
-        raise ValueError(f"repeats must be an integer from 1 to 100, got {repeats!r}")
+        raise ArgumentError(f"repeats must be an integer from 1 to 100, got {repeats!r}")
     cupy, device = gpu_device()
     gpu_reason = None if cupy is not None else device
     rows = []

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
 
+from alphapulse.pipelines.errors import ArgumentError
+
 log = logging.getLogger(__name__)
 
 RAPIDS_PACKAGES = re.compile(r"^(cudf|cuml|rmm|dask[-_]cudf|dask[-_]cuda|cupy|pylibcudf|pylibraft|raft[-_]dask|"
@@ -218,10 +220,10 @@ timeline. ``threading.Event.wait`` raises OverflowError for an interval like 1e3
 
 def check_sample_interval(seconds, *, name: str = "sample interval") -> float:
     """``seconds`` as a float when it is within [:data:`MIN_SAMPLE_INTERVAL_S`,
-    :data:`MAX_SAMPLE_INTERVAL_S`], else a one-line ``ValueError`` naming ``name``."""
+    :data:`MAX_SAMPLE_INTERVAL_S`], else a one-line :class:`ArgumentError` naming ``name``."""
     value = float(seconds)
     if not MIN_SAMPLE_INTERVAL_S <= value <= MAX_SAMPLE_INTERVAL_S:  # NaN fails both comparisons
-        raise ValueError(f"{name} {seconds!r}: expected {MIN_SAMPLE_INTERVAL_S:g} to {MAX_SAMPLE_INTERVAL_S:g} seconds")
+        raise ArgumentError(f"{name} {seconds!r}: expected {MIN_SAMPLE_INTERVAL_S:g} to {MAX_SAMPLE_INTERVAL_S:g} seconds")
     return value
 
 

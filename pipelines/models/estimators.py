@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from alphapulse.transforms.arrays import to_host
+from alphapulse.pipelines.errors import ModelFileError
 
 __all__ = ["kmeans_model", "estimator", "ProbabilityOfOne", "TreeOrderForest", "model_files", "load_model",
            "ModelFileError", "canonical_skops"]
@@ -159,10 +160,6 @@ SKOPS_TRUSTED = {
 }
 """Types beyond skops' defaults that a saved model of each kind may contain: anything else in a
 file is refused before it is loaded."""
-
-
-class ModelFileError(ValueError):
-    """A saved model that cannot be used: wrong features, unexpected content, unreadable."""
 
 
 def model_files(model, *, name: str, kind: str, scope: str, features: list, symbols: list, config_hash: str,

@@ -44,6 +44,7 @@ from alphapulse.pipelines.data import frames as frames
 from alphapulse.pipelines.runtime.backend import Backend, choose_backend
 from alphapulse.pipelines.runtime.budget import check_models
 from alphapulse.pipelines.config import Config, ModelConfig, ModelsConfig
+from alphapulse.pipelines.errors import ConfigError, DataError
 from alphapulse.pipelines.data.load import InputFiles, LoadedBars, inspect_input, load_bars
 from alphapulse.pipelines.models.estimators import MODEL_TARGETS, estimator, model_files
 from alphapulse.pipelines.data.panel import bars_to_panel
@@ -95,27 +96,27 @@ def feature_names(mc: ModelsConfig) -> list[str]:
 
 
 def check_models_config(mc: ModelsConfig) -> None:
-    """Cross-field checks of the ``models:`` block (one-line ``ValueError`` naming the keys)."""
+    """Cross-field checks of the ``models:`` block (one-line :class:`ConfigError` naming the keys)."""
     wf = mc.walk_forward
     base = feature_names(mc)[:len(feature_names(mc)) - len(mc.features.rank_features)]
     for name in mc.features.rank_features:
         if name not in base:
-            raise ValueError(f"models.features.rank_features: unknown feature {name!r}; known: {', '.join(base)}")
+            raise ConfigError(f"models.features.rank_features: unknown feature {name!r}; known: {', '.join(base)}")
     if len(set(base)) != len(base):
-        raise ValueError("models.features: a feature is produced twice (an indicator listed twice?)")
+        raise ConfigError("models.features: a feature is produced twice (an indicator listed twice?)")
     if mc.purge() < mc.horizon_bars:
-        raise ValueError(f"models.walk_forward.purge_bars ({mc.purge()}) must be at least models.horizon_bars "
-                         f"({mc.horizon_bars}): training labels would overlap the test period")
+        raise ConfigError(f"models.walk_forward.purge_bars ({mc.purge()}) must be at least models.horizon_bars "
+                          f"({mc.horizon_bars}): training labels would overlap the test period")
     if wf.validation_bars and wf.validation_bars + mc.purge() >= wf.train_bars:
-        raise ValueError(f"models.walk_forward: validation_bars + purge ({wf.validation_bars + mc.purge()}) must be "
-                         f"below train_bars ({wf.train_bars})")
+        raise ConfigError(f"models.walk_forward: validation_bars + purge ({wf.validation_bars + mc.purge()}) must be "
+                          f"below train_bars ({wf.train_bars})")
     needs_val = [m for m in mc.ensemble.methods if m != "mean"]
     if needs_val and not wf.validation_bars:
-        raise ValueError(f"models.ensemble.methods {needs_val} need a validation slice: set "
-                         f"models.walk_forward.validation_bars > 0")
+        raise ConfigError(f"models.ensemble.methods {needs_val} need a validation slice: set "
+                          f"models.walk_forward.validation_bars > 0")
     if mc.signal.ensemble not in mc.ensemble.methods:
-        raise ValueError(f"models.signal.ensemble {mc.signal.ensemble!r} is not in models.ensemble.methods "
-                         f"{mc.ensemble.methods}")
+        raise ConfigError(f"models.signal.ensemble {mc.signal.ensemble!r} is not in models.ensemble.methods "
+                          f"{mc.ensemble.methods}")
 
 
 def prepare_models(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
@@ -165,7 +166,7 @@ def features_stage(bars, mc: ModelsConfig, backend: Backend) -> Features:
     y = forward_returns(close, horizon_bars=mc.horizon_bars)
     complete = to_host(xp.isfinite(X).all(axis=2).any(axis=1))
     if not complete.any():
-        raise ValueError("no bar has a complete feature row: the histories are shorter than the features' lookbacks")
+        raise DataError("no bar has a complete feature row: the histories are shorter than the features' lookbacks")
     timestamps = pd.DatetimeIndex(frames.to_host(panel.timestamps))
     symbols = [str(s) for s in frames.to_host(panel.symbols)]
     log.info("features: %d bars x %d symbols x %d features (%s)", *X.shape, ", ".join(names))
@@ -196,7 +197,7 @@ def _fitter(m: ModelConfig, backend: Backend, min_rows: int):
             return lambda X, y, mask: fit_logistic(X, y, mask, C=m.C, max_iter=m.max_iter, min_rows=min_rows)
         if m.kind == "knn":
             return lambda X, y, mask: fit_knn(X, y, mask, n_neighbors=m.n_neighbors, min_rows=min_rows)
-        raise ValueError(f"model {m.label}: {m.kind} has no per-symbol form; use scope: pooled")
+        raise ConfigError(f"model {m.label}: {m.kind} has no per-symbol form; use scope: pooled")
     return lambda X, y: estimator(m.kind, backend=backend.name, **_params(m)).fit(X, y)
 
 
@@ -213,8 +214,8 @@ def train_stage(feats: Features, mc: ModelsConfig, backend: Backend) -> Trained:
                                  validation_bars=wf.validation_bars, expanding=wf.expanding,
                                  start_row=feats.start_row)
     if not splits:
-        raise ValueError(f"no walk-forward step fits: {feats.features.shape[0]} bars, features complete from row "
-                         f"{feats.start_row}, train_bars {wf.train_bars} + purge {mc.purge()}")
+        raise DataError(f"no walk-forward step fits: {feats.features.shape[0]} bars, features complete from row "
+                        f"{feats.start_row}, train_bars {wf.train_bars} + purge {mc.purge()}")
     log.info("walk-forward: %d steps, first test row %d", len(splits), splits[0].test_start)
     return Trained(splits, walk_forward(feats.features, feats.target, splits, model_specs(mc, backend)))
 

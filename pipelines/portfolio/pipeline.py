@@ -45,6 +45,7 @@ from alphapulse.pipelines.data import frames as frames
 from alphapulse.pipelines.runtime.backend import Backend, choose_backend
 from alphapulse.pipelines.runtime.budget import check_portfolio
 from alphapulse.pipelines.config import Config, GpuConfig, PortfolioConfig
+from alphapulse.pipelines.errors import ConfigError, DataError
 from alphapulse.pipelines.runtime.cost import stage_table_lines
 from alphapulse.pipelines.data.load import InputFiles, LoadedBars, inspect_input, load_bars
 from alphapulse.pipelines.models.estimators import kmeans_model
@@ -86,20 +87,20 @@ def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: 
                       backend: str = "auto") -> PortfolioRequest:
     """Resolve paths and check them and the portfolio block cheaply (headers, not data).
 
-    Raises ``DataError`` / ``ReportError`` / ``ValueError`` with a one-line message.
+    Raises ``ArgumentError`` / ``ConfigError`` / ``DataError`` / ``ReportError`` with a one-line message.
     """
     pc = config.portfolio
     data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
                                        default_out_dir=pc.out_dir, out_key="portfolio.out_dir", backend=backend)
     if pc.min_history_bars > pc.lookback_bars:
-        raise ValueError(f"portfolio.min_history_bars ({pc.min_history_bars}) exceeds portfolio.lookback_bars "
-                         f"({pc.lookback_bars})")
+        raise ConfigError(f"portfolio.min_history_bars ({pc.min_history_bars}) exceeds portfolio.lookback_bars "
+                          f"({pc.lookback_bars})")
     if "efficient_return" in pc.methods and pc.target_return is None:
-        raise ValueError("portfolio.methods has efficient_return but portfolio.target_return is not set")
+        raise ConfigError("portfolio.methods has efficient_return but portfolio.target_return is not set")
     if "efficient_risk" in pc.methods and pc.target_volatility is None:
-        raise ValueError("portfolio.methods has efficient_risk but portfolio.target_volatility is not set")
+        raise ConfigError("portfolio.methods has efficient_risk but portfolio.target_volatility is not set")
     if pc.ensemble == "adaptive" and len(pc.methods) < 2:
-        raise ValueError("portfolio.ensemble: adaptive needs at least two methods")
+        raise ConfigError("portfolio.ensemble: adaptive needs at least two methods")
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
     return PortfolioRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend)
 
@@ -144,10 +145,10 @@ def returns_stage(bars, pc: PortfolioConfig, backend: Backend) -> Returns:
     window = common_window(r, pc.min_history_bars, window_bars=pc.lookback_bars, max_gap_fraction=pc.max_gap_fraction,
                            symbols=symbols)
     if len(window.columns) < 2:
-        raise ValueError(f"only {len(window.columns)} symbol(s) qualify for the common window "
-                         f"(lookback_bars={pc.lookback_bars}, min_history_bars={pc.min_history_bars})")
+        raise DataError(f"only {len(window.columns)} symbol(s) qualify for the common window "
+                        f"(lookback_bars={pc.lookback_bars}, min_history_bars={pc.min_history_bars})")
     if len(window.rows) < 2:
-        raise ValueError("the common window has fewer than two complete rows")
+        raise DataError("the common window has fewer than two complete rows")
     block = to_host(window.select(r)).astype(np.float64)
     for e in window.excluded:
         log.info("excluded %s: %s (%s)", e.symbol, e.reason, e.detail)

@@ -11,7 +11,7 @@ every file the report wrote (in the manifest, not a file of its own, so that a r
 holds exactly the files its manifest lists). A folder is a previous report only when its manifest holds a valid
 mark and the folder holds nothing else; then exactly those files are replaced. Any other
 non-empty folder (someone else's ``manifest.json``, a report that gained a foreign file, a report
-written before reports were marked) is refused with a one-line :class:`ReportError`. A symbolic
+written before reports were marked) is refused with a one-line :class:`ReportPathError`. A symbolic
 link given as the folder is followed to its target (the link stays).
 
 Concurrent writers. A writer holds an exclusive ``flock`` on ``.<name>.lock`` beside the folder
@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alphapulse.pipelines.errors import ReportBusyError, ReportError, ReportPathError  # noqa: F401  (public here)
 from alphapulse.pipelines.report import html as html_report
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,6 @@ MAX_MANIFEST_BYTES = 64 << 20
 """A larger ``manifest.json`` is not read (a monitored day-long run's is a few MB)."""
 LOCK_WAIT_SECONDS = 600.0
 """How long a writer waits for another one writing the same folder before giving up."""
-
-
-class ReportError(OSError):
-    """The report cannot be written where asked."""
 
 
 def check_out_dir(out_dir: str | Path, *, inputs=()) -> Path:
@@ -77,16 +74,16 @@ def check_out_dir(out_dir: str | Path, *, inputs=()) -> Path:
     """
     out = _target(out_dir)
     if out.exists() and not out.is_dir():
-        raise ReportError(f"{out}: output path exists and is not a folder")
+        raise ReportPathError(f"{out}: output path exists and is not a folder")
     real = out.resolve()
     for p in inputs:
         src = Path(p).resolve()
         if src == real or src.is_relative_to(real):
-            raise ReportError(f"{out}: the input {p} is inside it, and a report replaces its folder whole; "
-                              "give another output folder")
+            raise ReportPathError(f"{out}: the input {p} is inside it, and a report replaces its folder whole; "
+                                  "give another output folder")
         if src.is_dir() and real.is_relative_to(src):
-            raise ReportError(f"{out}: inside the input folder {p} (the next run would read the report as bars); "
-                              "give a folder outside it")
+            raise ReportPathError(f"{out}: inside the input folder {p} (the next run would read the report as bars); "
+                                  "give a folder outside it")
     _check_replaceable(out)
     parent = out.parent
     while not parent.exists():
@@ -94,7 +91,7 @@ def check_out_dir(out_dir: str | Path, *, inputs=()) -> Path:
     try:  # a real try: os.access says yes to root everywhere, /proc and read-only mounts included
         os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
     except OSError as e:
-        raise ReportError(f"{out}: cannot create it in {parent}: {e.strerror or e}") from None
+        raise ReportPathError(f"{out}: cannot create it in {parent}: {e.strerror or e}") from None
     return out
 
 
@@ -107,14 +104,14 @@ def _target(out_dir: str | Path) -> Path:
     try:
         target = out.resolve(strict=True)
     except (OSError, RuntimeError):  # RuntimeError: a loop, before Python 3.13
-        raise ReportError(f"{out}: a broken or looping symbolic link; give a folder, or a link to one "
-                          "that exists") from None
+        raise ReportPathError(f"{out}: a broken or looping symbolic link; give a folder, or a link to one "
+                              "that exists") from None
     log.debug("report folder %s is a link to %s", out, target)
     return target
 
 
 def _check_replaceable(out: Path) -> None:
-    """:class:`ReportError` unless ``out`` is missing, empty or a marked report holding only the
+    """:class:`ReportPathError` unless ``out`` is missing, empty or a marked report holding only the
     files its mark lists."""
     if not out.is_dir():
         return
@@ -124,16 +121,16 @@ def _check_replaceable(out: Path) -> None:
             if next(entries, None) is None:
                 return
         if (out / MANIFEST).exists():
-            raise ReportError(f"{out}: folder exists, is not empty and is not a report: its {MANIFEST} has no "
-                              f"valid {MARK!r} mark (someone else's, or a report of an older AlphaPulse that "
-                              "did not mark its files); AlphaPulse replaces only folders it marked, so delete or "
-                              "move it yourself, or give a new or empty folder")
-        raise ReportError(f"{out}: folder exists, is not empty and is not a report (no {MANIFEST}); a report "
-                          "replaces its folder, so give a new or empty folder")
+            raise ReportPathError(f"{out}: folder exists, is not empty and is not a report: its {MANIFEST} has no "
+                                  f"valid {MARK!r} mark (someone else's, or a report of an older AlphaPulse that "
+                                  "did not mark its files); AlphaPulse replaces only folders it marked, so delete or "
+                                  "move it yourself, or give a new or empty folder")
+        raise ReportPathError(f"{out}: folder exists, is not empty and is not a report (no {MANIFEST}); a report "
+                              "replaces its folder, so give a new or empty folder")
     foreign, first = _foreign_files(out, own)
     if foreign:
-        raise ReportError(f"{out}: a report folder holding {foreign:,} file(s) the report did not write ({first}); "
-                          "AlphaPulse replaces only its own files, so move them out or give another folder")
+        raise ReportPathError(f"{out}: a report folder holding {foreign:,} file(s) the report did not write ({first}); "
+                              "AlphaPulse replaces only its own files, so move them out or give another folder")
 
 
 def _report_files(folder: Path) -> set[str] | None:
@@ -209,8 +206,8 @@ def _write_lock(out: Path):
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise ReportError(f"{out}: another run is writing a report there (it holds {path}); "
-                                          f"gave up after {LOCK_WAIT_SECONDS:g} s") from None
+                        raise ReportBusyError(f"{out}: another run is writing a report there (it holds {path}); "
+                                              f"gave up after {LOCK_WAIT_SECONDS:g} s") from None
                     if not waited:
                         log.info("waiting for another run writing %s", out)
                         waited = True
@@ -281,12 +278,12 @@ def _remove_unless_held(folder: Path) -> None:
 def _safe_name(name: str) -> str:
     """``name`` if it is a plain file name inside the report folder: no folder part (``/``, ``\\``,
     ``..``), not hidden, no control characters, at most 255 bytes, not a file write_report writes
-    itself; else :class:`ReportError`."""
+    itself; else :class:`ReportPathError`."""
     if (not isinstance(name, str) or not name or Path(name).name != name or name.startswith(".")
             or "\\" in name or re.search(r"[\x00-\x1f\x7f]", name) or len(name.encode("utf-8", "replace")) > 255):
-        raise ReportError(f"report file name {name!r} must be a plain name inside the report folder")
+        raise ReportPathError(f"report file name {name!r} must be a plain name inside the report folder")
     if name in (MANIFEST, SUMMARY, SUMMARY_HTML):
-        raise ReportError(f"report file name {name!r} is reserved for the report's own {name}")
+        raise ReportPathError(f"report file name {name!r} is reserved for the report's own {name}")
     return name
 
 
@@ -340,13 +337,13 @@ def _write_into(tmp: Path, *, tables, manifest, summary, files, linked, page_tab
         written[name] = {"rows": int(len(frame)), "columns": [str(c) for c in frame.columns]}
     for name, data in (files or {}).items():
         if name in written or name in (MANIFEST, SUMMARY, SUMMARY_HTML):
-            raise ReportError(f"report file name {name!r} given twice")
+            raise ReportPathError(f"report file name {name!r} given twice")
         (tmp / _safe_name(name)).write_bytes(bytes(data))
         written[name] = {"bytes": len(data)}
     for name, src in (linked or {}).items():
         dest = tmp.joinpath(*(_safe_name(p) for p in name.split("/", 1)))
         if name in written or dest.exists():
-            raise ReportError(f"report file name {name!r} given twice")
+            raise ReportPathError(f"report file name {name!r} given twice")
         dest.parent.mkdir(exist_ok=True)
         _link_or_copy(Path(src), dest)
         written[name] = {"bytes": dest.stat().st_size}

@@ -35,6 +35,7 @@ _EXPORTS = {
     "FLOPS": "budget",
     "free_gpu_memory": "oom",
     "GpuOutOfMemory": "oom",
+    "GpuOutOfMemoryError": "oom",
     "interpolated_speedup": "routing",
     "IO_STAGES": "stages",
     "is_gpu_oom": "oom",

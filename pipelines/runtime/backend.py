@@ -17,13 +17,10 @@ from typing import Literal
 import numpy as np
 
 from alphapulse.pipelines.config.schema import GpuConfig, parse_size
+from alphapulse.pipelines.errors import BackendError
 from alphapulse.transforms.kernels import series_order
 
 log = logging.getLogger(__name__)
-
-
-class BackendError(RuntimeError):
-    """No usable backend for the requested configuration."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 from alphapulse.pipelines.config.schema import BudgetConfig, Config
+from alphapulse.pipelines.errors import BudgetError
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,6 @@ MC_CHUNK_BYTES = 128 * 2**20
 """The Monte Carlo's per-chunk draws (``alphapulse.transforms.montecarlo``'s default chunk)."""
 CORR_CHUNK_BYTES = 256 * 2**20
 """The rolling correlation's per-chunk working memory (``alphapulse.transforms.correlation``'s default)."""
-
-
-class BudgetError(ValueError):
-    """Planned work over the machine's means; the message names the setting and the estimate."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ import os
 import re
 from contextlib import contextmanager
 
+from alphapulse.pipelines.errors import ArgumentError, BackendError
+
 log = logging.getLogger(__name__)
 
 LOCAL_KINDS = ("local", "processes", "cuda")
@@ -31,10 +33,10 @@ _ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$")
 
 
 def check_cluster_spec(spec: str | None) -> str | None:
-    """``spec`` if it is None, a local kind or a scheduler address; else a ``ValueError``."""
+    """``spec`` if it is None, a local kind or a scheduler address; else an :class:`ArgumentError`."""
     if spec is not None and spec not in LOCAL_KINDS and not (isinstance(spec, str) and _ADDRESS.match(spec)):
-        raise ValueError(f"cluster must be null, 'local', 'processes', 'cuda' or a scheduler address such as "
-                         f"'tcp://host:8786', not {spec!r}")
+        raise ArgumentError(f"cluster must be null, 'local', 'processes', 'cuda' or a scheduler address such as "
+                            f"'tcp://host:8786', not {spec!r}")
     return spec
 
 
@@ -85,7 +87,8 @@ def cuda_cluster(**kwargs):
     try:
         from dask_cuda import LocalCUDACluster
     except ImportError as e:
-        raise ValueError(f"cluster 'cuda' needs dask-cuda (the gpu extra: pip install 'alphapulse[gpu]'): {e}") from None
+        raise BackendError(f"cluster 'cuda' needs dask-cuda (the gpu extra: pip install 'alphapulse[gpu]'): "
+                           f"{e}") from None
     return LocalCUDACluster(**kwargs)
 
 

@@ -17,7 +17,7 @@ A plain host ``MemoryError`` (from NumPy) is *not* a GPU OOM.
 it records an alert (a log warning, an entry for the manifest's ``alerts``, and the run
 tracker's flag for a Prefect artifact), frees the CuPy memory pools, retries the failed chunk
 in halves (recursively, down to ``min_batch``), then runs it on the CPU when
-``gpu.fallback.cpu_fallback`` allows, else raises :class:`GpuOutOfMemory` with a one-line
+``gpu.fallback.cpu_fallback`` allows, else raises :class:`GpuOutOfMemoryError` with a one-line
 message. Each chunk's result is a pure function of its inputs, and halves are merged by the
 caller's ``merge``, so the run's results are unchanged.
 """
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import logging
 from typing import Callable, Sequence
+
+from alphapulse.pipelines.errors import GpuOutOfMemoryError
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,8 @@ _OOM_TEXT = ("std::bad_alloc", "out_of_memory", "out of memory", "rmm", "cuda", 
 CuPy, cuDF); a host ``MemoryError`` from NumPy has an empty message or "Unable to allocate"."""
 
 
-class GpuOutOfMemory(RuntimeError):
-    """A GPU ran out of memory and no fallback was allowed (or the floor was reached)."""
+GpuOutOfMemory = GpuOutOfMemoryError
+"""The class's name before :mod:`alphapulse.pipelines.errors` (``alphapulse.pipelines.runtime.GpuOutOfMemory``)."""
 
 
 def register_oom_type(cls: type) -> type:
@@ -108,7 +110,7 @@ def run_chunks(spans: Sequence[tuple[int, int]], compute: Callable[[int, int, bo
 
     Raises
     ------
-    GpuOutOfMemory
+    GpuOutOfMemoryError
         When a chunk of ``min_batch`` items runs out of memory and ``cpu_fallback`` is false.
     """
     if tracker is None:
@@ -140,9 +142,9 @@ def run_chunks(spans: Sequence[tuple[int, int]], compute: Callable[[int, int, bo
                 return [compute(a, b, False)]
             why = "gpu.fallback.cpu_fallback is false" if gpu else "it already ran on the CPU"
             note(message, size, f"failing: {why}")
-            raise GpuOutOfMemory(f"GPU out of memory on a chunk of {size:,} items (the floor of "
-                                 f"{min_batch:,}) and {why}: lower gpu.operations.batch_size"
-                                 + (" or allow the CPU fallback" if gpu else "")) from e
+            raise GpuOutOfMemoryError(f"GPU out of memory on a chunk of {size:,} items (the floor of "
+                                      f"{min_batch:,}) and {why}: lower gpu.operations.batch_size"
+                                      + (" or allow the CPU fallback" if gpu else "")) from e
 
     out = []
     for a, b in spans:

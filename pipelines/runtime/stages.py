@@ -19,22 +19,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 
+from alphapulse.pipelines.errors import IO_STAGES, ArgumentError, BackendError, StageError  # noqa: F401  (IO_STAGES: runtime's public name)
+
 log = logging.getLogger("alphapulse")
-
-
-IO_STAGES = ("plan", "load", "write")
-"""Stages that read or write files: an ``OSError`` there is worth a retry; arithmetic is not."""
-
-
-class StageError(RuntimeError):
-    """A pipeline stage failed on something other than bad input; the message names the stage,
-    where (e.g. the partition) and the cause. ``retryable``: an ``OSError`` in an IO stage."""
-
-    def __init__(self, stage: str, where: str, cause: BaseException):
-        self.stage = stage
-        self.retryable = stage in IO_STAGES and isinstance(cause, OSError)
-        super().__init__(f"stage {stage!r} failed{' on ' + where if where else ''}: "
-                         f"{type(cause).__name__}: {cause}")
 
 
 @contextmanager
@@ -361,15 +348,16 @@ def request_paths(config, *, data_path: str | None, out_dir: str | None, default
                   out_key: str, backend: str) -> tuple[str, str]:
     """A request's ``(data_path, out_dir)``: the arguments, else the config's (``data.path`` and
     ``default_out_dir``, named ``out_key`` in messages); an empty argument is no path, never the
-    config's default. Checks the backend name too. One-line ``ValueError``\\ s."""
+    config's default. Checks the backend name too. One-line :class:`ArgumentError` (a missing path)
+    or :class:`BackendError` (an unknown backend name)."""
     data_path = config.data.path if data_path is None else data_path
     out_dir = default_out_dir if out_dir is None else out_dir
     if not data_path:
-        raise ValueError("no input: give --data or set data.path in the config")
+        raise ArgumentError("no input: give --data or set data.path in the config")
     if not out_dir:
-        raise ValueError(f"no output folder: give --out or set {out_key} in the config")
+        raise ArgumentError(f"no output folder: give --out or set {out_key} in the config")
     if backend not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"unknown backend {backend!r}: expected auto, cpu or gpu")
+        raise BackendError(f"unknown backend {backend!r}: expected auto, cpu or gpu")
     return str(data_path), str(out_dir)
 
 
