@@ -2,6 +2,12 @@
 
 Arguments, the config and the input path are checked before Prefect is imported, so a mistake is
 reported in a second, not after the ephemeral server's start-up.
+
+Exit status: 0 for a report; 2 and one line on stderr for an input error (any
+:class:`~alphapulse.transforms.errors.InputError`: arguments, config, data, grid, report folder,
+backend); 1 and one line for a run error (:class:`~alphapulse.transforms.errors.RunError`: a
+stage, the GPU's memory, a busy report folder) or an ``OSError`` of the machine (a disk, a
+permission, a vanished file). Anything else is a bug: it propagates, with its traceback.
 """
 from __future__ import annotations
 
@@ -11,21 +17,14 @@ import logging
 import sys
 import time
 
-from alphapulse.pipelines.runtime.backend import BackendError
+from alphapulse.flows.cli.options import add_paths, add_run_options
+from alphapulse.pipelines.config import load_config
+from alphapulse.pipelines.errors import ArgumentError, InputError, RunError
 from alphapulse.pipelines.runtime.cluster import resolve_cluster
-from alphapulse.pipelines.config import ConfigError, load_config
-from alphapulse.pipelines.data.load import DataError
-from alphapulse.pipelines.report.write import ReportError
-from alphapulse.pipelines.runtime.stages import StageError
 
-_USER_ERRORS = (ConfigError, DataError, ReportError, BackendError, ValueError)
-"""Bad arguments, config or input: one line on stderr, exit status 2."""
-_RUN_ERRORS = (StageError, OSError)
-"""A run that failed on something else (a stage, the disk): one line on stderr, exit status 1."""
-
-_CLUSTER_HELP = ("where tasks run: none (in-process), local (threads), processes, cuda (one worker per GPU, "
-                 "dask-cuda) or a Dask scheduler address such as tcp://host:8786 (default: cluster.address "
-                 "in the config)")
+_REPORTED = (InputError, RunError, OSError)
+"""What the CLI reports as one line: input errors (exit status 2), run errors and the machine's
+``OSError`` (exit status 1). Anything else is a bug and keeps its traceback."""
 
 
 class _OneLineUserErrors(logging.Filter):
@@ -34,7 +33,7 @@ class _OneLineUserErrors(logging.Filter):
     it sees the record first, as the flow-run loggers' own handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], _USER_ERRORS):
+        if record.exc_info and isinstance(record.exc_info[1], InputError):
             record.exc_info = record.exc_text = None
         return True
 
@@ -53,8 +52,13 @@ def _error(e: BaseException, status: int) -> int:
     return status
 
 
+def _report(e: BaseException) -> int:
+    """One line for one of :data:`_REPORTED`; its exit status."""
+    return _error(e, 2 if isinstance(e, InputError) else 1)
+
+
 # Subcommands kept in their own modules, each with ``add_parser(subparsers)`` and ``run(args) -> int``
-# (``run`` may raise one of ``_USER_ERRORS``: main prints it as one line and exits 2). Importing them
+# (``run`` may raise one of ``_REPORTED``: main prints it as one line). Importing them
 # must stay cheap: no Prefect, no GPU libraries at module level.
 _MODULES = {"models": "alphapulse.flows.cli.models", "gpu": "alphapulse.flows.cli.gpu", "serve": "alphapulse.flows.cli.serve"}
 
@@ -102,36 +106,23 @@ def _parser() -> argparse.ArgumentParser:
                        description="Load bars, validate them, compute the configured indicators for every "
                                    "symbol and write a report folder (indicators.parquet, rejected.parquet, "
                                    "manifest.json, summary.md).")
-    d.add_argument("--data", help="bars: CSV/parquet file or folder (default: data.path in the config)")
-    d.add_argument("--out", help="report folder (default: report.out_dir in the config)")
-    d.add_argument("--config", help="YAML config (default: the shipped default config)")
-    d.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
-                   help="override the config's backend choice (default: auto)")
-    d.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT", help=_CLUSTER_HELP)
-    d.add_argument("--no-prefect", action="store_true",
-                   help="run the pipeline directly, without a Prefect flow run (in-process, no cluster)")
-    d.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+    add_paths(d, out_key="report.out_dir")
+    add_run_options(d)
 
     b = sub.add_parser("backtest", help="one strategy over every (symbol, parameter combination) -> report",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_BACKTEST_HELP,
                        description="Load and validate bars, run one strategy over every symbol and every "
                                    "combination of its parameter grid (sharded over Dask workers if asked), "
                                    "and write a report folder.")
-    b.add_argument("--data", help="bars: CSV/parquet file or folder (default: data.path in the config)")
-    b.add_argument("--out", help="report folder (default: backtest.out_dir in the config)")
+    add_paths(b, out_key="backtest.out_dir")
     b.add_argument("--strategy", help="strategy name (default: backtest.strategy in the config)")
     b.add_argument("--grid", help="parameter grid, e.g. 'fast=5:50:5,slow=20:200:10' (see below; "
                                   "default: backtest.grid for the config's strategy)")
-    b.add_argument("--config", help="YAML config (default: the shipped default config)")
-    b.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
-                   help="override the config's backend choice (default: auto)")
-    b.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT",
-                   help="where tasks run: none (in-process), local (threads), processes, cuda (one worker "
-                        "per GPU, dask-cuda) or a Dask scheduler address (default: backtest.cluster, else "
-                        "cluster.address)")
-    b.add_argument("--no-prefect", action="store_true",
-                   help="run the pipeline directly, without a Prefect flow run")
-    b.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+    # the backtest shards over a cluster with or without Prefect, so --no-prefect keeps the cluster
+    add_run_options(b, cluster_help="where tasks run: none (in-process), local (threads), processes, cuda (one "
+                                    "worker per GPU, dask-cuda) or a Dask scheduler address (default: "
+                                    "backtest.cluster, else cluster.address)",
+                    no_prefect_help="run the pipeline directly, without a Prefect flow run")
 
     f = sub.add_parser("portfolio", help="covariance, optimised portfolios, correlation, regimes, VaR -> report",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_PORTFOLIO_HELP,
@@ -139,15 +130,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "history, run the configured optimisers (each through its fallback chain) and "
                                    "their ensemble, month-end rolling correlation, market regimes and Monte Carlo "
                                    "VaR/CVaR, and write a report folder.")
-    f.add_argument("--data", help="bars: CSV/parquet file or folder (default: data.path in the config)")
-    f.add_argument("--out", help="report folder (default: portfolio.out_dir in the config)")
-    f.add_argument("--config", help="YAML config (default: the shipped default config; see its portfolio: block)")
-    f.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
-                   help="override the config's backend choice (default: auto)")
-    f.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT", help=_CLUSTER_HELP)
-    f.add_argument("--no-prefect", action="store_true",
-                   help="run the pipeline directly, without a Prefect flow run (in-process, no cluster)")
-    f.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+    add_paths(f, out_key="portfolio.out_dir")
+    add_run_options(f, block="portfolio")
     for module in _MODULES.values():
         importlib.import_module(module).add_parser(sub)
     return p
@@ -210,8 +194,8 @@ def _backtest(args) -> tuple[dict, object, object]:
 def _check_no_prefect(args) -> None:
     """daily and portfolio use a cluster through Prefect's task runner: not without Prefect."""
     if args.no_prefect and args.cluster is not None and args.cluster.lower() != "none":
-        raise ValueError(f"--cluster {args.cluster} runs {args.command}'s tasks through Prefect; drop --no-prefect "
-                         "(--no-prefect runs in-process)")
+        raise ArgumentError(f"--cluster {args.cluster} runs {args.command}'s tasks through Prefect; drop "
+                            "--no-prefect (--no-prefect runs in-process)")
 
 
 def _portfolio(args) -> tuple[dict, object]:
@@ -258,26 +242,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in _MODULES:
         try:
             return importlib.import_module(_MODULES[args.command]).run(args)
-        except _USER_ERRORS as e:
-            return _error(e, 2)
-        except _RUN_ERRORS as e:
-            return _error(e, 1)
+        except _REPORTED as e:
+            return _report(e)
     if args.command == "portfolio":
         try:
             manifest, out_dir = _portfolio(args)
-        except _USER_ERRORS as e:
-            return _error(e, 2)
-        except _RUN_ERRORS as e:
-            return _error(e, 1)
+        except _REPORTED as e:
+            return _report(e)
         _print_portfolio_summary(manifest, out_dir, time.perf_counter() - start)
         return 0
     if args.command == "backtest":
         try:
             manifest, summary, out_dir = _backtest(args)
-        except _USER_ERRORS as e:
-            return _error(e, 2)
-        except _RUN_ERRORS as e:
-            return _error(e, 1)
+        except _REPORTED as e:
+            return _report(e)
         _print_backtest_summary(manifest, summary, out_dir, time.perf_counter() - start)
         return 0
     try:
@@ -300,10 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             out_dir = daily_flow(data_path=request.data_path, out_dir=str(request.out_dir),
                                  config_path=args.config, backend=args.backend, cluster=request.cluster)
             manifest = json.loads((request.out_dir / "manifest.json").read_text())
-    except _USER_ERRORS as e:
-        return _error(e, 2)
-    except _RUN_ERRORS as e:
-        return _error(e, 1)
+    except _REPORTED as e:
+        return _report(e)
     _print_summary(manifest, out_dir, time.perf_counter() - start)
     return 0
 

@@ -8,6 +8,9 @@ import argparse
 import json
 import math
 
+from alphapulse.flows.cli.options import add_config, add_out, add_quiet
+from alphapulse.pipelines.errors import ArgumentError
+
 _HELP = """\
 status       devices (id, name, compute capability, memory), driver and CUDA versions, RAPIDS
              versions (NVML + CuPy); without a GPU: "available: no" and why (exit 0)
@@ -35,7 +38,7 @@ def add_parser(sub) -> None:
     u.add_argument("--seconds", type=float, default=5.0, help="how long to sample (default 5)")
     u.add_argument("--interval", type=float, default=None,
                    help="seconds between samples, 0.05 to 3600 (default: gpu.monitoring.sample_interval_s)")
-    u.add_argument("--config", help="YAML config (default: the shipped default config)")
+    add_config(u)
     u.add_argument("--json", action="store_true", help="print the samples as JSON")
     u.add_argument("--png", help="also write the timeline plot to this PNG file")
     b = gs.add_parser("benchmark", help="GPU vs CPU on the same synthetic data -> benchmark.parquet",
@@ -45,12 +48,12 @@ def add_parser(sub) -> None:
     b.add_argument("--size", type=int, nargs="+", help="sizes in the operation's unit (default: its ladder)")
     b.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     b.add_argument("--repeats", type=int, default=3, help="timed runs per backend after a warm-up (median)")
-    b.add_argument("--out", help="folder for benchmark.parquet, manifest.json and summary.md")
+    add_out(b, help="folder for benchmark.parquet, manifest.json and summary.md")
     b.add_argument("--refresh-routing", action="store_true",
                    help="store the measured speedups as this device's routing figures (replacing older ones)")
-    b.add_argument("--config", help="YAML config (for gpu.fallback.speedup_cache)")
+    add_config(b, help="YAML config (for gpu.fallback.speedup_cache)")
     b.add_argument("--json", action="store_true", help="print the rows as JSON")
-    b.add_argument("-q", "--quiet", action="store_true", help="only warnings and the table")
+    add_quiet(b, help="only warnings and the table")
 
 
 def _gib(n) -> str:
@@ -85,7 +88,7 @@ def _utilization(args) -> int:
     else:  # the config's value is range-checked when the config is read
         interval = load_config(args.config).gpu.monitoring.sample_interval_s
     if not 0 <= args.seconds <= 3600:
-        raise ValueError(f"--seconds must be from 0 to 3600, got {args.seconds}")
+        raise ArgumentError(f"--seconds must be from 0 to 3600, got {args.seconds}")
     sampler = sample_for(args.seconds, interval)
     record = sampler.record()
     if args.png:
@@ -137,9 +140,9 @@ def _benchmark(args) -> int:
 
     ops = args.op or (list(OPERATIONS) if args.refresh_routing else None)
     if not ops:
-        raise ValueError("give --op (indicators, covariance, backtest or montecarlo) or --refresh-routing")
+        raise ArgumentError("give --op (indicators, covariance, backtest or montecarlo) or --refresh-routing")
     if args.size and len(ops) > 1:
-        raise ValueError("--size applies to one --op at a time")
+        raise ArgumentError("--size applies to one --op at a time")
     if args.refresh_routing and not args.op:
         from alphapulse.pipelines.runtime.routing import device_key
 

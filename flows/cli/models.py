@@ -9,6 +9,8 @@ import argparse
 import json
 import time
 
+from alphapulse.flows.cli.options import add_paths, add_run_options
+
 _HELP = """\
 features (models.features): one-bar returns at lags, multi-bar returns, rolling volatility,
   indicator outputs (scale-free) and per-date cross-sectional ranks, all known at each close;
@@ -37,23 +39,16 @@ def add_parser(sub) -> None:
                                    "walk-forward (out-of-sample predictions for every symbol and date), combine "
                                    "them into ensembles, score them (IC, hit rate) and backtest the ensemble's "
                                    "signal; write a report folder.")
-    m.add_argument("--data", help="bars: CSV/parquet file or folder (default: data.path in the config)")
-    m.add_argument("--out", help="report folder (default: models.out_dir in the config)")
-    m.add_argument("--config", help="YAML config (default: the shipped default config; see its models: block)")
-    m.add_argument("--backend", choices=("auto", "cpu", "gpu"), default="auto",
-                   help="override the config's backend choice (default: auto)")
-    m.add_argument("--cluster", metavar="none|local|processes|cuda|tcp://HOST:PORT",
-                   help="where the flow's tasks run: none (in-process), local (threads), processes, cuda (dask-cuda) "
-                        "or a Dask scheduler address (default: cluster.address in the config)")
-    m.add_argument("--no-prefect", action="store_true",
-                   help="run the pipeline directly, without a Prefect flow run (in-process, no cluster)")
-    m.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+    add_paths(m, out_key="models.out_dir")
+    add_run_options(m, block="models",
+                    cluster_help="where the flow's tasks run: none (in-process), local (threads), processes, cuda "
+                                 "(dask-cuda) or a Dask scheduler address (default: cluster.address in the config)")
 
 
 def run(args) -> int:
     from alphapulse.pipelines.config import load_config
+    from alphapulse.pipelines.errors import ArgumentError
     from alphapulse.pipelines.models.pipeline import prepare_models, run_models
-
     from alphapulse.pipelines.runtime.cluster import resolve_cluster
 
     start = time.perf_counter()
@@ -61,8 +56,8 @@ def run(args) -> int:
     request = prepare_models(config, data_path=args.data, out_dir=args.out, backend=args.backend)
     cluster = resolve_cluster("config" if args.cluster is None else args.cluster, config)
     if args.no_prefect and cluster is not None:
-        raise ValueError(f"--cluster {cluster} runs the models flow's tasks through Prefect; drop --no-prefect "
-                         "(--no-prefect runs in-process)")
+        raise ArgumentError(f"--cluster {cluster} runs the models flow's tasks through Prefect; drop --no-prefect "
+                            "(--no-prefect runs in-process)")
     if args.no_prefect:
         result = run_models(request)
         manifest, out_dir = result.manifest, result.out_dir

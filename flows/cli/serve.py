@@ -9,6 +9,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 
+from alphapulse.flows.cli.options import add_config, add_quiet
+from alphapulse.pipelines.errors import ArgumentError
+
 log = logging.getLogger("alphapulse")
 
 DEFAULT_HOST = "127.0.0.1"
@@ -26,7 +29,7 @@ def add_parser(sub) -> None:
     s.add_argument("--reports", nargs="+", metavar="DIR",
                    help="report folders or folders holding them (default: the parents of the config's "
                         "report.out_dir, backtest.out_dir and portfolio.out_dir, i.e. reports/)")
-    s.add_argument("--config", help="YAML config (default: the shipped default config)")
+    add_config(s)
     s.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --host (the API has no authentication: only on a trusted network)")
     s.add_argument("--sample-interval", type=float, default=5.0, metavar="SECONDS",
@@ -34,7 +37,7 @@ def add_parser(sub) -> None:
                         "(0.05 to 3600; default 5; 0: none)")
     s.add_argument("--max-body-bytes", type=int, default=None,
                    help="largest request body accepted (default 64 KiB; larger requests get 413)")
-    s.add_argument("-q", "--quiet", action="store_true", help="only warnings")
+    add_quiet(s, help="only warnings")
 
 
 def is_loopback(host: str) -> bool:
@@ -63,26 +66,26 @@ def _default_roots(config_path: str | None) -> list[str]:
 
 def run(args) -> int:
     if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port {args.port}: expected 0 to 65535")
+        raise ArgumentError(f"--port {args.port}: expected 0 to 65535")
     if not is_loopback(args.host):
         if not args.allow_remote:
-            raise ValueError(f"--host {args.host} is not a loopback address; the API has no authentication: "
-                             "add --allow-remote to serve it on the network anyway")
+            raise ArgumentError(f"--host {args.host} is not a loopback address; the API has no authentication: "
+                                "add --allow-remote to serve it on the network anyway")
         log.warning("serving on %s: anyone who can reach this address can read the reports and start benchmarks",
                     args.host)
     if args.sample_interval != 0:  # 0: no background readings; else the sampler's own range
         from alphapulse.pipelines.gpu.status import MAX_SAMPLE_INTERVAL_S, MIN_SAMPLE_INTERVAL_S
 
         if not MIN_SAMPLE_INTERVAL_S <= args.sample_interval <= MAX_SAMPLE_INTERVAL_S:
-            raise ValueError(f"--sample-interval {args.sample_interval!r}: expected 0 (none) or "
-                             f"{MIN_SAMPLE_INTERVAL_S:g} to {MAX_SAMPLE_INTERVAL_S:g} seconds")
+            raise ArgumentError(f"--sample-interval {args.sample_interval!r}: expected 0 (none) or "
+                                f"{MIN_SAMPLE_INTERVAL_S:g} to {MAX_SAMPLE_INTERVAL_S:g} seconds")
     import uvicorn
 
     from alphapulse.pipelines.gpu import MAX_BODY_BYTES, create_app, server_options
 
     max_body = MAX_BODY_BYTES if args.max_body_bytes is None else args.max_body_bytes
     if max_body < 1:
-        raise ValueError(f"--max-body-bytes {max_body}: expected a positive number of bytes")
+        raise ArgumentError(f"--max-body-bytes {max_body}: expected a positive number of bytes")
     roots = args.reports or _default_roots(args.config)
     app = create_app(roots, max_body_bytes=max_body, sample_interval_s=args.sample_interval)
     log.info("reports from %s", ", ".join(map(str, app.state.roots.roots)))
