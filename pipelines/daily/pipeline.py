@@ -36,8 +36,8 @@ from alphapulse.pipelines.data.panel import bars_to_panel, panel_to_frame
 from alphapulse.pipelines.data.partitions import Partition, load_partition, plan_partitions
 from alphapulse.pipelines.report.write import check_out_dir, markdown_table, scratch_folder, write_report
 from alphapulse.pipelines.runtime.routing import route
-from alphapulse.pipelines.runtime.stages import (RunTracker, StageTimer, request_paths, result_key, run_record, run_sections,
-                              stage_errors)
+from alphapulse.pipelines.runtime.stages import (RunTracker, StageTimer, request_paths, result_key, run_record,
+                                                 run_sections, stage_errors)
 from alphapulse.transforms.indicators.registry import INDICATORS, compute_indicators, lookback
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str 
 
 
 def load_stage(request: DailyRequest, backend: Backend) -> LoadedBars:
-    return load_bars(request.inputs, lib=backend.frames, symbols_per_partition=request.config.data.symbols_per_partition)
+    return load_bars(request.inputs, lib=backend.frames,
+                     symbols_per_partition=request.config.data.symbols_per_partition)
 
 
 def plan_stage(request: DailyRequest) -> list[Partition]:
@@ -131,7 +132,8 @@ def partition_key(request: DailyRequest, backend: Backend, part: Partition) -> s
     fingerprint (path, size, mtime) with the partition's symbols, and the code. The flow's cache key."""
     return result_key(request.config.hash(), backend.name, str(backend.dtype), part.fingerprint,
                       "whole" if part.whole else "part",
-                      modules=("alphapulse.pipelines.daily.pipeline", "alphapulse.pipelines.data.partitions", "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.panel",
+                      modules=("alphapulse.pipelines.daily.pipeline", "alphapulse.pipelines.data.partitions",
+                               "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.panel",
                                "alphapulse.transforms.indicators.registry"))
 
 
@@ -153,7 +155,8 @@ def compute_partition(request: DailyRequest, backend: Backend, part: Partition, 
     """Load, validate and compute one partition, and write its indicators to ``dest``.
 
     Bad input raises ``DataError`` as the loader does; anything else raises
-    :class:`alphapulse.pipelines.runtime.stages.StageError` naming the stage (load, indicators, write) and the partition.
+    :class:`alphapulse.pipelines.runtime.stages.StageError` naming the stage (load, indicators, write)
+    and the partition.
     """
     where = part.label(total)
     timer = StageTimer()
@@ -173,9 +176,9 @@ def compute_partition(request: DailyRequest, backend: Backend, part: Partition, 
         _write_part(indicators, Path(dest))
     for record in ops.routing + ops.alerts:
         record.update(stage="indicators", partition=part.index)
-    return PartitionResult(part.index, part.whole, str(dest), int(len(indicators)), [str(c) for c in indicators.columns],
-                           loaded.rejected, loaded.stats, short, latest.reset_index(drop=True), timer.seconds,
-                           ops.routing, ops.alerts)
+    return PartitionResult(part.index, part.whole, str(dest), int(len(indicators)),
+                           [str(c) for c in indicators.columns], loaded.rejected, loaded.stats, short,
+                           latest.reset_index(drop=True), timer.seconds, ops.routing, ops.alerts)
 
 
 def short_history(bars, specs) -> dict[str, int]:

@@ -19,11 +19,12 @@ Row rules, besides missing and unparseable values:
   UTC), or, where that parses fewer rows, in the one format pandas infers from the column; rows in
   no such format are rejected. Text that writes no date is unparseable, never the run's clock:
   words without a digit (pandas reads "now" and "today" as the current time) and a time of day
-  written first ("10:00", "10:00 1": pandas takes the missing date from today). Dates that start with day and month (03/04/2024) are read in the
-  order some row proves (a first field over 12); when no row tells, the file is an error, never
-  a guess. Timestamps before 1678 or more than a day after the run's UTC clock are rejected (a bar
-  cannot come from the future; outside those bounds nanosecond timestamps overflow). Bare numbers
-  are an error (seconds, milliseconds or nanoseconds since 1970?).
+  written first ("10:00", "10:00 1": pandas takes the missing date from today). Dates that start
+  with day and month (03/04/2024) are read in the order some row proves (a first field over 12);
+  when no row tells, the file is an error, never a guess. Timestamps before 1678 or more than a day
+  after the run's UTC clock are rejected (a bar cannot come from the future; outside those bounds
+  nanosecond timestamps overflow). Bare numbers are an error (seconds, milliseconds or nanoseconds
+  since 1970?).
 - symbols: text (a CSV's symbol column is read as text, so "0700" stays "0700"; integers and
   integral floats of a parquet integer column with gaps print as integers); in a CSV only an
   empty field is missing (the ticker "NA" is a ticker); blank ones, ones padded with whitespace
@@ -70,7 +71,8 @@ EARLIEST = pd.Timestamp("1678-01-01")
 """Earliest accepted timestamp (datetime64[ns] starts in September 1677)."""
 FUTURE_SLACK = pd.Timedelta(days=1)
 """How far past the run's UTC clock a timestamp may lie (local exchange times ahead of UTC)."""
-_SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".csv.bz2": "csv", ".csv.zst": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".csv.bz2": "csv", ".csv.zst": "csv",
+             ".parquet": "parquet", ".pq": "parquet"}
 
 
 def _reasons():
@@ -341,16 +343,16 @@ def check_rows(raw, *, lib, source_file: int = 0, source: str = "input"):
             flag(nan & ~frames.isna(raw[c]), f"not_a_number: {c}")
         flag(nan, f"nan: {c}")
         flag(xp.isinf(v), f"inf: {c}")
-    o, h, l, cl, vol = (frames.values(out[c]) for c in NUMERIC)
-    for c, v in zip(PRICES, (o, h, l, cl)):
+    o, h, lo, cl, vol = (frames.values(out[c]) for c in NUMERIC)
+    for c, v in zip(PRICES, (o, h, lo, cl)):
         flag(v <= 0, f"non_positive: {c}")
     flag(vol < 0, "negative: volume")
-    for c, v in zip(PRICES, (o, h, l, cl)):
+    for c, v in zip(PRICES, (o, h, lo, cl)):
         flag((v < MIN_PRICE) | (v > MAX_PRICE), f"out_of_range: {c} (outside [{MIN_PRICE:g}, {MAX_PRICE:g}])")
     flag(vol > MAX_VOLUME, f"out_of_range: volume (above {MAX_VOLUME:g})")
-    flag(h < l, "high_below_low")
-    flag((o < l) | (o > h), "open_outside_low_high")
-    flag((cl < l) | (cl > h), "close_outside_low_high")
+    flag(h < lo, "high_below_low")
+    flag((o < lo) | (o > h), "open_outside_low_high")
+    flag((cl < lo) | (cl > h), "close_outside_low_high")
     out["source_file"] = xp.full(n, source_file, dtype=xp.int32)
     out["source_row"] = xp.arange(n, dtype=xp.int64)
     out["code"] = code
@@ -554,7 +556,8 @@ def split_checked(checked, inputs: InputFiles, *, partitions: int = 1) -> Loaded
     ok = checked["code"] == 0
     bars = checked[ok][list(STANDARD_COLUMNS)].reset_index(drop=True)
     rejected = frames.to_host(checked[~ok])
-    rejected = rejected.assign(reason=pd.Categorical.from_codes(rejected["code"].to_numpy(), categories=REASONS).astype(str))
+    reasons = pd.Categorical.from_codes(rejected["code"].to_numpy(), categories=REASONS)
+    rejected = rejected.assign(reason=reasons.astype(str))
     rejected = rejected[["source_file", "source_row", "reason", *STANDARD_COLUMNS]].reset_index(drop=True)
     by_reason = rejected["reason"].value_counts().sort_index().to_dict()
     stats = {"rows_read": rows_read, "rows_accepted": int(len(bars)), "rows_rejected": int(len(rejected)),

@@ -68,7 +68,8 @@ class Backend:
 
     @property
     def panel_order(self) -> str:
-        """Memory order of time x symbols panels: the series kernels' (``alphapulse.transforms.kernels.series_order``)."""
+        """Memory order of time x symbols panels: the series kernels'
+        (``alphapulse.transforms.kernels.series_order``)."""
         return "C" if self.is_gpu else series_order(np)
 
     def record(self) -> dict:

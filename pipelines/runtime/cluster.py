@@ -77,7 +77,8 @@ def local_cluster(spec: str, *, workers: int | None = None, gpu_pool_size: str |
         kwargs = {"dashboard_address": None, **({"n_workers": workers} if workers else {})}
         if gpu_pool_size and gpu_pool_size != "auto":
             kwargs["rmm_pool_size"] = gpu_pool_size
-        return "alphapulse.pipelines.runtime.cluster.cuda_cluster", kwargs, {"kind": "LocalCUDACluster", "workers": workers or "one per GPU"}
+        return ("alphapulse.pipelines.runtime.cluster.cuda_cluster", kwargs,
+                {"kind": "LocalCUDACluster", "workers": workers or "one per GPU"})
     raise ValueError(f"not a local cluster kind: {spec!r}")
 
 
