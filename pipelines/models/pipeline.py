@@ -3,8 +3,9 @@
 load -> validate -> panel -> indicators + features and the forward-return target
 (``alphapulse.transforms.models.features``) -> walk-forward: every model refit at every step, predictions only
 out of sample (``alphapulse.transforms.models.training``; per-symbol models batched over symbols in xp by
-``alphapulse.transforms.models.batched``, pooled models from the ``alphapulse.pipelines.models.estimators`` factory: scikit-learn
-on the CPU, cuML on the GPU) -> ensembles on the device (``alphapulse.transforms.models.ensemble``) -> per-date
+``alphapulse.transforms.models.batched``, pooled models from the ``alphapulse.pipelines.models.estimators``
+factory: scikit-learn on the CPU, cuML on the GPU) -> ensembles on the device
+(``alphapulse.transforms.models.ensemble``) -> per-date
 information coefficient and hit rate per model, ensemble and step
 (``alphapulse.transforms.models.scoring``) -> the chosen ensemble's signal (long where its score is above
 ``models.signal.long_threshold`` by more than rounding noise, 64 epsilons of the dtype; flat
@@ -131,7 +132,8 @@ def prepare_models(config: Config, *, data_path: str | None = None, out_dir: str
 
 
 def load_stage(request: ModelsRequest, backend: Backend) -> LoadedBars:
-    return load_bars(request.inputs, lib=backend.frames, symbols_per_partition=request.config.data.symbols_per_partition)
+    return load_bars(request.inputs, lib=backend.frames,
+                     symbols_per_partition=request.config.data.symbols_per_partition)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,8 +369,8 @@ def _summary_md(manifest: dict, scores: pd.DataFrame, bt: pd.DataFrame, weights:
         f"{wf['train_bars']} bars, test windows of {wf['test_bars']}, purge {wf['purge_bars']}, validation "
         f"{wf['validation_bars']}; out of sample {wf['oos_start']} .. {wf['oos_end']}",
         "", "## Models", "",
-        markdown_table(pd.DataFrame([{"name": m["name"], "kind": m["kind"], "scope": m["scope"],
-                                      "target": m["target"], "params": ", ".join(f"{k}={v}" for k, v in m["params"].items())}
+        markdown_table(pd.DataFrame([{"name": m["name"], "kind": m["kind"], "scope": m["scope"], "target": m["target"],
+                                      "params": ", ".join(f"{k}={v}" for k, v in m["params"].items())}
                                      for m in manifest["models"]])),
         "", "## Out-of-sample scores (all steps)", "",
         "IC: Spearman rank correlation across symbols per date between the prediction and the realised forward "
@@ -453,9 +455,11 @@ def compute_key(request: ModelsRequest, backend: Backend) -> str:
     """What :func:`analyse`'s results depend on: the config, the backend and dtype, the input
     files' fingerprint and the code. The flow's cache key."""
     return result_key(request.config.hash(), backend.name, str(backend.dtype), input_fingerprint(request.inputs),
-                      modules=("alphapulse.pipelines.models.pipeline", "alphapulse.pipelines.models.estimators", "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.panel",
-                               "alphapulse.transforms.models.features", "alphapulse.transforms.models.batched", "alphapulse.transforms.models.training",
-                               "alphapulse.transforms.models.ensemble", "alphapulse.transforms.models.scoring", "alphapulse.transforms.indicators.registry",
+                      modules=("alphapulse.pipelines.models.pipeline", "alphapulse.pipelines.models.estimators",
+                               "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.panel",
+                               "alphapulse.transforms.models.features", "alphapulse.transforms.models.batched",
+                               "alphapulse.transforms.models.training", "alphapulse.transforms.models.ensemble",
+                               "alphapulse.transforms.models.scoring", "alphapulse.transforms.indicators.registry",
                                "alphapulse.transforms.backtest.engine"))
 
 

@@ -106,7 +106,8 @@ def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: 
 
 
 def load_stage(request: PortfolioRequest, backend: Backend) -> LoadedBars:
-    return load_bars(request.inputs, lib=backend.frames, symbols_per_partition=request.config.data.symbols_per_partition)
+    return load_bars(request.inputs, lib=backend.frames,
+                     symbols_per_partition=request.config.data.symbols_per_partition)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,8 +134,8 @@ class Returns:
         return list(self.window.symbols)
 
     def excluded_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"symbol": e.symbol, "reason": e.reason, "detail": e.detail} for e in self.window.excluded],
-                            columns=["symbol", "reason", "detail"])
+        return pd.DataFrame([{"symbol": e.symbol, "reason": e.reason, "detail": e.detail}
+                             for e in self.window.excluded], columns=["symbol", "reason", "detail"])
 
 
 def returns_stage(bars, pc: PortfolioConfig, backend: Backend) -> Returns:
@@ -231,7 +232,8 @@ def optimise_stage(rets: Returns, cov: np.ndarray, pc: PortfolioConfig) -> Optim
             notes += [f"black_litterman: dropped {d}" for d in dropped]
             post_mu, post_cov = (prior, cov) if P is None else black_litterman_posterior(
                 prior, cov, picking=P, views=Q, omega=omega, tau=bl.tau)
-            res = optimise_with_fallback("max_sharpe", covariance=to_host(post_cov), expected_returns=to_host(post_mu), **box)
+            res = optimise_with_fallback("max_sharpe", covariance=to_host(post_cov),
+                                         expected_returns=to_host(post_mu), **box)
         else:
             res = optimise_with_fallback(method, covariance=cov, expected_returns=mu, **box)
         if res.fell_back:
@@ -242,9 +244,10 @@ def optimise_stage(rets: Returns, cov: np.ndarray, pc: PortfolioConfig) -> Optim
                     "reason": r["reason"]} for r in res.records()]
     component = np.vstack([w / w.sum() for w in results.values()])
     try:
-        ens = to_host(ensemble_weights(component, method=pc.ensemble, covariance=cov if pc.ensemble == "inverse_volatility"
-                                     else None, returns=rets.block if pc.ensemble == "adaptive" else None,
-                                     periods_per_year=pc.periods_per_year))
+        ens = to_host(ensemble_weights(component, method=pc.ensemble,
+                                       covariance=cov if pc.ensemble == "inverse_volatility" else None,
+                                       returns=rets.block if pc.ensemble == "adaptive" else None,
+                                       periods_per_year=pc.periods_per_year))
     except (ValueError, OptimisationError) as e:
         notes.append(f"ensemble {pc.ensemble} failed ({e}); equal mix used")
         ens = component.mean(axis=0)
@@ -371,7 +374,8 @@ def _summary_md(manifest: dict, t: dict) -> str:
     lines += ["", "## Regimes (0 = calmest)", "", markdown_table(t["regime_centres.parquet"])]
     runs = t["regime_runs.parquet"]
     dur = runs.groupby("regime")["bars"].agg(runs="count", mean_bars="mean", max_bars="max", total_bars="sum")
-    lines += ["", "Durations (runs of consecutive bars):", "", markdown_table(dur.reset_index().astype({"mean_bars": float}))]
+    lines += ["", "Durations (runs of consecutive bars):", "",
+              markdown_table(dur.reset_index().astype({"mean_bars": float}))]
     lines += stage_table_lines(manifest)
     return "\n".join(lines) + "\n"
 
