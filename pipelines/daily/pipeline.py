@@ -133,8 +133,9 @@ def partition_key(request: DailyRequest, backend: Backend, part: Partition) -> s
     return result_key(request.config.hash(), backend.name, str(backend.dtype), part.fingerprint,
                       "whole" if part.whole else "part",
                       modules=("alphapulse.pipelines.daily.pipeline", "alphapulse.pipelines.data.partitions",
-                               "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.panel",
-                               "alphapulse.transforms.indicators.registry"))
+                               "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.rules",
+                               "alphapulse.pipelines.data.panel", "alphapulse.transforms.indicators.registry",
+                               "alphapulse.transforms.indicators.series"))
 
 
 def _write_part(frame: pd.DataFrame, dest: Path) -> None:

@@ -9,7 +9,7 @@ lookback is ever cut and no overlap is needed. Symbols are regrouped whole, neve
   one partition, is one whole partition (loaded by :func:`alphapulse.pipelines.data.load.load_bars`).
 - :func:`load_partition`: reads only the partition's rows (row groups whose symbol statistics
   cannot hold them are skipped), keeping each row's file and row number, and validates them with
-  the loader's own rules (:func:`alphapulse.pipelines.data.load.check_rows`, ``check_symbols``), so accepted and
+  the loader's own rules (:func:`alphapulse.pipelines.data.rules.check_rows`, ``check_symbols``), so accepted and
   rejected rows are exactly those of a whole load.
 
 Memory: one partition's rows plus one row group at a time. Rows with no symbol go to the last
@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from alphapulse.pipelines.data import frames as frames
-from alphapulse.pipelines.data.load import DataError, InputFiles, LoadedBars, check_rows, check_symbols, split_checked
+from alphapulse.pipelines.data.load import DataError, InputFiles, LoadedBars, split_checked
+from alphapulse.pipelines.data.rules import check_rows, check_symbols
 
 if TYPE_CHECKING:
     import pyarrow as pa

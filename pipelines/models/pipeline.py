@@ -456,11 +456,12 @@ def compute_key(request: ModelsRequest, backend: Backend) -> str:
     files' fingerprint and the code. The flow's cache key."""
     return result_key(request.config.hash(), backend.name, str(backend.dtype), input_fingerprint(request.inputs),
                       modules=("alphapulse.pipelines.models.pipeline", "alphapulse.pipelines.models.estimators",
-                               "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.panel",
-                               "alphapulse.transforms.models.features", "alphapulse.transforms.models.batched",
+                               "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.rules",
+                               "alphapulse.pipelines.data.panel", "alphapulse.transforms.models.features",
+                               "alphapulse.transforms.models.batched",
                                "alphapulse.transforms.models.training", "alphapulse.transforms.models.ensemble",
                                "alphapulse.transforms.models.scoring", "alphapulse.transforms.indicators.registry",
-                               "alphapulse.transforms.backtest.engine"))
+                               "alphapulse.transforms.indicators.series", "alphapulse.transforms.backtest.engine"))
 
 
 def analyse(request: ModelsRequest, backend: Backend, bars, timer: StageTimer):

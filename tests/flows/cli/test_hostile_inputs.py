@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from alphapulse.flows.cli.dispatch import main
-from alphapulse.pipelines.data.load import BAD_SYMBOL, DUPLICATE, OUT_OF_TIME
+from alphapulse.pipelines.data.rules import BAD_SYMBOL, DUPLICATE, OUT_OF_TIME
 
 N_BARS = 40
 ROWS = 2 * N_BARS

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphapulse.pipelines.data.load import REASONS, DataError, inspect_input, load_bars
+from alphapulse.pipelines.data.load import DataError, inspect_input, load_bars
+from alphapulse.pipelines.data.rules import REASONS
 from tests.pipelines.conftest import SAMPLE, SHARED_SP500, SP500_COLUMNS
 
 

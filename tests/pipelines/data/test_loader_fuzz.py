@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alphapulse.pipelines.data.load import (BAD_SYMBOL, DUPLICATE, EARLIEST, FUTURE_SLACK, MAX_PRICE, MAX_VOLUME,
-                                            MIN_PRICE, OUT_OF_TIME, REASONS, DataError, inspect_input, load_bars)
+from alphapulse.pipelines.data.load import DataError, inspect_input, load_bars
+from alphapulse.pipelines.data.rules import (BAD_SYMBOL, DUPLICATE, EARLIEST, FUTURE_SLACK, MAX_PRICE, MAX_VOLUME,
+                                             MIN_PRICE, OUT_OF_TIME, REASONS)
 
 COLUMNS = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
 GOOD_SYMBOLS = ["AAA", "BBB", "ÅÄÖ", "日本株", "7203"]
