@@ -45,7 +45,8 @@ def assert_on_device(xp, x, dtype=None) -> None:
 class DeviceArrayStandIn:
     """Recognised as a CuPy array by ``alphapulse.transforms.arrays.is_cupy`` (by its type's module), on a
     machine without CuPy: for the checks that refuse mixing host and device arrays, which must
-    fire before anything touches CuPy."""
+    fire before anything touches CuPy. (Only a type, not an array: the CuPy cases themselves run
+    on the CPU on the CuPy stand-in of :mod:`tests.cupy_standin`.)"""
 
 
 DeviceArrayStandIn.__module__ = "cupy._core.core"

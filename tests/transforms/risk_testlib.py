@@ -4,7 +4,6 @@ the code paths a transform takes on CuPy)."""
 from __future__ import annotations
 
 import functools
-import math
 import os
 import sys
 import types
@@ -13,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+# CuPy's linear-algebra failure semantics live with the CuPy stand-in, which uses them on device arrays
+from tests.cupy_standin._linalg import unchecked_cholesky, unchecked_solve
 
 ROOT = Path(__file__).resolve().parents[2]
 FTSE_CSV = Path(os.environ.get("ALPHAPULSE_FTSE100_CSV",
@@ -63,31 +65,6 @@ def month_end_rows(index) -> np.ndarray:
     return pos.groupby([dates.year, dates.month]).max().to_numpy()
 
 
-def _unchecked_cholesky(a):
-    """What cuSOLVER's ``potrf`` leaves when CuPy does not check its status: the lower factor
-    computed column by column (left-looking, as LAPACK's unblocked ``potf2``) up to the first
-    pivot that is not positive, that pivot's value in place, the columns after it untouched.
-    No exception, and finite for finite input. (cuSOLVER documents only the status; the content
-    after a failure is LAPACK's here, one plausible garbage among many.)"""
-    low = np.tril(np.array(a, dtype=np.result_type(a, np.float32)))
-    for j in range(low.shape[0]):
-        d = low[j, j] - low[j, :j] @ low[j, :j]
-        if not d > 0:
-            low[j, j] = d
-            break
-        low[j, j] = math.sqrt(d)
-        low[j + 1:, j] = (low[j + 1:, j] - low[j + 1:, :j] @ low[j, :j]) / low[j, j]
-    return low
-
-
-def _unchecked_solve(a, b):
-    """CuPy's ``solve`` of a singular matrix: LU's zero pivot divides, giving non-finite values."""
-    try:
-        return np.linalg.solve(a, b)
-    except np.linalg.LinAlgError:
-        return np.full(np.shape(b), np.nan)
-
-
 def cupy_like_numpy():
     """NumPy, except that ``linalg.cholesky`` and ``linalg.solve`` fail as CuPy's do by default
     (``cupyx.errstate(linalg="ignore")``): silently, with a partial factor or non-finite values,
@@ -97,7 +74,7 @@ def cupy_like_numpy():
     fake.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
     linalg = types.ModuleType("cupy_like_numpy.linalg")
     linalg.__dict__.update({k: v for k, v in vars(np.linalg).items() if not k.startswith("__")})
-    linalg.cholesky, linalg.solve = _unchecked_cholesky, _unchecked_solve
+    linalg.cholesky, linalg.solve = unchecked_cholesky, unchecked_solve
     fake.linalg = linalg
     return fake
 
