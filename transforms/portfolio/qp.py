@@ -117,8 +117,10 @@ def solve_qp(Q, c, A, b, *, lower, upper, scale_index=None, lower_scale=None, up
         lo_i + ls_i x_s \le x_i \le up_i + us_i x_s
 
     Mehrotra's predictor-corrector interior-point method on the KKT conditions (infeasible
-    start); each iteration factors ``Q + G' W G`` (``W`` the barrier's diagonal weights; the bound
-    rows make it diagonal plus the scale variable's row and column) once by Cholesky and solves
+    start; a centred step where a feasible iterate's corrected step would not lower the
+    complementarity, on which Mehrotra's heuristic can cycle); each iteration factors
+    ``Q + G' W G`` (``W`` the barrier's diagonal weights; the bound rows make it diagonal plus
+    the scale variable's row and column) once by Cholesky and solves
     the ``m x m`` Schur complement of the equality rows. Once the average complementarity drops
     below ``polish_gap`` (and at convergence) the iterate is polished (``polish=True``): the
     active set is read off it (a row is active when its multiplier exceeds its slack), the
@@ -295,6 +297,13 @@ def solve_qp(Q, c, A, b, *, lower, upper, scale_index=None, lower_scale=None, up
         sigma = (mu_aff / mu) ** 3 if mu > 0 else 0.0
         dx, dy, dz, dlam = direction(z * lam + dz * dlam - sigma * mu)
         alpha = min(1.0, 0.99 * min(max_step(z, dz), max_step(lam, dlam)))
+        if small and float((z + alpha * dz) @ (lam + alpha * dlam)) / rows.m >= mu:
+            # Feasible to tolerance, yet the corrected step does not lower the complementarity:
+            # Mehrotra's heuristic can cycle there (a 7-asset max-Sharpe with shorts kept its gap
+            # between 1e-4 and 3e-4 for all 100 iterations). A centred Newton step (sigma = 1/2,
+            # no second-order term) restores centrality, and the iterations converge again.
+            dx, dy, dz, dlam = direction(z * lam - 0.5 * mu)
+            alpha = min(1.0, 0.99 * min(max_step(z, dz), max_step(lam, dlam)))
         x = x + alpha * dx
         y = y + alpha * dy
         z = z + alpha * dz

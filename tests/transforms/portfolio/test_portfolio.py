@@ -472,6 +472,20 @@ def test_max_sharpe_matches_cvxpy(xp, cp, prob):
     assert sharpe(w) >= sharpe(ref) - 1e-8 * abs(sharpe(ref))
 
 
+def test_max_sharpe_converges_where_mehrotra_cycled(xp):
+    """A problem of ``portfolio_problems`` (seed 66549: 7 assets, 5 observations, shorts to -0.3)
+    on which the interior point cycled, feasible with its complementarity bouncing between 1e-4
+    and 3e-4, until the iteration limit: "did not converge" on both backends for a well-posed
+    problem (found by the CuPy case of the property test above, on the CuPy stand-in). The answer
+    is CVXPY's (Clarabel), polished here to its active set."""
+    rng = np.random.default_rng(66549)
+    S = random_cov(rng, 7, n_obs=5, ridge=1e-2, scale=1.0)
+    mu = rng.normal(0.05, 0.1, 7)
+    d_mu, d_S, d_lo, d_hi = device(xp, (mu, S, np.full(7, -0.3), np.ones(7)))
+    w = pf.max_sharpe_weights(d_mu, d_S, risk_free_rate=float(np.median(mu)), min_weights=d_lo, max_weights=d_hi)
+    np.testing.assert_allclose(host(w), [-0.3, -0.221424322, 0.703321175, -0.3, 0.418103143, 1.0, -0.3], atol=1e-7)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=SHARED_XP)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 9), st.integers(1, 3))
 def test_solve_qp_matches_cvxpy_on_general_qps(xp, cp, seed, n, m):
