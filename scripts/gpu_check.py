@@ -8,7 +8,10 @@ limit has done the most valuable parts first:
 1. ``environment``: Python, NumPy, pandas, CuPy, Numba, numba-cuda; NVML's device, driver and
    CUDA version; the device's compute capability and memory.
 2. ``transform_tests``: ``pytest -m gpu tests/transforms``: the CuPy case of every transform
-   test (the ``xp`` fixture of ``tests/conftest.py``); the NumPy cases run in CI already.
+   test (the ``xp`` fixture of ``tests/conftest.py``); the NumPy cases run in CI already. The
+   rehearsal runs these cases on the CuPy stand-in (``-p tests.cupy_standin.plugin``: CuPy's
+   refusals and silent failures, on the CPU; it is not CuPy), and any failure fails it; the real
+   run never loads the stand-in.
 3. ``cuda_kernels``: the tests that compile the CUDA kernels (PTX for sm_90, float32 and float64,
    no float32 arithmetic); in the rehearsal the CUDA-simulator runs of the same kernels.
 4. ``benchmarks``: ``benchmarks/device.py`` at device sizes (``--quick`` in the rehearsal),
@@ -49,6 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sp500_sample.parquet"
 PHASE_CAPS_L1 = {"transform_tests": 240, "cuda_kernels": 90, "benchmarks": 240, "routing": 90}
 PHASE_CAPS_L2 = {"pipeline_tests": 240, "pipelines": 300}
+# The rehearsal's transform tests run their CuPy cases on this CPU stand-in for CuPy (never on a GPU host).
+STANDIN_PLUGIN = "tests.cupy_standin.plugin"
+STANDIN_HEADER = "CuPy stand-in on the CPU (not CuPy)"
 
 
 def version(name: str) -> str | None:
@@ -146,12 +152,18 @@ class Check:
         res = self.run(name, cmd, cap, env)
         counts, failures = junit_counts(junit) if junit.exists() else log_counts(self.out / res["log"])
         res.update(counts=counts, failures=failures[:40])
+        if STANDIN_PLUGIN in args:
+            res["stand_in"] = True
         if res["rc"] is None:
             res["status"] = "timed out"
         elif counts.get("errors") or counts.get("failed"):
             res["status"] = "failed"
         elif res["rc"] != 0:  # 5: nothing selected, which is a broken selection too
             res["status"] = "error"
+        elif res.get("stand_in"):
+            # the header proves the stand-in was loaded: without it every CuPy case would skip
+            loaded = STANDIN_HEADER in (self.out / res["log"]).read_text(errors="replace")
+            res["status"] = "ok (CuPy stand-in)" if loaded and counts.get("passed", 0) else "error"
         elif self.rehearse and counts.get("passed", 0) == 0:
             res["status"] = "skipped: no GPU"
         else:
@@ -227,7 +239,8 @@ class Check:
 
     def level1(self) -> None:
         self.phase("environment", self.environment())
-        self.phase("transform_tests", self.pytest("transform_tests", ["-m", "gpu", "tests/transforms"],
+        standin = ["-p", STANDIN_PLUGIN] if self.rehearse else []
+        self.phase("transform_tests", self.pytest("transform_tests", [*standin, "-m", "gpu", "tests/transforms"],
                                                   PHASE_CAPS_L1["transform_tests"]))
         # On the device the PTX tests compile every kernel for sm_90; under the simulator (rehearsal)
         # the same kernels run as CUDA kernels on the CPU.
@@ -321,8 +334,9 @@ def markdown(rec: dict) -> str:
         if not r:
             continue
         c = r.get("counts", {})
+        where = " on the CuPy stand-in (CPU)" if r.get("stand_in") else ""
         lines += [f"## {name.replace('_', ' ').capitalize()}: {r['status']}", "",
-                  f"{c.get('passed', 0)} passed, {c.get('failed', 0)} failed, {c.get('errors', 0)} errors, "
+                  f"{c.get('passed', 0)} passed{where}, {c.get('failed', 0)} failed, {c.get('errors', 0)} errors, "
                   f"{c.get('skipped', 0)} skipped in {r['seconds']} s (limit {r['timeout_s']} s; log {r['log']})", ""]
         lines += [f"- {f}" for f in r.get("failures", [])]
         lines.append("")
