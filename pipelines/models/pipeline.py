@@ -56,7 +56,7 @@ from alphapulse.pipelines.runtime.stages import StageTimer, request_paths, resul
 from alphapulse.transforms.backtest import engine as engine
 from alphapulse.transforms.arrays import namespace, to_host
 from alphapulse.transforms.models.batched import fit_knn, fit_logistic, fit_ridge
-from alphapulse.transforms.models.ensemble import combine, ensemble_weights
+from alphapulse.transforms.models.ensemble import combine, ensemble_model_weights
 from alphapulse.transforms.models.features import feature_panel, forward_returns
 from alphapulse.transforms.indicators.registry import compute_indicators
 from alphapulse.transforms.kernels import compact, valid_mask
@@ -239,8 +239,8 @@ def ensemble_stage(feats: Features, trained: Trained, mc: ModelsConfig) -> Ensem
         s = step.split
         val_target = feats.target[s.val_start:s.train_stop] if s.has_validation else None
         for method in mc.ensemble.methods:
-            w, note = ensemble_weights(method, step.validation, val_target, alpha=mc.ensemble.stacking_alpha,
-                                       min_symbols=mc.min_symbols)
+            w, note = ensemble_model_weights(method, step.validation, val_target, alpha=mc.ensemble.stacking_alpha,
+                                             min_symbols=mc.min_symbols)
             out[f"ensemble_{method}"][s.test_start:s.test_stop] = combine(preds[:, s.test_start:s.test_stop], w)
             shown = np.full(len(names), 1.0 / len(names)) if w is None else w
             rows += [{"step": s.step, "ensemble": method, "model": n, "weight": float(v), "note": note}

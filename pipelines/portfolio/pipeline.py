@@ -57,8 +57,11 @@ from alphapulse.transforms.arrays import to_host
 from alphapulse.transforms import covariance as cov_mod
 from alphapulse.transforms.correlation import absorption_ratio, average_pairwise_correlation, rolling_corr
 from alphapulse.transforms.montecarlo import monte_carlo_var_cvar, normal_var_cvar
-from alphapulse.transforms.portfolio.optimisers import (OptimisationError, ensemble_weights, idzorek_omega, black_litterman_posterior,
-                                  default_omega, market_implied_prior_returns, optimise_with_fallback)
+from alphapulse.transforms.errors import OptimisationError
+from alphapulse.transforms.portfolio.black_litterman import (black_litterman_posterior, default_omega, idzorek_omega,
+                                                             market_implied_prior_returns)
+from alphapulse.transforms.portfolio.ensemble import ensemble_portfolio_weights
+from alphapulse.transforms.portfolio.fallback import optimise_with_fallback
 from alphapulse.transforms.regimes import fit_regimes, market_features
 from alphapulse.transforms.returns import common_window, simple_returns
 
@@ -244,10 +247,10 @@ def optimise_stage(rets: Returns, cov: np.ndarray, pc: PortfolioConfig) -> Optim
                     "reason": r["reason"]} for r in res.records()]
     component = np.vstack([w / w.sum() for w in results.values()])
     try:
-        ens = to_host(ensemble_weights(component, method=pc.ensemble,
-                                       covariance=cov if pc.ensemble == "inverse_volatility" else None,
-                                       returns=rets.block if pc.ensemble == "adaptive" else None,
-                                       periods_per_year=pc.periods_per_year))
+        ens = to_host(ensemble_portfolio_weights(component, method=pc.ensemble,
+                                                 covariance=cov if pc.ensemble == "inverse_volatility" else None,
+                                                 returns=rets.block if pc.ensemble == "adaptive" else None,
+                                                 periods_per_year=pc.periods_per_year))
     except (ValueError, OptimisationError) as e:
         notes.append(f"ensemble {pc.ensemble} failed ({e}); equal mix used")
         ens = component.mean(axis=0)
