@@ -209,37 +209,54 @@ def optimise(returns: pd.DataFrame, *, method: str = "min_variance", covariance:
 
 @dataclass
 class BacktestResult:
-    """A strategy's sweep over every symbol and parameter combination.
+    """A strategy's sweep over every symbol and parameter combination; the frames are those of the
+    backtest report's parquet files.
 
-    summary : one row per combination (its parameters and the equal-weight portfolio's metrics)
+    summary : one row per combination: its parameters, aggregates over the symbols, the
+        equal-weight portfolio's metrics and ``rank`` by portfolio Sharpe
+        (``backtest_summary.parquet``)
     metrics : one row per (symbol, combination) with the per-series metrics
-    equity : the best combination's equity per symbol (``timestamp, symbol, equity``)
-    walk_forward : the walk-forward windows' out-of-sample results, when configured
+        (``backtest_metrics.parquet``)
+    equity : the equal-weight portfolio's equity of the ``top_n`` combinations, one row per
+        (combination, timestamp) (``equity.parquet``)
+    symbol_equity : the best combination's equity per symbol, ``timestamp, symbol, equity,
+        combo_id`` (``best_equity_by_symbol.parquet``; None when ``top_n`` is 0)
+    walk_forward : per (window, symbol) the combination chosen in sample and its in- and
+        out-of-sample metrics (``walk_forward.parquet``; None unless ``walk_forward`` is set)
+    rejected : the rejected rows (empty unless ``rejected="keep"``)
     """
 
     strategy: str
     summary: pd.DataFrame
     metrics: pd.DataFrame
     equity: pd.DataFrame
+    symbol_equity: pd.DataFrame | None = None
     walk_forward: pd.DataFrame | None = None
     rejected: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
+    @property
+    def best(self) -> pd.Series:
+        """The summary's first-ranked combination."""
+        return self.summary.sort_values("rank").iloc[0]
 
-def backtest(bars, *, strategy: str | None = None, grid: str | dict | None = None, config=None,
-             backend: str = "auto", rejected: str = "raise", **settings) -> BacktestResult:
+
+def backtest(bars, *, strategy=None, grid: str | dict | None = None, config=None, backend: str = "auto",
+             rejected: str = "raise", **settings) -> BacktestResult:
     """One strategy over every symbol of ``bars`` and every combination of its parameter grid.
 
     Parameters
     ----------
     bars : long frame of bars (see :func:`indicators`)
     strategy : a built-in strategy's name (sma_cross, ema_cross, macd_cross, rsi_reversion,
-        bb_reversion, bb_breakout); None: the config's
+        bb_reversion, bb_breakout) or a ``Strategy``; None: the config's
     grid : the CLI's grid syntax (``"fast=5:50:5,slow=20:200:10"``) or a mapping of parameter to
-        values or ``"start:stop[:step]"`` text; None: the strategy's default grid
+        a list of values; None: the config's grid for the config's strategy, else the strategy's
+        defaults (one combination)
     config : see :func:`load_config`
     backend : "auto", "cpu" or "gpu"
     rejected : "raise" or "keep" (see the module docstring)
-    settings : any other key of the ``backtest:`` block (``commission_bps=5, direction="both"``)
+    settings : any other key of the ``backtest:`` block (``commission_bps=5, direction="both",
+        walk_forward={"train_bars": 504, "test_bars": 126}``)
 
     Returns
     -------
@@ -248,12 +265,11 @@ def backtest(bars, *, strategy: str | None = None, grid: str | dict | None = Non
     from alphapulse.pipelines.backtest import backtest_frames, prepare_backtest_request
 
     cfg = load_config(config, overrides={"backtest": settings} if settings else None)
+    request = prepare_backtest_request(cfg, strategy=strategy, grid=grid, backend=backend)
     be = _backend(cfg, backend)
     loaded = _bars(bars, cfg, be, rejected=rejected, what="bars")
-    request = prepare_backtest_request(cfg, strategy=strategy, grid=grid, backend=backend)
     tables = backtest_frames(request, loaded.bars, be)
-    return BacktestResult(strategy=request.strategy.name, summary=tables["summary"], metrics=tables["metrics"],
-                          equity=tables["equity"], walk_forward=tables.get("walk_forward"), rejected=loaded.rejected)
+    return BacktestResult(strategy=request.strategy.name, rejected=loaded.rejected, **tables)
 
 
 def run(pipeline: str, *, data, out, config=None, backend: str = "auto", **options):

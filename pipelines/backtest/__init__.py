@@ -12,6 +12,7 @@ from alphapulse._exports import lazy_exports
 
 _EXPORTS = {
     "BacktestRequest": "request",
+    "backtest_frames": "pipeline",
     "BacktestResult": "report",
     "BlockResult": "block",
     "chunk_sizes": "block",
@@ -31,10 +32,12 @@ _EXPORTS = {
     "metrics_frame": "frames",
     "panel_stage": "panel",
     "prepare_backtest": "request",
+    "prepare_backtest_request": "request",
     "PreparedPanel": "panel",
     "PRICE_FIELDS": "panel",
     "ranked_combinations": "sweep",
     "report_stage": "report",
+    "report_tables": "report",
     "run_backtest_pipeline": "pipeline",
     "run_block": "block",
     "run_tasks": "sweep",

@@ -48,11 +48,13 @@ Execution
 """
 from __future__ import annotations
 
+import pandas as pd
+
 from alphapulse.pipelines.backtest.compute import compute_stage
 from alphapulse.pipelines.backtest.panel import load_stage, panel_stage
-from alphapulse.pipelines.backtest.report import BacktestResult, report_stage
+from alphapulse.pipelines.backtest.report import BacktestResult, report_stage, report_tables
 from alphapulse.pipelines.backtest.request import BacktestRequest
-from alphapulse.pipelines.runtime.backend import choose_backend
+from alphapulse.pipelines.runtime.backend import Backend, choose_backend
 from alphapulse.pipelines.runtime.stages import StageTimer
 
 
@@ -67,3 +69,14 @@ def run_backtest_pipeline(request: BacktestRequest) -> BacktestResult:
         prepared = panel_stage(loaded.bars, backend)
     computed = compute_stage(prepared, request, backend, timer)
     return report_stage(request, backend, loaded, prepared, computed, timer.seconds)
+
+
+def backtest_frames(request: BacktestRequest, bars, backend: Backend) -> dict[str, pd.DataFrame]:
+    """The compute and the report's tables on validated bars in memory (the front door's
+    ``ap.backtest``): ``summary``, ``metrics``, ``equity``, ``symbol_equity`` (None when
+    ``top_n`` is 0) and ``walk_forward`` (None when not configured), equal to the report's files."""
+    prepared = panel_stage(bars, backend)
+    tables = report_tables(request, backend, prepared, compute_stage(prepared, request, backend))
+    return {"summary": tables["backtest_summary.parquet"], "metrics": tables["backtest_metrics.parquet"],
+            "equity": tables["equity.parquet"], "symbol_equity": tables.get("best_equity_by_symbol.parquet"),
+            "walk_forward": tables.get("walk_forward.parquet")}

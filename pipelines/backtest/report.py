@@ -1,8 +1,9 @@
 """The backtest's report: the Sharpe heatmap, ``summary.md``, the manifest and the report stage.
 
-Implements :func:`heatmap_png` (``sharpe_heatmap.png``), :func:`report_stage` (the tables of
-:mod:`alphapulse.pipelines.backtest.frames`, one combination's equity per symbol, the manifest
-and the summary, written atomically) and its :class:`BacktestResult`.
+Implements :func:`heatmap_png` (``sharpe_heatmap.png``), :func:`report_tables` (the tables of
+:mod:`alphapulse.pipelines.backtest.frames` and the best combination's equity per symbol),
+:func:`report_stage` (those, the manifest and the summary, written atomically) and its
+:class:`BacktestResult`.
 """
 from __future__ import annotations
 
@@ -117,6 +118,23 @@ def _summary_md(manifest: dict, summary: pd.DataFrame, wf: pd.DataFrame | None, 
     return "\n".join(lines) + "\n"
 
 
+def report_tables(request: BacktestRequest, backend: Backend, prepared: PreparedPanel,
+                  computed: ComputeResult) -> dict[str, pd.DataFrame]:
+    """The report's tables by file name: ``backtest_metrics.parquet``, ``backtest_summary.parquet``,
+    ``equity.parquet``, ``best_equity_by_symbol.parquet`` (when ``top_n`` > 0) and
+    ``walk_forward.parquet`` (when configured); the front door returns the same frames."""
+    sweep, wf = computed.sweep, computed.walk_forward
+    summary = summary_frame(request, sweep)
+    tables = {"backtest_metrics.parquet": metrics_frame(request, prepared, sweep),
+              "backtest_summary.parquet": summary, "equity.parquet": equity_frame(request, prepared, sweep)}
+    if request.config.backtest.top_n > 0 and len(summary):
+        best = int(ranked_combinations(sweep)[0])
+        tables["best_equity_by_symbol.parquet"] = symbol_equity(prepared, request, backend, best).assign(combo_id=best)
+    if wf is not None:
+        tables["walk_forward.parquet"] = walk_forward_frame(request, prepared, wf)
+    return tables
+
+
 def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars, prepared: PreparedPanel,
                  computed: ComputeResult, stages: dict[str, float], *, run_id: str | None = None) -> BacktestResult:
     """Write the report folder atomically: ``backtest_metrics.parquet``,
@@ -127,18 +145,9 @@ def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars,
     config, bt = request.config, request.config.backtest
     sweep, wf = computed.sweep, computed.walk_forward
     with timer.stage("report_tables"):
-        metrics = metrics_frame(request, prepared, sweep)
-        summary = summary_frame(request, sweep)
-        equity = equity_frame(request, prepared, sweep)
-        tables = {"backtest_metrics.parquet": metrics, "backtest_summary.parquet": summary,
-                  "equity.parquet": equity}
-        if bt.top_n > 0 and len(summary):
-            best = int(ranked_combinations(sweep)[0])
-            tables["best_equity_by_symbol.parquet"] = symbol_equity(prepared, request, backend, best).assign(
-                combo_id=best)
-        wf_frame = walk_forward_frame(request, prepared, wf) if wf is not None else None
-        if wf_frame is not None:
-            tables["walk_forward.parquet"] = wf_frame
+        tables = report_tables(request, backend, prepared, computed)
+        summary, metrics = tables["backtest_summary.parquet"], tables["backtest_metrics.parquet"]
+        wf_frame = tables.get("walk_forward.parquet")
         if len(loaded.rejected):
             tables["rejected.parquet"] = loaded.rejected
         png = heatmap_png(request, summary)

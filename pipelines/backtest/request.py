@@ -1,14 +1,15 @@
 """The backtest's request: everything checked before any heavy work.
 
-Implements :class:`BacktestRequest` and :func:`prepare_backtest` (the strategy, by name or as a
-:class:`~alphapulse.transforms.backtest.strategies.Strategy`, the grid and its plan, the paths
-and the cluster spec), which the CLI runs before Prefect starts.
+Implements :class:`BacktestRequest`, :func:`prepare_backtest_request` (the strategy, by name or
+as a :class:`~alphapulse.transforms.backtest.strategies.Strategy`, the grid and its plan, and the
+cluster spec: what a run on bars in memory needs) and :func:`prepare_backtest` (that and the
+paths), which the CLI runs before Prefect starts.
 """
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from alphapulse.pipelines.config.grid import GridError, check_grid, expand_grid, grid_size, parse_grid
@@ -26,12 +27,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BacktestRequest:
-    """A checked request: what the CLI validates before Prefect starts."""
+    """A checked request: what the CLI validates before Prefect starts. ``inputs``, ``data_path``
+    and ``out_dir`` are None for bars already in memory (:func:`prepare_backtest_request`)."""
 
     config: Config
-    inputs: InputFiles
-    data_path: str
-    out_dir: Path
+    inputs: InputFiles | None
+    data_path: str | None
+    out_dir: Path | None
     strategy: Strategy
     grid: dict
     grid_source: str
@@ -53,15 +55,15 @@ def _strategy_of(strategy: str | Strategy) -> Strategy:
     return STRATEGIES[strategy]
 
 
-def prepare_backtest(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
-                     strategy: str | Strategy | None = None, grid: str | dict | None = None,
-                     backend: str = "auto", cluster: str | None = "config") -> BacktestRequest:
-    """Resolve the strategy, the grid, the paths and the cluster, and check them cheaply.
+def prepare_backtest_request(config: Config, *, strategy: str | Strategy | None = None,
+                             grid: str | dict | None = None, backend: str = "auto",
+                             cluster: str | None = "config") -> BacktestRequest:
+    """Resolve the strategy, the grid and its plan, and the cluster, and check them cheaply: the
+    request of a run on bars in memory (no input files, no report folder).
 
     Parameters
     ----------
     config : the validated config (its ``backtest`` block gives the defaults)
-    data_path, out_dir : override ``data.path`` / ``backtest.out_dir``
     strategy : a built-in strategy name or a :class:`Strategy` (e.g. ``custom_strategy``);
         default ``backtest.strategy``
     grid : the command-line grid text (see :mod:`alphapulse.pipelines.config.grid`) or a mapping parameter ->
@@ -71,11 +73,9 @@ def prepare_backtest(config: Config, *, data_path: str | None = None, out_dir: s
     cluster : a cluster spec (see :mod:`alphapulse.pipelines.runtime.cluster`), None for in-process, or "config"
         for ``backtest.cluster``
 
-    Raises ``ArgumentError``, ``GridError``, ``DataError`` or ``ReportError`` with a one-line message.
+    Raises ``ArgumentError`` or ``GridError`` with a one-line message.
     """
     bt = config.backtest
-    data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
-                                       default_out_dir=bt.out_dir, out_key="backtest.out_dir", backend=backend)
     strat = _strategy_of(strategy or bt.strategy)
     if isinstance(grid, str):
         values, source = parse_grid(grid), "command line"
@@ -102,7 +102,21 @@ def prepare_backtest(config: Config, *, data_path: str | None = None, out_dir: s
     if cluster == "config":  # backtest.cluster overrides the top-level cluster.address
         cluster = bt.cluster if bt.cluster is not None else config.cluster.address
     check_cluster_spec(cluster)
+    return BacktestRequest(config, None, None, None, strat, values, source, grid_size(values), plan, backend, cluster)
+
+
+def prepare_backtest(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
+                     strategy: str | Strategy | None = None, grid: str | dict | None = None,
+                     backend: str = "auto", cluster: str | None = "config") -> BacktestRequest:
+    """:func:`prepare_backtest_request` and the paths: ``data_path`` / ``out_dir`` override
+    ``data.path`` / ``backtest.out_dir``; the input is inspected and the report folder checked.
+
+    Raises ``ArgumentError``, ``GridError``, ``DataError`` or ``ReportError`` with a one-line message.
+    """
+    data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
+                                       default_out_dir=config.backtest.out_dir, out_key="backtest.out_dir",
+                                       backend=backend)
+    request = prepare_backtest_request(config, strategy=strategy, grid=grid, backend=backend, cluster=cluster)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
     out = check_out_dir(out_dir, inputs=[data_path])
-    return BacktestRequest(config, inputs, str(data_path), out, strat, values, source,
-                           grid_size(values), plan, backend, cluster)
+    return replace(request, inputs=inputs, data_path=str(data_path), out_dir=out)

@@ -12,6 +12,9 @@ import pytest
 
 import alphapulse as ap
 from alphapulse.pipelines.config import ConfigError
+from alphapulse.pipelines.config.grid import GridError
+from alphapulse.pipelines.errors import ArgumentError
+from alphapulse.transforms.backtest.strategies import custom_strategy
 from alphapulse.pipelines.data.load import DataError, load_frame
 from alphapulse.pipelines.data.panel import bars_to_panel
 from tests.pipelines.conftest import ROOT, SAMPLE, SP500_COLUMNS
@@ -131,6 +134,50 @@ def test_optimise_refuses_what_it_cannot_use(bars, config):
         ap.optimise(r, config=config)
     with pytest.raises(ValueError, match="qualify for the common window"):
         ap.optimise(r.iloc[:10].replace(np.inf, 0.0), config=config)
+
+
+ALWAYS_LONG = custom_strategy("always_long", lambda panel: np.ones_like(panel["close"]), params={})
+BACKTESTS = {
+    "sma_cross": ("sma_cross", "fast=5:20:5,slow=30:60:10",
+                  {"walk_forward": {"train_bars": 504, "test_bars": 126}, "commission_bps": 5}),
+    "custom": (ALWAYS_LONG, None, {"direction": "long", "slippage_bps": 2}),
+}
+
+
+@pytest.mark.parametrize("case", list(BACKTESTS))
+def test_backtest_equals_the_backtest_report(bars, config, tmp_path, case):
+    strategy, grid, settings = BACKTESTS[case]
+    cfg = ap.load_config(config, overrides={"backtest": settings})
+    report = ap.run("backtest", data=SAMPLE, out=tmp_path / case, config=cfg, backend="cpu", strategy=strategy,
+                    grid=grid)
+    got = ap.backtest(bars, strategy=strategy, grid=grid, config=config, backend="cpu", rejected="keep", **settings)
+    files = {"summary": "backtest_summary.parquet", "metrics": "backtest_metrics.parquet",
+             "equity": "equity.parquet", "symbol_equity": "best_equity_by_symbol.parquet",
+             "walk_forward": "walk_forward.parquet"}
+    for name, file in files.items():
+        frame = getattr(got, name)
+        if not (tmp_path / case / file).exists():
+            assert frame is None, name
+            continue
+        want = pd.read_parquet(tmp_path / case / file)
+        # string columns come back from parquet with another storage; values and numbers may not differ
+        pd.testing.assert_frame_equal(frame.reset_index(drop=True), want, check_exact=True, check_dtype=False,
+                                      obj=name)
+    assert (got.walk_forward is not None) == (case == "sma_cross")
+    assert got.strategy == report.manifest["strategy"] and len(got.rejected) == 16
+    assert got.best["combo_id"] == got.summary.loc[got.summary["rank"] == 1, "combo_id"].iloc[0]
+    assert len(got.metrics) == len(got.summary) * report.manifest["input"]["symbols"]
+
+
+def test_backtest_errors_name_what_is_wrong(bars, config):
+    with pytest.raises(ArgumentError, match="unknown strategy 'sma_cros' \\(did you mean 'sma_cross'\\?\\)"):
+        ap.backtest(bars, strategy="sma_cros", config=config)
+    with pytest.raises(GridError, match="sma_cross"):
+        ap.backtest(bars, strategy="sma_cross", grid={"fast": [30], "slow": [10]}, config=config)
+    with pytest.raises(ConfigError, match="backtest.comission_bps"):
+        ap.backtest(bars, strategy="sma_cross", config=config, comission_bps=5)
+    with pytest.raises(DataError, match="16 of 58,100 rows break a rule"):
+        ap.backtest(bars, strategy="sma_cross", config=config, backend="cpu")
 
 
 def test_run_knows_its_pipelines(tmp_path):
