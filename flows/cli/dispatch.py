@@ -19,8 +19,7 @@ import time
 
 from alphapulse.flows.cli.options import add_paths, add_run_options
 from alphapulse.pipelines.config import load_config
-from alphapulse.pipelines.errors import ArgumentError, InputError, RunError
-from alphapulse.pipelines.runtime.cluster import resolve_cluster
+from alphapulse.pipelines.errors import InputError, RunError
 
 _REPORTED = (InputError, RunError, OSError)
 """What the CLI reports as one line: input errors (exit status 2), run errors and the machine's
@@ -118,11 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--strategy", help="strategy name (default: backtest.strategy in the config)")
     b.add_argument("--grid", help="parameter grid, e.g. 'fast=5:50:5,slow=20:200:10' (see below; "
                                   "default: backtest.grid for the config's strategy)")
-    # the backtest shards over a cluster with or without Prefect, so --no-prefect keeps the cluster
     add_run_options(b, cluster_help="where tasks run: none (in-process), local (threads), processes, cuda (one "
                                     "worker per GPU, dask-cuda) or a Dask scheduler address (default: "
-                                    "backtest.cluster, else cluster.address)",
-                    no_prefect_help="run the pipeline directly, without a Prefect flow run")
+                                    "backtest.cluster, else cluster.address)")
 
     f = sub.add_parser("portfolio", help="covariance, optimised portfolios, correlation, regimes, VaR -> report",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_PORTFOLIO_HELP,
@@ -151,7 +148,10 @@ def _print_summary(manifest: dict, out_dir, seconds: float) -> None:
     print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
 
 
-def _print_backtest_summary(manifest: dict, summary, out_dir, seconds: float) -> None:
+def _print_backtest_summary(manifest: dict, out_dir, seconds: float) -> None:
+    import pandas as pd
+
+    summary = pd.read_parquet(f"{out_dir}/backtest_summary.parquet")
     inp, be, grid = manifest["input"], manifest["backend"], manifest["grid"]
     print(f"report: {out_dir}")
     print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}; cluster: {manifest['cluster']['kind']}")
@@ -167,55 +167,25 @@ def _print_backtest_summary(manifest: dict, summary, out_dir, seconds: float) ->
     print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
 
 
-def _backtest(args) -> tuple[dict, object, object]:
-    from alphapulse.pipelines.backtest import prepare_backtest, run_backtest_pipeline
+def run_pipeline_command(name: str, args, *, flow_options: dict | None = None, **options) -> tuple[dict, object]:
+    """A pipeline sub-command: the request checked before Prefect starts (arguments, config, input,
+    report folder, cluster), then the pipeline's stages in-process (``--no-prefect``) or as its
+    Prefect flow, on the request's cluster either way. ``options``: the pipeline's own request
+    arguments; ``flow_options``: the same for the flow's parameters. Returns (manifest, folder)."""
+    from alphapulse.pipelines.runtime.run import run_pipeline
 
-    config = load_config(args.config)
-    cluster = "config" if args.cluster is None else (None if args.cluster.lower() == "none" else args.cluster)
-    request = prepare_backtest(config, data_path=args.data, out_dir=args.out, strategy=args.strategy,
-                               grid=args.grid, backend=args.backend, cluster=cluster)
+    pipeline = getattr(importlib.import_module(f"alphapulse.pipelines.{name}"), name.upper())
+    request = pipeline.prepare(load_config(args.config), data_path=args.data, out_dir=args.out, backend=args.backend,
+                               cluster="config" if args.cluster is None else args.cluster, **options)
     if args.no_prefect:
-        result = run_backtest_pipeline(request)
-        return result.manifest, result.summary, result.out_dir
-    import json
-
-    import pandas as pd
-
-    from alphapulse.flows.backtest import backtest_flow
-
-    quiet_user_tracebacks()
-
-    out_dir = backtest_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
-                            strategy=request.strategy.name, grid=args.grid, backend=args.backend, cluster=cluster)
-    manifest = json.loads((request.out_dir / "manifest.json").read_text())
-    return manifest, pd.read_parquet(request.out_dir / "backtest_summary.parquet"), out_dir
-
-
-def _check_no_prefect(args) -> None:
-    """daily and portfolio use a cluster through Prefect's task runner: not without Prefect."""
-    if args.no_prefect and args.cluster is not None and args.cluster.lower() != "none":
-        raise ArgumentError(f"--cluster {args.cluster} runs {args.command}'s tasks through Prefect; drop "
-                            "--no-prefect (--no-prefect runs in-process)")
-
-
-def _portfolio(args) -> tuple[dict, object]:
-    from alphapulse.pipelines.portfolio.pipeline import prepare_portfolio, run_portfolio
-
-    config = load_config(args.config)
-    request = prepare_portfolio(config, data_path=args.data, out_dir=args.out, backend=args.backend)
-    cluster = resolve_cluster("config" if args.cluster is None else args.cluster, config)
-    _check_no_prefect(args)
-    if args.no_prefect:
-        result = run_portfolio(request)
+        result = run_pipeline(pipeline, request)
         return result.manifest, result.out_dir
     import json
 
-    from alphapulse.flows.portfolio import portfolio_flow
-
+    flow = getattr(importlib.import_module(f"alphapulse.flows.{name}"), f"{name}_flow")
     quiet_user_tracebacks()
-
-    out_dir = portfolio_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
-                             backend=args.backend, cluster=cluster)
+    out_dir = flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
+                   backend=args.backend, cluster=request.cluster, **(flow_options or {}))
     return json.loads((request.out_dir / "manifest.json").read_text()), out_dir
 
 
@@ -244,44 +214,19 @@ def main(argv: list[str] | None = None) -> int:
             return importlib.import_module(_MODULES[args.command]).run(args)
         except _REPORTED as e:
             return _report(e)
-    if args.command == "portfolio":
-        try:
-            manifest, out_dir = _portfolio(args)
-        except _REPORTED as e:
-            return _report(e)
-        _print_portfolio_summary(manifest, out_dir, time.perf_counter() - start)
-        return 0
-    if args.command == "backtest":
-        try:
-            manifest, summary, out_dir = _backtest(args)
-        except _REPORTED as e:
-            return _report(e)
-        _print_backtest_summary(manifest, summary, out_dir, time.perf_counter() - start)
-        return 0
     try:
-        from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
-
-        config = load_config(args.config)
-        request = prepare_daily(config, data_path=args.data, out_dir=args.out, backend=args.backend,
-                                cluster="config" if args.cluster is None else args.cluster)
-        _check_no_prefect(args)
-        if args.no_prefect:
-            result = run_daily(request)
-            manifest, out_dir = result.manifest, result.out_dir
+        if args.command == "backtest":
+            manifest, out_dir = run_pipeline_command("backtest", args, strategy=args.strategy, grid=args.grid,
+                                                     flow_options={"strategy": args.strategy, "grid": args.grid})
         else:
-            import json
-
-            from alphapulse.flows.daily import daily_flow
-
-            quiet_user_tracebacks()
-
-            out_dir = daily_flow(data_path=request.data_path, out_dir=str(request.out_dir),
-                                 config_path=args.config, backend=args.backend, cluster=request.cluster)
-            manifest = json.loads((request.out_dir / "manifest.json").read_text())
+            manifest, out_dir = run_pipeline_command(args.command, args)
     except _REPORTED as e:
         return _report(e)
-    _print_summary(manifest, out_dir, time.perf_counter() - start)
+    _PRINT[args.command](manifest, out_dir, time.perf_counter() - start)
     return 0
+
+
+_PRINT = {"daily": _print_summary, "backtest": _print_backtest_summary, "portfolio": _print_portfolio_summary}
 
 
 if __name__ == "__main__":

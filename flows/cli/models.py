@@ -6,7 +6,6 @@ Prefect is imported.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from alphapulse.flows.cli.options import add_paths, add_run_options
@@ -41,35 +40,15 @@ def add_parser(sub) -> None:
                                    "signal; write a report folder.")
     add_paths(m, out_key="models.out_dir")
     add_run_options(m, block="models",
-                    cluster_help="where the flow's tasks run: none (in-process), local (threads), processes, cuda "
+                    cluster_help="where the work runs: none (in-process), local (threads), processes, cuda "
                                  "(dask-cuda) or a Dask scheduler address (default: cluster.address in the config)")
 
 
 def run(args) -> int:
-    from alphapulse.pipelines.config import load_config
-    from alphapulse.pipelines.errors import ArgumentError
-    from alphapulse.pipelines.models.pipeline import prepare_models, run_models
-    from alphapulse.pipelines.runtime.cluster import resolve_cluster
+    from alphapulse.flows.cli.dispatch import run_pipeline_command
 
     start = time.perf_counter()
-    config = load_config(args.config)
-    request = prepare_models(config, data_path=args.data, out_dir=args.out, backend=args.backend)
-    cluster = resolve_cluster("config" if args.cluster is None else args.cluster, config)
-    if args.no_prefect and cluster is not None:
-        raise ArgumentError(f"--cluster {cluster} runs the models flow's tasks through Prefect; drop --no-prefect "
-                            "(--no-prefect runs in-process)")
-    if args.no_prefect:
-        result = run_models(request)
-        manifest, out_dir = result.manifest, result.out_dir
-    else:
-        from alphapulse.flows.cli.dispatch import quiet_user_tracebacks
-        from alphapulse.flows.models import models_flow
-
-        quiet_user_tracebacks()
-
-        out_dir = models_flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
-                              backend=args.backend, cluster=cluster)
-        manifest = json.loads((request.out_dir / "manifest.json").read_text())
+    manifest, out_dir = run_pipeline_command("models", args)
     _print_summary(manifest, out_dir, time.perf_counter() - start)
     return 0
 

@@ -21,7 +21,7 @@ CLUSTER_METAVAR = "none|local|processes|cuda|tcp://HOST:PORT"
 CLUSTER_HELP = ("where tasks run: none (in-process), local (threads), processes, cuda (one worker per GPU, "
                 "dask-cuda) or a Dask scheduler address such as tcp://host:8786 (default: cluster.address "
                 "in the config)")
-NO_PREFECT_HELP = "run the pipeline directly, without a Prefect flow run (in-process, no cluster)"
+NO_PREFECT_HELP = "run the pipeline directly, without a Prefect flow run (on --cluster's cluster if given)"
 QUIET_HELP = "only warnings and the final summary"
 
 

@@ -12,6 +12,8 @@ from alphapulse._exports import lazy_exports
 
 _EXPORTS = {
     "BacktestRequest": "request",
+    "absorb_alerts": "sweep",
+    "BACKTEST": "pipeline",
     "backtest_frames": "pipeline",
     "BacktestResult": "report",
     "BlockResult": "block",

@@ -1,14 +1,14 @@
 """The backtest's compute stage: the cluster, the sweep and the walk-forward, and its cache key.
 
-Implements :func:`compute_stage` (checks the run's memory and time budget, opens the request's
-Dask cluster if any, runs :func:`~alphapulse.pipelines.backtest.sweep.sweep_stage` and
-:func:`~alphapulse.pipelines.backtest.walk_forward.walk_forward_stage` on it), its
-:class:`ComputeResult`, and :func:`compute_key` (the Prefect flow's cache key for that result).
+Implements :func:`compute_stage` (checks the run's memory and time budget, runs
+:func:`~alphapulse.pipelines.backtest.sweep.sweep_stage` and
+:func:`~alphapulse.pipelines.backtest.walk_forward.walk_forward_stage` on the run's Dask client
+if it has one), its :class:`ComputeResult`, and :func:`compute_key` (the Prefect flow's cache key
+for that result).
 """
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from alphapulse.pipelines.backtest.panel import PreparedPanel
@@ -18,7 +18,6 @@ from alphapulse.pipelines.backtest.walk_forward import WalkForwardResult, walk_f
 from alphapulse.pipelines.data.partitions import input_fingerprint
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.budget import check_backtest
-from alphapulse.pipelines.runtime.cluster import open_client
 from alphapulse.pipelines.runtime.stages import StageTimer, result_key
 from alphapulse.transforms.backtest.metrics import METRICS
 from alphapulse.transforms.backtest.walk_forward import walk_forward_windows
@@ -57,9 +56,10 @@ def compute_key(request: BacktestRequest, backend: Backend) -> str:
 
 
 def compute_stage(prepared: PreparedPanel, request: BacktestRequest, backend: Backend,
-                  timer: StageTimer | None = None) -> ComputeResult:
-    """Open the request's cluster (if any), run the sweep and the walk-forward on it; the stages'
-    seconds are added to ``timer`` and returned in the result."""
+                  timer: StageTimer | None = None, *, client=None, cluster: dict | None = None) -> ComputeResult:
+    """Run the sweep and the walk-forward, sharded over ``client``'s workers when given (the run's
+    cluster, described by ``cluster`` for the manifest); the stages' seconds are added to ``timer``
+    and returned in the result."""
     timer = timer or StageTimer()
     before = set(timer.seconds)
     wf = request.config.backtest.walk_forward
@@ -68,17 +68,12 @@ def compute_stage(prepared: PreparedPanel, request: BacktestRequest, backend: Ba
     check_backtest(request.config, bars=prepared.shape[0], symbols=prepared.shape[1],
                    combinations=len(request.plan.combos), parameters=len(request.strategy.params),
                    metrics=len(METRICS), windows=2 * n_windows)  # train and test metrics per window
-    with ExitStack() as stack:
-        with timer.stage("cluster_start"):
-            client, info = stack.enter_context(open_client(
-                request.cluster, workers=request.config.backtest.workers or request.config.cluster.workers,
-                gpu_pool_size=request.config.gpu.memory_management.pool_size))
-        with timer.stage("sweep"):
-            sweep = sweep_stage(prepared, request, backend, client)
-        wf = None
-        if request.config.backtest.walk_forward is not None:
-            with timer.stage("walk_forward"):
-                wf = walk_forward_stage(prepared, request, backend, client)
+    with timer.stage("sweep"):
+        sweep = sweep_stage(prepared, request, backend, client)
+    wf = None
+    if request.config.backtest.walk_forward is not None:
+        with timer.stage("walk_forward"):
+            wf = walk_forward_stage(prepared, request, backend, client)
     stages = {k: v for k, v in timer.seconds.items() if k not in before}
-    return ComputeResult(sweep, wf, {"spec": request.cluster, **info}, stages)
-
+    return ComputeResult(sweep, wf, {"spec": request.cluster, **(cluster or {"kind": "in-process", "workers": 1})},
+                         stages)

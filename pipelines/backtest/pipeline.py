@@ -1,12 +1,12 @@
 """The backtest pipeline: one strategy over every (symbol, parameter combination), sharded.
 
 load -> validate -> panel (compacted) -> sweep (Dask tasks of symbol blocks) -> walk-forward
-(optional) -> equity curves -> report. Each stage is a plain function, so the Prefect flow
-(``alphapulse.flows.backtest``), a test or a notebook runs the same code; :func:`run_backtest_pipeline`
-chains them without Prefect. The stages live in the package's modules: ``request`` (the checked
-request), ``panel`` (load and panel), ``block`` (one task), ``sweep`` (sharding and the sweep),
-``walk_forward``, ``compute`` (cluster, sweep and walk-forward, and the cache key), ``frames``
-(the report's tables) and ``report``.
+(optional) -> equity curves -> report. Each stage is a plain function, declared once in
+:data:`BACKTEST`: :func:`run_backtest_pipeline` runs the list without Prefect, the Prefect flow
+(``alphapulse.flows.backtest``) as tasks. The stages live in the package's modules: ``request``
+(the checked request), ``panel`` (load and panel), ``block`` (one task), ``sweep`` (sharding and
+the sweep), ``walk_forward``, ``compute`` (sweep and walk-forward on the run's cluster, and the
+cache key), ``frames`` (the report's tables) and ``report``.
 
 Execution
 ---------
@@ -48,35 +48,57 @@ Execution
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
-from alphapulse.pipelines.backtest.compute import compute_stage
+from alphapulse.pipelines.backtest.compute import compute_key, compute_stage
 from alphapulse.pipelines.backtest.panel import load_stage, panel_stage
 from alphapulse.pipelines.backtest.report import BacktestResult, report_stage, report_tables
-from alphapulse.pipelines.backtest.request import BacktestRequest
-from alphapulse.pipelines.runtime.backend import Backend, choose_backend
-from alphapulse.pipelines.runtime.stages import StageTimer
+from alphapulse.pipelines.backtest.request import BacktestRequest, prepare_backtest
+from alphapulse.pipelines.runtime.backend import Backend
+from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
 
 
-def run_backtest_pipeline(request: BacktestRequest) -> BacktestResult:
-    """The whole backtest pipeline without Prefect."""
-    timer = StageTimer()
-    with timer.stage("backend"):
-        backend = choose_backend(request.config.gpu, override=request.backend)
-    with timer.stage("load_validate"):
-        loaded = load_stage(request, backend)
-    with timer.stage("panel"):
-        prepared = panel_stage(loaded.bars, backend)
-    computed = compute_stage(prepared, request, backend, timer)
-    return report_stage(request, backend, loaded, prepared, computed, timer.seconds)
+def _compute(run: Run, state):
+    return compute_stage(state.panel, run.request, run.backend, run.timer, client=run.client, cluster=run.cluster)
+
+
+def _report(run: Run, state) -> BacktestResult:
+    computed = state.compute
+    return report_stage(run.request, run.backend, state.load_validate, state.panel, computed,
+                        {**run.timer.seconds, **computed.stages}, run_id=run.run_id)
+
+
+BACKTEST = Pipeline("backtest", prepare_backtest, (
+    Stage("load_validate", lambda run, state: load_stage(run.request, run.backend), io=True),
+    Stage("panel", lambda run, state: panel_stage(state.load_validate.bars, run.backend)),
+    # the sweep shards itself over the run's client (symbol blocks): one stage, timed by its parts
+    Stage("compute", _compute, key=lambda run, state: compute_key(run.request, run.backend),
+          from_cache=lambda c: replace(c, stages={}, cached=True), timed=False),
+    Stage("report", _report, io=True, timed=False),
+))
+"""The backtest's stages: load, panel, compute (sweep and walk-forward, cached by
+:func:`compute_key` under Prefect), report."""
+
+
+def run_backtest_pipeline(request: BacktestRequest, *, run_id: str | None = None) -> BacktestResult:
+    """The whole backtest pipeline without Prefect (sharded over the request's cluster if any)."""
+    return run_pipeline(BACKTEST, request, run_id=run_id)
 
 
 def backtest_frames(request: BacktestRequest, bars, backend: Backend) -> dict[str, pd.DataFrame]:
     """The compute and the report's tables on validated bars in memory (the front door's
     ``ap.backtest``): ``summary``, ``metrics``, ``equity``, ``symbol_equity`` (None when
     ``top_n`` is 0) and ``walk_forward`` (None when not configured), equal to the report's files."""
+    from alphapulse.pipelines.runtime.cluster import open_client
+
     prepared = panel_stage(bars, backend)
-    tables = report_tables(request, backend, prepared, compute_stage(prepared, request, backend))
+    config = request.config
+    with open_client(request.cluster, workers=config.backtest.workers or config.cluster.workers,
+                     gpu_pool_size=config.gpu.memory_management.pool_size) as (client, info):
+        computed = compute_stage(prepared, request, backend, client=client, cluster=info)
+    tables = report_tables(request, backend, prepared, computed)
     return {"summary": tables["backtest_summary.parquet"], "metrics": tables["backtest_metrics.parquet"],
             "equity": tables["equity.parquet"], "symbol_equity": tables.get("best_equity_by_symbol.parquet"),
             "walk_forward": tables.get("walk_forward.parquet")}

@@ -70,8 +70,8 @@ def prepare_backtest_request(config: Config, *, strategy: str | Strategy | None 
         values; default ``backtest.grid`` when the strategy is the config's, else the strategy's
         defaults (one combination)
     backend : "auto", "cpu" or "gpu"
-    cluster : a cluster spec (see :mod:`alphapulse.pipelines.runtime.cluster`), None for in-process, or "config"
-        for ``backtest.cluster``
+    cluster : a cluster spec (see :mod:`alphapulse.pipelines.runtime.cluster`), None or "none" for
+        in-process, or "config" for ``backtest.cluster``
 
     Raises ``ArgumentError`` or ``GridError`` with a one-line message.
     """
@@ -101,6 +101,8 @@ def prepare_backtest_request(config: Config, *, strategy: str | Strategy | None 
         raise ArgumentError(f"{strat.name}: a TARGET strategy needs a targets function")
     if cluster == "config":  # backtest.cluster overrides the top-level cluster.address
         cluster = bt.cluster if bt.cluster is not None else config.cluster.address
+    if isinstance(cluster, str) and cluster.lower() == "none":
+        cluster = None
     check_cluster_spec(cluster)
     return BacktestRequest(config, None, None, None, strat, values, source, grid_size(values), plan, backend, cluster)
 

@@ -21,7 +21,7 @@ from alphapulse.pipelines.backtest.request import BacktestRequest
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.cluster import worker_threads
 from alphapulse.pipelines.runtime.routing import route
-from alphapulse.pipelines.runtime.stages import record_alerts, set_queue
+from alphapulse.pipelines.runtime.stages import TaskRecord, current_tracker, set_queue
 from alphapulse.transforms.arrays import to_host
 from alphapulse.transforms.backtest.metrics import METRICS
 from alphapulse.transforms.backtest.returns_metrics import equal_weight_returns, metrics_from_returns
@@ -112,6 +112,13 @@ def run_tasks(blocks: list[SymbolBlock], job: SweepJob, client=None, *, on_resul
         log.info("backtest: task %d/%d done", k + 1, total)
 
 
+def absorb_alerts(stats: list[dict]) -> None:
+    """Add the GPU alerts the tasks recorded (wherever they ran) to the current run's record."""
+    tracker = current_tracker()
+    if tracker is not None:
+        tracker.absorb(TaskRecord(alerts=[a for s in stats for a in s.get("alerts", ())]))
+
+
 @dataclass
 class SweepResult:
     """Per (combination, symbol) metrics and the portfolio of each combination.
@@ -183,7 +190,7 @@ def sweep_stage(prepared: PreparedPanel, request: BacktestRequest, backend: Back
     log.info("backtest: %d symbols x %d combinations x %d bars in %d task(s) of %d symbols",
              n_sym, n_comb, n_bars, len(blocks), size)
     run_tasks(blocks, job, client, on_result=collect)
-    record_alerts([a for s in stats for a in s.get("alerts", ())])
+    absorb_alerts(stats)
     if pending:
         raise RuntimeError(f"portfolio fold groups missing: {sorted(pending)} left after {next_group[0]}")
     returns = equal_weight_returns(sums, counts)

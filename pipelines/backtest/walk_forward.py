@@ -17,7 +17,7 @@ import numpy as np
 from alphapulse.pipelines.backtest.block import BlockResult, make_job
 from alphapulse.pipelines.backtest.panel import PreparedPanel
 from alphapulse.pipelines.backtest.request import BacktestRequest
-from alphapulse.pipelines.backtest.sweep import chunk_record, make_blocks, run_tasks, task_plan
+from alphapulse.pipelines.backtest.sweep import absorb_alerts, chunk_record, make_blocks, run_tasks, task_plan
 from alphapulse.pipelines.errors import DataError
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.transforms.backtest.metrics import METRICS
@@ -64,6 +64,7 @@ def walk_forward_stage(prepared: PreparedPanel, request: BacktestRequest, backen
 
     log.info("walk-forward: %d windows (%d + %d bars)", len(windows), wf.train_bars, wf.test_bars)
     run_tasks(blocks, job, client, on_result=collect)
+    absorb_alerts(stats)  # a window's out-of-memory alerts belong in the manifest as the sweep's do
     in_sample = {k: v[0::2] for k, v in values.items()}
     out_of_sample = {k: v[1::2] for k, v in values.items()}
     chosen = choose_combinations(in_sample[wf.metric], select=wf.select)

@@ -7,6 +7,7 @@ from alphapulse._exports import lazy_exports
 
 _EXPORTS = {
     "compute_partition": "pipeline",
+    "DAILY": "pipeline",
     "DailyRequest": "pipeline",
     "DailyResult": "pipeline",
     "indicators_stage": "pipeline",

@@ -1,11 +1,12 @@
 """The daily pipeline: plan -> (load -> validate -> indicators -> part file) per partition -> report.
 
-Each stage is a plain function, so the Prefect flow (``alphapulse.flows.daily``), a test or a notebook runs
-the same code; :func:`run_daily` chains them without Prefect.
+The stages are declared once, in :data:`DAILY`: :func:`run_daily` runs them in-process, the
+Prefect flow (``alphapulse.flows.daily``) as tasks (one per partition, cached), both on the
+request's Dask cluster when it names one (:mod:`alphapulse.pipelines.runtime.run`).
 
 Larger than memory: parquet input with more than ``data.bars_per_partition`` bars is processed in
 partitions of whole symbols (:mod:`alphapulse.pipelines.data.partitions`), one at a time (or one per Dask worker
-in the flow), each written to its own part file, so memory is bounded by a partition, not by the
+on the cluster), each written to its own part file, so memory is bounded by a partition, not by the
 input. The report then holds ``indicators/part-00000.parquet``, ... (one per partition, in symbol
 order; ``pandas.read_parquet(report / "indicators")`` reads them all) instead of
 ``indicators.parquet``; ``manifest.json``'s ``output.path`` names which. Rejected rows are
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from alphapulse.pipelines.data import frames as frames
-from alphapulse.pipelines.runtime.backend import Backend, choose_backend
+from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.budget import check_daily
 from alphapulse.pipelines.runtime.cluster import resolve_cluster
 from alphapulse.pipelines.config.schema import Config
@@ -34,10 +35,11 @@ from alphapulse.pipelines.data.load import DataError, InputFiles, LoadedBars, in
 from alphapulse.pipelines.runtime.oom import chunked_columns
 from alphapulse.pipelines.data.panel import bars_to_panel, panel_to_frame
 from alphapulse.pipelines.data.partitions import Partition, load_partition, plan_partitions
-from alphapulse.pipelines.report.write import check_out_dir, markdown_table, scratch_folder, write_report
+from alphapulse.pipelines.report.write import check_out_dir, markdown_table, write_report
 from alphapulse.pipelines.runtime.routing import route
-from alphapulse.pipelines.runtime.stages import (RunTracker, StageTimer, request_paths, result_key, run_record,
-                                                 run_sections, stage_errors)
+from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
+from alphapulse.pipelines.runtime.stages import (RunTracker, TaskRecord, request_paths, result_key, run_record,
+                                                 run_sections, stage_errors, task_scope)
 from alphapulse.transforms.indicators.registry import INDICATORS, compute_indicators, lookback
 
 log = logging.getLogger(__name__)
@@ -80,9 +82,9 @@ class PartitionResult:
     short : symbols with fewer bars than the longest lookback + 1 -> bars
     latest : the last row of each of its symbols (``summary.md`` shows the first 20, ``summary.html``
         the first 100)
-    seconds : stage -> seconds (load_validate, indicators, write_part)
-    routing, alerts : the partition's routing decisions and GPU alerts (``alphapulse.pipelines.runtime.routing``,
-        ``alphapulse.pipelines.runtime.oom``), carried back from wherever it ran for the run's manifest
+    record : its stages' seconds (load_validate, indicators, write_part), routing decisions and GPU
+        alerts (``alphapulse.pipelines.runtime.routing``, ``alphapulse.pipelines.runtime.oom``), carried
+        back from wherever it ran for the run's manifest
     """
 
     index: int
@@ -94,9 +96,7 @@ class PartitionResult:
     stats: dict = field(repr=False)
     short: dict = field(repr=False)
     latest: pd.DataFrame = field(repr=False)
-    seconds: dict = field(default_factory=dict)
-    routing: list = field(default_factory=list)
-    alerts: list = field(default_factory=list)
+    record: TaskRecord = field(default_factory=TaskRecord)
 
 
 def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
@@ -151,35 +151,32 @@ def _write_part(frame: pd.DataFrame, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def compute_partition(request: DailyRequest, backend: Backend, part: Partition, *, total: int,
+def compute_partition(request: DailyRequest, backend: Backend, part: Partition, total: int,
                       dest: str | Path) -> PartitionResult:
-    """Load, validate and compute one partition, and write its indicators to ``dest``.
+    """Load, validate and compute one partition (of ``total``), and write its indicators to ``dest``.
 
     Bad input raises ``DataError`` as the loader does; anything else raises
     :class:`alphapulse.pipelines.runtime.stages.StageError` naming the stage (load, indicators, write)
     and the partition.
     """
     where = part.label(total)
-    timer = StageTimer()
-    ops = RunTracker()  # this partition's routing decisions and alerts, for the run's manifest
-    with timer.stage("load_validate"), stage_errors("load", where, passthrough=(DataError,)):
-        if part.whole:
-            loaded = load_stage(request, backend)
-        else:
-            loaded = load_partition(request.inputs, part, lib=backend.frames)
-    check_daily(request.config, loaded.bars)  # outside stage_errors: over the means is the config's, exit 2
-    with timer.stage("indicators"), stage_errors("indicators", where):
-        indicators = indicators_stage(loaded.bars, request.config, backend, tracker=ops)
-        short = short_history(loaded.bars, request.config.indicator_specs())
-        latest = indicators.sort_values("timestamp").groupby("symbol", sort=True).tail(1).sort_values("symbol")
-    del loaded.bars
-    with timer.stage("write_part"), stage_errors("write", where):
-        _write_part(indicators, Path(dest))
-    for record in ops.routing + ops.alerts:
-        record.update(stage="indicators", partition=part.index)
+    with task_scope(stage="indicators", partition=part.index) as (timer, record):
+        with timer.stage("load_validate"), stage_errors("load", where, passthrough=(DataError,)):
+            if part.whole:
+                loaded = load_stage(request, backend)
+            else:
+                loaded = load_partition(request.inputs, part, lib=backend.frames)
+        check_daily(request.config, loaded.bars)  # outside stage_errors: over the means is the config's, exit 2
+        with timer.stage("indicators"), stage_errors("indicators", where):
+            indicators = indicators_stage(loaded.bars, request.config, backend)
+            short = short_history(loaded.bars, request.config.indicator_specs())
+            latest = indicators.sort_values("timestamp").groupby("symbol", sort=True).tail(1).sort_values("symbol")
+        del loaded.bars
+        with timer.stage("write_part"), stage_errors("write", where):
+            _write_part(indicators, Path(dest))
     return PartitionResult(part.index, part.whole, str(dest), int(len(indicators)),
                            [str(c) for c in indicators.columns], loaded.rejected, loaded.stats, short,
-                           latest.reset_index(drop=True), timer.seconds, ops.routing, ops.alerts)
+                           latest.reset_index(drop=True), record)
 
 
 def short_history(bars, specs) -> dict[str, int]:
@@ -281,7 +278,7 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
         out_path = "indicators"
     stages = dict(stages)
     for p in parts:
-        for k, v in p.seconds.items():
+        for k, v in p.record.seconds.items():
             stages[k] = round(stages.get(k, 0.0) + v, 4)
     short = dict(sorted(kv for p in parts for kv in p.short.items()))
     frames_ = [p.rejected for p in parts if len(p.rejected)]
@@ -299,8 +296,7 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
         "stages": stages,
     }
     manifest.update(run_sections(config, stages, work=("million bars", loaded.stats["rows_accepted"] / 1e6),
-                                 routing=[r for p in parts for r in p.routing],
-                                 alerts=[a for p in parts for a in p.alerts]))
+                                 records=[p.record for p in parts]))
     tables = {"rejected.parquet": rejected} if len(rejected) else {}
     latest = pd.concat([p.latest for p in parts], ignore_index=True)
     out = write_report(request.out_dir, tables=tables, manifest=manifest, linked=linked,
@@ -308,14 +304,30 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
     return DailyResult(out, manifest)
 
 
-def run_daily(request: DailyRequest) -> DailyResult:
-    """The whole daily pipeline without Prefect, one partition after the other (bounded memory)."""
-    timer = StageTimer()
-    with timer.stage("backend"):
-        backend = choose_backend(request.config.gpu, override=request.backend)
-    with timer.stage("plan"):
-        plan = plan_stage(request)
-    with scratch_folder(request.out_dir, "parts") as scratch:  # a concurrent run's stays; a killed one's goes
-        parts = [compute_partition(request, backend, part, total=len(plan),
-                                   dest=scratch / f"part-{part.index:05d}.parquet") for part in plan]
-        return report_stage(request, backend, parts, timer.seconds)
+def _partition_args(run: Run, state, part: Partition) -> tuple:
+    key = partition_key(run.request, run.backend, part)
+    return run.request, run.backend, part, len(state.plan), str(run.scratch / f"{key}.parquet")
+
+
+def _report(run: Run, state) -> DailyResult:
+    return report_stage(run.request, run.backend, state.partition, run.timer.seconds, run_id=run.run_id,
+                        cluster=run.cluster, cached=state.cached.get("partition", 0))
+
+
+DAILY = Pipeline("daily", prepare_daily, (
+    Stage("plan", lambda run, state: plan_stage(run.request), io=True),
+    Stage("partition", compute_partition, io=True, args=_partition_args, units=lambda run, state: state.plan,
+          key=lambda run, state, part: partition_key(run.request, run.backend, part),
+          reuse=lambda result: Path(result.path).exists(),
+          from_cache=lambda result: replace(result, record=result.record.without_seconds()),
+          task_name="partition-{index}"),
+    Stage("report", _report, io=True, timed=False),
+), scratch=True)
+"""The daily pipeline's stages: plan, a partition task per partition (on the cluster when there is
+one; cached by :func:`partition_key` under Prefect), the report."""
+
+
+def run_daily(request: DailyRequest, *, run_id: str | None = None) -> DailyResult:
+    """The whole daily pipeline without Prefect: the partitions one after the other (bounded
+    memory), or all at once on the request's cluster."""
+    return run_pipeline(DAILY, request, run_id=run_id)

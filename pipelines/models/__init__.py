@@ -7,6 +7,8 @@ room never imports its neighbours' heavier dependencies.
 from alphapulse._exports import lazy_exports
 
 _EXPORTS = {
+    "analyse_task": "pipeline",
+    "MODELS": "pipeline",
     "analyse": "pipeline",
     "backtest_stage": "pipeline",
     "canonical_skops": "estimators",

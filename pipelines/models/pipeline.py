@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 
 from alphapulse.pipelines.data import frames as frames
-from alphapulse.pipelines.runtime.backend import Backend, choose_backend
+from alphapulse.pipelines.runtime.backend import Backend
+from alphapulse.pipelines.runtime.cluster import resolve_cluster
 from alphapulse.pipelines.runtime.budget import check_models
 from alphapulse.pipelines.config import Config, ModelConfig, ModelsConfig
 from alphapulse.pipelines.errors import ConfigError, DataError
@@ -52,7 +53,9 @@ from alphapulse.pipelines.data.panel import bars_to_panel
 from alphapulse.pipelines.report.write import check_out_dir, markdown_table, write_report
 from alphapulse.pipelines.runtime.cost import stage_table_lines
 from alphapulse.pipelines.data.partitions import input_fingerprint
-from alphapulse.pipelines.runtime.stages import StageTimer, request_paths, result_key, run_record, run_sections
+from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
+from alphapulse.pipelines.runtime.stages import (StageTimer, TaskRecord, request_paths, result_key, run_record,
+                                                 run_sections, task_scope)
 from alphapulse.transforms.backtest import engine as engine
 from alphapulse.transforms.arrays import namespace, to_host
 from alphapulse.transforms.models.batched import fit_knn, fit_logistic, fit_ridge
@@ -78,6 +81,7 @@ class ModelsRequest:
     data_path: str
     out_dir: Path
     backend: str = "auto"
+    cluster: str | None = None
 
 
 @dataclass
@@ -121,14 +125,19 @@ def check_models_config(mc: ModelsConfig) -> None:
 
 
 def prepare_models(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
-                   backend: str = "auto") -> ModelsRequest:
-    """Resolve paths and check them and the ``models:`` block cheaply (headers, not data)."""
+                   backend: str = "auto", cluster: str | None = "config") -> ModelsRequest:
+    """Resolve paths and check them and the ``models:`` block cheaply (headers, not data).
+
+    ``cluster``: where the work runs (see :mod:`alphapulse.pipelines.runtime.cluster`); "config"
+    takes ``cluster.address``."""
     mc = config.models
     data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
                                        default_out_dir=mc.out_dir, out_key="models.out_dir", backend=backend)
     check_models_config(mc)
+    cluster = resolve_cluster(cluster, config)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
-    return ModelsRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend)
+    return ModelsRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend,
+                         cluster)
 
 
 def load_stage(request: ModelsRequest, backend: Backend) -> LoadedBars:
@@ -399,7 +408,8 @@ def _summary_md(manifest: dict, scores: pd.DataFrame, bt: pd.DataFrame, weights:
 
 def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, feats: Features, trained: Trained,
                  ens: Ensembles, scores: pd.DataFrame, bt: pd.DataFrame, stages: dict, *,
-                 run_id: str | None = None, cached: bool = False) -> ModelsResult:
+                 run_id: str | None = None, cached: bool = False,
+                 records: tuple[TaskRecord, ...] = ()) -> ModelsResult:
     config = request.config
     mc = config.models
     predictions = predictions_frame(feats, trained, ens)
@@ -444,8 +454,8 @@ def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, f
         "cached_compute": cached,
     }
     # cost per unit: out-of-sample predictions made (rows of predictions.parquet x models)
-    manifest.update(run_sections(config, stages, work=("million predictions",
-                                                       len(predictions) * len(mc.models) / 1e6)))
+    manifest.update(run_sections(config, stages, work=("million predictions", len(predictions) * len(mc.models) / 1e6),
+                                 records=records))
     out = write_report(request.out_dir, tables=tables, manifest=manifest,
                        summary=_summary_md(manifest, scores, bt, ens.weights), files=files)
     return ModelsResult(out, manifest, tables)
@@ -492,12 +502,31 @@ def analyse(request: ModelsRequest, backend: Backend, bars, timer: StageTimer):
     return feats, trained, ens, scores, bt
 
 
-def run_models(request: ModelsRequest) -> ModelsResult:
+def analyse_task(request: ModelsRequest, backend: Backend, bars) -> tuple[tuple, TaskRecord]:
+    """:func:`analyse` as one task (in-process or on a cluster's worker): its parts and its record."""
+    with task_scope() as (timer, record):
+        parts = analyse(request, backend, bars, timer)
+    return parts, record
+
+
+def _report(run: Run, state) -> ModelsResult:
+    parts, record = state.analyse
+    cached = state.cached.get("analyse", 0) > 0
+    return report_stage(run.request, run.backend, state.load_validate, *parts,
+                        {**run.timer.seconds, **record.seconds}, run_id=run.run_id, cached=cached, records=(record,))
+
+
+MODELS = Pipeline("models", prepare_models, (
+    Stage("load_validate", lambda run, state: load_stage(run.request, run.backend), io=True),
+    Stage("analyse", analyse_task, args=lambda run, state: (run.request, run.backend, state.load_validate.bars),
+          key=lambda run, state: compute_key(run.request, run.backend),
+          from_cache=lambda result: (result[0], result[1].without_seconds()), timed=False),
+    Stage("report", _report, io=True, timed=False),
+))
+"""The models' stages: load, the analysis (one task, on the cluster's worker when there is one;
+cached by :func:`compute_key` under Prefect), the report."""
+
+
+def run_models(request: ModelsRequest, *, run_id: str | None = None) -> ModelsResult:
     """The whole models pipeline without Prefect."""
-    timer = StageTimer()
-    with timer.stage("backend"):
-        backend = choose_backend(request.config.gpu, override=request.backend)
-    with timer.stage("load_validate"):
-        loaded = load_stage(request, backend)
-    parts = analyse(request, backend, loaded.bars, timer)
-    return report_stage(request, backend, loaded, *parts, timer.seconds)
+    return run_pipeline(MODELS, request, run_id=run_id)

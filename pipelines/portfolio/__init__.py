@@ -6,6 +6,8 @@ room never imports its neighbours' heavier dependencies.
 from alphapulse._exports import lazy_exports
 
 _EXPORTS = {
+    "analyse_task": "pipeline",
+    "PORTFOLIO": "pipeline",
     "analyse": "pipeline",
     "correlation_stage": "pipeline",
     "covariance_stage": "pipeline",

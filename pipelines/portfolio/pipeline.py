@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 
 from alphapulse.pipelines.data import frames as frames
-from alphapulse.pipelines.runtime.backend import Backend, choose_backend
+from alphapulse.pipelines.runtime.backend import Backend
+from alphapulse.pipelines.runtime.cluster import resolve_cluster
 from alphapulse.pipelines.runtime.budget import check_portfolio
 from alphapulse.pipelines.config import Config, GpuConfig, PortfolioConfig
 from alphapulse.pipelines.errors import ConfigError, DataError
@@ -52,7 +53,9 @@ from alphapulse.pipelines.models.estimators import kmeans_model
 from alphapulse.pipelines.data.panel import bars_to_panel
 from alphapulse.pipelines.report.write import check_out_dir, markdown_table, rejected_note, write_report
 from alphapulse.pipelines.runtime.routing import route
-from alphapulse.pipelines.runtime.stages import StageTimer, request_paths, run_record, run_sections
+from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
+from alphapulse.pipelines.runtime.stages import (StageTimer, TaskRecord, request_paths, run_record, run_sections,
+                                                 task_scope)
 from alphapulse.transforms.arrays import to_host
 from alphapulse.transforms import covariance as cov_mod
 from alphapulse.transforms.correlation import absorption_ratio, average_pairwise_correlation, rolling_corr
@@ -77,6 +80,7 @@ class PortfolioRequest:
     data_path: str
     out_dir: Path
     backend: str = "auto"
+    cluster: str | None = None
 
 
 @dataclass
@@ -87,8 +91,11 @@ class PortfolioResult:
 
 
 def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
-                      backend: str = "auto") -> PortfolioRequest:
+                      backend: str = "auto", cluster: str | None = "config") -> PortfolioRequest:
     """Resolve paths and check them and the portfolio block cheaply (headers, not data).
+
+    ``cluster``: where the analysis runs (see :mod:`alphapulse.pipelines.runtime.cluster`); "config"
+    takes ``cluster.address``.
 
     Raises ``ArgumentError`` / ``ConfigError`` / ``DataError`` / ``ReportError`` with a one-line message.
     """
@@ -104,8 +111,10 @@ def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: 
         raise ConfigError("portfolio.methods has efficient_risk but portfolio.target_volatility is not set")
     if pc.ensemble == "adaptive" and len(pc.methods) < 2:
         raise ConfigError("portfolio.ensemble: adaptive needs at least two methods")
+    cluster = resolve_cluster(cluster, config)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
-    return PortfolioRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend)
+    return PortfolioRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend,
+                            cluster)
 
 
 def load_stage(request: PortfolioRequest, backend: Backend) -> LoadedBars:
@@ -385,7 +394,7 @@ def _summary_md(manifest: dict, t: dict) -> str:
 
 def report_stage(request: PortfolioRequest, backend: Backend, loaded: LoadedBars, rets: Returns, cov: np.ndarray,
                  opt: Optimised, corr: tuple, regimes: tuple, risk: pd.DataFrame, stages: dict, *,
-                 run_id: str | None = None) -> PortfolioResult:
+                 run_id: str | None = None, records: tuple[TaskRecord, ...] = ()) -> PortfolioResult:
     config = request.config
     symbols = rets.qualified
     n = len(symbols)
@@ -423,7 +432,7 @@ def report_stage(request: PortfolioRequest, backend: Backend, loaded: LoadedBars
         "notes": opt.notes,
         "stages": dict(stages),
     }
-    manifest.update(run_sections(config, manifest["stages"]))  # cost per run
+    manifest.update(run_sections(config, manifest["stages"], records=records))  # cost per run
     out = write_report(request.out_dir, tables=tables, manifest=manifest, summary=_summary_md(manifest, tables))
     return PortfolioResult(out, manifest, tables)
 
@@ -449,12 +458,29 @@ def analyse(request: PortfolioRequest, backend: Backend, bars, timer: StageTimer
     return rets, cov, opt, corr, regimes, risk
 
 
-def run_portfolio(request: PortfolioRequest) -> PortfolioResult:
+def analyse_task(request: PortfolioRequest, backend: Backend, bars) -> tuple[tuple, TaskRecord]:
+    """:func:`analyse` as one task (in-process or on a cluster's worker): its parts and its record."""
+    with task_scope() as (timer, record):
+        parts = analyse(request, backend, bars, timer)
+    return parts, record
+
+
+def _report(run: Run, state) -> PortfolioResult:
+    parts, record = state.analyse
+    return report_stage(run.request, run.backend, state.load_validate, *parts, {**run.timer.seconds, **record.seconds},
+                        run_id=run.run_id, records=(record,))
+
+
+PORTFOLIO = Pipeline("portfolio", prepare_portfolio, (
+    Stage("load_validate", lambda run, state: load_stage(run.request, run.backend), io=True),
+    Stage("analyse", analyse_task, args=lambda run, state: (run.request, run.backend, state.load_validate.bars),
+          timed=False),
+    Stage("report", _report, io=True, timed=False),
+))
+"""The portfolio's stages: load, the analysis (one task, on the cluster's worker when there is one:
+a GPU worker or a bigger machine, not parallelism), the report."""
+
+
+def run_portfolio(request: PortfolioRequest, *, run_id: str | None = None) -> PortfolioResult:
     """The whole portfolio pipeline without Prefect."""
-    timer = StageTimer()
-    with timer.stage("backend"):
-        backend = choose_backend(request.config.gpu, override=request.backend)
-    with timer.stage("load_validate"):
-        loaded = load_stage(request, backend)
-    parts = analyse(request, backend, loaded.bars, timer)
-    return report_stage(request, backend, loaded, *parts, timer.seconds)
+    return run_pipeline(PORTFOLIO, request, run_id=run_id)

@@ -157,9 +157,4 @@ def choose_backend(gpu: GpuConfig, *, override: Literal["auto", "cpu", "gpu"] = 
         else:
             raise BackendError(f"no usable GPU ({detail}) and gpu.fallback.cpu_fallback is false")
     log.info("backend: %s (%s), dtype %s", backend.name, backend.reason, backend.dtype)
-    from alphapulse.pipelines.runtime.stages import current_tracker
-
-    tracker = current_tracker()
-    if tracker is not None:  # the run's tracker learns the backend (GPU-seconds) and starts its sampler
-        tracker.attach(gpu, backend)
     return backend

@@ -11,11 +11,12 @@
 - ``"tcp://host:port"`` (or another Dask address): an existing scheduler; its workers must have
   this package installed.
 
-Two ways to use a cluster, one per flow: the backtest shards its sweep with a
-``distributed.Client`` (:func:`open_client`), so the same code shards with or without Prefect;
-the daily and portfolio flows run their (coarse) Prefect tasks on Prefect's ``DaskTaskRunner``,
-built from :func:`dask_runner_options`. Both build local clusters from :func:`local_cluster`, so a
-spec means the same cluster everywhere.
+One way to use a cluster: the run context (:func:`alphapulse.pipelines.runtime.run.open_run`)
+opens it with :func:`open_client` (a ``distributed.Client``) and the pipelines' remote stages are
+submitted to it, with or without Prefect. :func:`dask_runner_options` builds the same cluster for
+Prefect's ``DaskTaskRunner`` in flows of one's own (``alphapulse.flows.runners.task_runner``); the
+shipped flows do not use it. Both build local clusters from :func:`local_cluster`, so a spec means
+the same cluster everywhere.
 """
 from __future__ import annotations
 

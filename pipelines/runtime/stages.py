@@ -5,6 +5,13 @@ per run gathers what GPU operations report (CPU-seconds per stage, routing decis
 utilisation samples tagged with the active stages and the task queue) and
 :func:`run_sections` turns it into the manifest's ``routing``, ``alerts``, ``cost`` and
 ``monitoring`` sections.
+
+The run's tracker is held in a :class:`contextvars.ContextVar` set by :func:`tracking` (the run
+context of :mod:`alphapulse.pipelines.runtime.run` sets it once per run), the way scikit-learn's
+``config_context`` holds its settings: code running inside the run (a stage, a Prefect task's
+thread, which copies the context) finds it with :func:`current_tracker`; nothing is global to the
+process, so two runs in two threads keep apart. A task that may run elsewhere (a Dask worker)
+opens :func:`task_scope` and returns its :class:`TaskRecord` with its result.
 """
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 
@@ -46,9 +55,8 @@ class RunTracker:
     :class:`alphapulse.pipelines.gpu.status.UtilizationSampler` whose samples carry the active stage.
     :meth:`sections` gives the manifest's ``monitoring``, ``routing``, ``alerts`` and ``cost``.
 
-    One run at a time per process is tracked: :class:`StageTimer` attaches to the active tracker
-    (so a timer made inside a task or a report stage adds to the run's record) and a new run
-    starts at a stage named ``backend`` (every pipeline's first) or after :meth:`sections`.
+    The run's tracker is the one :func:`tracking` set in the current context: a
+    :class:`StageTimer` made inside the run (in a task or a report stage) adds to it.
     """
 
     def __init__(self):
@@ -161,6 +169,17 @@ class RunTracker:
             self.alerts.append(record)
         return record
 
+    def absorb(self, record: "TaskRecord") -> None:
+        """Add a task's record (:func:`task_scope`): its decisions and alerts, and the CPU seconds
+        of its stages as top-level stages of the run (the run's own readings never saw them)."""
+        for decision in record.routing:
+            self.route(decision)
+        with self._lock:
+            self.alerts.extend(record.alerts)
+            for name, cpu in record.cpu_seconds.items():
+                self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+                self.top_level.add(name)
+
     def gpu_stage(self, name: str) -> bool:
         """Whether stage ``name`` ran on the GPU: a GPU backend, and not every operation in the
         stage routed to the CPU."""
@@ -185,7 +204,6 @@ class RunTracker:
         if self.sampler is not None:
             self.sampler.stop()
         self.closed = True
-        _deactivate(self)
         out = {"routing": list(self.routing), "alerts": list(self.alerts)}
         wall = dict(stages) if stages is not None else dict(self.wall)
         out["cost"] = run_cost(wall, self.cpu, {k: self.gpu_stage(k) for k in wall},
@@ -227,83 +245,96 @@ def _remove_last(items: list, name: str) -> None:
             return
 
 
-_active_lock = threading.Lock()
-_active_tracker: list[RunTracker] = []
+_TRACKER: ContextVar[RunTracker | None] = ContextVar("alphapulse_run_tracker", default=None)
 
 
 def current_tracker() -> RunTracker | None:
-    """The tracker of the run in progress in this process, if any."""
-    with _active_lock:
-        return _active_tracker[0] if _active_tracker and not _active_tracker[0].closed else None
+    """The tracker of the run in progress in this context (None outside a run, or once closed)."""
+    tracker = _TRACKER.get()
+    return tracker if tracker is not None and not tracker.closed else None
 
 
-def new_run() -> RunTracker:
-    """Start tracking a new run (the previous one, if any, is abandoned)."""
-    tracker = RunTracker()
-    with _active_lock:
-        old = _active_tracker[:1]
-        _active_tracker[:] = [tracker]
-    for t in old:
-        if t.sampler is not None:
-            t.sampler.stop()
-    return tracker
-
-
-def _deactivate(tracker: RunTracker) -> None:
-    with _active_lock:
-        if _active_tracker and _active_tracker[0] is tracker:
-            _active_tracker.clear()
+@contextmanager
+def tracking(tracker: RunTracker | None = None):
+    """Make ``tracker`` (a new one when None) the current context's run tracker for the block."""
+    tracker = tracker or RunTracker()
+    token = _TRACKER.set(tracker)
+    try:
+        yield tracker
+    finally:
+        _TRACKER.reset(token)
 
 
 def set_queue(n: int | None) -> None:
-    """Tell the active run how many of the stage's tasks are not finished (None: unknown)."""
+    """Tell the current run how many of the stage's tasks are not finished (None: unknown)."""
     tracker = current_tracker()
     if tracker is not None:
         tracker.queue = n
 
 
-def record_alerts(alerts) -> None:
-    """Add alerts raised where the run's tracker could not see them (a Dask worker process) to
-    the active run."""
-    tracker = current_tracker()
-    if tracker is not None and alerts:
-        with tracker._lock:
-            tracker.alerts.extend(alerts)
+@dataclass
+class TaskRecord:
+    """What one task recorded for the run's manifest, returned with its result from wherever it
+    ran (in-process, a Prefect task's thread, a Dask worker process): its routing decisions, its
+    alerts and its stages' wall seconds."""
+
+    routing: list = field(default_factory=list)
+    alerts: list = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
+    cpu_seconds: dict = field(default_factory=dict)
+
+    def without_seconds(self) -> "TaskRecord":
+        """The record of a result served from a cache: its decisions stand, its times are another run's."""
+        return TaskRecord(list(self.routing), list(self.alerts), {}, {})
+
+
+@contextmanager
+def task_scope(**tags):
+    """A task's own tracker (current in the block) and the :class:`TaskRecord` it fills on exit,
+    each routing decision and alert tagged with ``tags`` (e.g. ``stage="indicators",
+    partition=3``): the same records whether the task ran in the run's process or on a worker."""
+    record = TaskRecord()
+    parent = current_tracker()
+    with tracking() as tracker:
+        if parent is not None:  # in the run's process: its utilisation samples name this task's stages
+            tracker.sampler, tracker.gpu_backend = parent.sampler, parent.gpu_backend
+        timer = StageTimer(tracker)
+        try:
+            yield timer, record
+        finally:
+            tracker.sampler = None
+            record.routing = [{**r, **tags} for r in tracker.routing]
+            record.alerts = [{**a, **tags} for a in tracker.alerts]
+            record.seconds = dict(timer.seconds)
+            record.cpu_seconds = {k: v for k, v in tracker.cpu.items() if k in tracker.top_level}
 
 
 def run_sections(config=None, stages: dict | None = None, *, work: tuple[str, float] | None = None,
-                 routing: list | tuple = (), alerts: list | tuple = ()) -> dict:
-    """The active run's manifest sections (:meth:`RunTracker.sections`), closing the run; a report
+                 records: list | tuple = ()) -> dict:
+    """The current run's manifest sections (:meth:`RunTracker.sections`), closing the run; a report
     written outside a tracked run (e.g. a test calling ``report_stage`` directly) gets the cost of
     ``stages`` with unknown CPU seconds and no monitoring.
 
-    ``routing`` and ``alerts``: records made where the run's tracker could not see them (tasks
-    on Dask worker processes), added to the run's first."""
+    ``records``: the :class:`TaskRecord` of each task, in the run's order, added first."""
     tracker = current_tracker() or RunTracker()
-    for decision in routing:
-        tracker.route(decision)
-    with tracker._lock:
-        tracker.alerts.extend(alerts)
+    for record in records:
+        tracker.absorb(record)
     return tracker.sections(config, stages, work=work)
 
 
 class StageTimer:
     """Times named stages and logs their start and end (the CLI's and Prefect's progress lines).
 
-    Each stage is also accounted to the run's :class:`RunTracker` (CPU seconds, the sampler's
-    active stage, GPU or CPU), created here when no run is in progress or when a ``backend``
-    stage opens (the first stage of every pipeline)."""
+    Each stage is also accounted to a :class:`RunTracker` (CPU seconds, the sampler's active
+    stage, GPU or CPU): ``tracker``, else the current run's, else one of the timer's own (a timer
+    used outside any run)."""
 
-    def __init__(self):
+    def __init__(self, tracker: RunTracker | None = None):
         self.seconds: dict[str, float] = {}
-        self.tracker = current_tracker() or new_run()
+        self.tracker = tracker or current_tracker() or RunTracker()
 
     @contextmanager
     def stage(self, name: str):
-        if name == "backend" and ("backend" in self.tracker.wall or self.tracker.closed):
-            self.tracker = new_run()
-        elif self.tracker.closed:
-            self.tracker = current_tracker() or new_run()
         log.info("stage %s: started", name)
         start = time.perf_counter()
         try:

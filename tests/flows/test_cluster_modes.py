@@ -1,5 +1,7 @@
 """Same results in every cluster mode: the daily and portfolio flows in-process, on a
-LocalCluster of processes and on an existing scheduler's address write byte-identical parquet.
+LocalCluster of processes and on an existing scheduler's address write byte-identical parquet, and
+so do all four pipelines without Prefect (one cluster mechanism: the run opens the cluster,
+remote stages are submitted to it, with or without Prefect).
 (The backtest's sweep has its own test: tests/pipelines/backtest/test_backtest_pipeline.py.)"""
 import json
 import sys
@@ -115,9 +117,7 @@ def test_daily_flow_on_a_cuda_cluster_matches_in_process(prefect_ephemeral, tmp_
 @pytest.mark.parametrize("argv, message", [
     (["daily", "--cluster", "bogus"], "cluster must be null, 'local', 'processes', 'cuda' or a scheduler address"),
     (["portfolio", "--cluster", "htp://x:1"], "not 'htp://x:1'"),
-    (["daily", "--no-prefect", "--cluster", "local"], "--cluster local runs daily's tasks through Prefect"),
-    (["portfolio", "--no-prefect", "--cluster", "processes"], "drop --no-prefect"),
-    (["models", "--no-prefect", "--cluster", "processes"], "--cluster processes runs the models flow's tasks"),
+    (["backtest", "--no-prefect", "--cluster", "procs"], "cluster must be null"),
     (["models", "--cluster", "udp://x"], "cluster must be null"),
 ])
 def test_cli_cluster_errors_are_one_line(argv, message, tmp_path, capsys):
@@ -126,3 +126,29 @@ def test_cli_cluster_errors_are_one_line(argv, message, tmp_path, capsys):
     assert main([*argv, "--data", str(SAMPLE), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("alphapulse: error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("pipeline", ["daily", "backtest", "portfolio", "models"])
+def test_every_pipeline_on_a_cluster_without_prefect_matches_in_process(pipeline, tmp_path, capsys):
+    """``alphapulse <pipeline> --no-prefect --cluster processes``: the remote stages (daily's
+    partitions, the backtest's symbol blocks, the portfolio's and the models' analysis) run on a
+    LocalCluster of worker processes and the report's parquet equals the in-process run's."""
+    from alphapulse.flows.cli.dispatch import main
+
+    cfg = config_file(tmp_path / "cfg.yaml", bars_per_partition=20_000, columns={"timestamp": "date", "symbol": "Name"})
+    extra = ["--grid", "fast=5:15:5,slow=30:50:20"] if pipeline == "backtest" else []
+    outs = {}
+    for mode in ("none", "processes"):
+        out = tmp_path / mode
+        argv = [pipeline, "--no-prefect", "--cluster", mode, "--config", cfg, "--backend", "cpu", "--data", str(SAMPLE),
+                "--out", str(out), *extra]
+        assert main(argv) == 0, capsys.readouterr().err
+        outs[mode] = out
+    a, b = report_bytes(outs["none"]), report_bytes(outs["processes"])
+    assert len(a) >= 2 and a == b
+    manifests = [json.loads((outs[m] / "manifest.json").read_text()) for m in ("none", "processes")]
+    assert "cluster_start" in manifests[1]["stages"] and "cluster_start" not in manifests[0]["stages"]
+    if pipeline in ("daily", "backtest"):
+        assert manifests[1]["cluster"]["kind"] == "LocalCluster (processes)"
+    if pipeline == "daily":
+        assert manifests[0]["output"]["partitions"] == 3

@@ -11,7 +11,8 @@ import pytest
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.config import parse_config
 from alphapulse.pipelines.runtime.cost import run_cost, stage_table_lines
-from alphapulse.pipelines.runtime.stages import RunTracker, StageTimer, current_tracker, run_sections
+from alphapulse.pipelines.runtime.stages import (RunTracker, StageTimer, current_tracker, run_sections, task_scope,
+                                                 tracking)
 
 
 def _busy(seconds: float) -> None:
@@ -77,33 +78,70 @@ def test_gpu_seconds_follow_the_backend_and_the_routes():
 
 
 def test_stage_timer_runs_and_sections():
-    timer = StageTimer()
-    with timer.stage("backend"):
+    """The run's tracker is the context's (set by ``tracking``), never a process global: a timer
+    made inside the run adds to it, one made outside has its own, and two runs in two threads
+    keep apart."""
+    import threading
+
+    alone = StageTimer()
+    with alone.stage("backend"):
         pass
-    run = timer.tracker
-    assert current_tracker() is run
-    inner = StageTimer()  # e.g. a timer made inside a task: the same run
-    assert inner.tracker is run
-    with inner.stage("report_tables"):
-        pass
-    assert set(run.wall) == {"backend", "report_tables"}
-    with timer.stage("backend"):  # a pipeline's first stage again: a new run
-        pass
-    assert timer.tracker is not run and current_tracker() is timer.tracker
-    sections = run_sections(None, timer.seconds)
-    assert current_tracker() is None and timer.tracker.closed
-    assert set(sections) == {"routing", "alerts", "cost"}
+    assert current_tracker() is None and set(alone.tracker.wall) == {"backend"}
+    with tracking() as run:
+        timer = StageTimer()
+        with timer.stage("backend"):
+            pass
+        assert timer.tracker is run and current_tracker() is run
+        inner = StageTimer()  # e.g. a timer made inside a task: the same run
+        with inner.stage("report_tables"):
+            pass
+        with timer.stage("backend"):  # a stage's name no longer starts a run
+            pass
+        assert inner.tracker is run and set(run.wall) == {"backend", "report_tables"}
+
+        seen = {}
+
+        def other_run():
+            with tracking() as mine:
+                with StageTimer().stage("sweep"):
+                    pass
+                seen["tracker"] = mine
+
+        t = threading.Thread(target=other_run)
+        t.start()
+        t.join()
+        assert seen["tracker"] is not run and "sweep" not in run.wall and set(seen["tracker"].wall) == {"sweep"}
+        sections = run_sections(None, timer.seconds)
+        assert current_tracker() is None and run.closed  # closed by its sections
+        assert set(sections) == {"routing", "alerts", "cost"}
     assert run_sections(None, {"x": 1.0})["cost"]["stages"]["x"]["cpu_seconds"] is None  # outside a run
+
+
+def test_a_task_scope_returns_its_record_and_the_run_absorbs_it():
+    """A task's routing decisions, alerts and stage times come back in one TaskRecord, tagged,
+    whether it ran in the run's process or on a worker; the run adds them to its manifest."""
+    with tracking() as run:
+        with task_scope(stage="indicators", partition=2) as (timer, record):
+            with timer.stage("indicators"):
+                current_tracker().alert("gpu_oom", message="m", batch_size=4, action="halved")
+        assert current_tracker() is run and not run.alerts  # the task's own tracker, not the run's
+        assert record.alerts == [{"kind": "gpu_oom", "stage": "indicators", "message": "m", "batch_size": 4,
+                                  "action": "halved", "partition": 2}]
+        assert set(record.seconds) == {"indicators"} and "indicators" in record.cpu_seconds
+        out = run_sections(None, {"indicators": record.seconds["indicators"]}, records=[record])
+    assert out["alerts"] == record.alerts and out["cost"]["stages"]["indicators"]["cpu_seconds"] is not None
+    assert record.without_seconds().seconds == {} and record.without_seconds().alerts == record.alerts
 
 
 def test_monitoring_section_and_summary_table():
     cfg = parse_config({"gpu": {"monitoring": {"track_utilization": True, "sample_interval_s": 0.05}}})
-    timer = StageTimer()
-    with timer.stage("backend"):
-        timer.tracker.attach(cfg.gpu, Backend("cpu", "test"))
-    with timer.stage("indicators"):
-        _busy(0.3)
-    out = run_sections(cfg, timer.seconds, work=("million bars", 2.0))
+    with tracking():  # the run's context, as open_run sets it
+        timer = StageTimer()
+        with timer.stage("backend"):
+            timer.tracker.attach(cfg.gpu, Backend("cpu", "test"))
+        with timer.stage("indicators"):
+            _busy(0.3)
+        out = run_sections(cfg, timer.seconds, work=("million bars", 2.0))
     mon = out["monitoring"]
     assert mon["interval_s"] == 0.05 and len(mon["samples"]) >= 4
     assert {"indicators"} <= {s["stage"] for s in mon["samples"]}
