@@ -13,8 +13,8 @@ caching results.
 - :func:`io_retry`: the retry condition of IO tasks: retry an ``OSError`` (a file on a flaky
   mount, a full disk, a vanished file), never an input error or arithmetic.
 - :func:`parts_dir`: where cached partition files live, beside Prefect's persisted results
-  (``PREFECT_LOCAL_STORAGE_PATH``; this package defaults it to ``~/.cache/alphapulse/prefect-results/``, see ``alphapulse.flows``; in the
-  project, see ``flows/__init__.py``).
+  (``PREFECT_LOCAL_STORAGE_PATH``; this package defaults it to
+  ``~/.cache/alphapulse/prefect-results/``, see ``alphapulse.flows``).
 """
 from __future__ import annotations
 

@@ -59,7 +59,8 @@ def _report(e: BaseException) -> int:
 # Subcommands kept in their own modules, each with ``add_parser(subparsers)`` and ``run(args) -> int``
 # (``run`` may raise one of ``_REPORTED``: main prints it as one line). Importing them
 # must stay cheap: no Prefect, no GPU libraries at module level.
-_MODULES = {"models": "alphapulse.flows.cli.models", "gpu": "alphapulse.flows.cli.gpu", "serve": "alphapulse.flows.cli.serve"}
+_MODULES = {"models": "alphapulse.flows.cli.models", "gpu": "alphapulse.flows.cli.gpu",
+            "serve": "alphapulse.flows.cli.serve"}
 
 _BACKTEST_HELP = """\
 grid syntax (--grid, or backtest.grid in the config):

@@ -223,7 +223,8 @@ def check_sample_interval(seconds, *, name: str = "sample interval") -> float:
     :data:`MAX_SAMPLE_INTERVAL_S`], else a one-line :class:`ArgumentError` naming ``name``."""
     value = float(seconds)
     if not MIN_SAMPLE_INTERVAL_S <= value <= MAX_SAMPLE_INTERVAL_S:  # NaN fails both comparisons
-        raise ArgumentError(f"{name} {seconds!r}: expected {MIN_SAMPLE_INTERVAL_S:g} to {MAX_SAMPLE_INTERVAL_S:g} seconds")
+        raise ArgumentError(f"{name} {seconds!r}: expected {MIN_SAMPLE_INTERVAL_S:g} to "
+                            f"{MAX_SAMPLE_INTERVAL_S:g} seconds")
     return value
 
 

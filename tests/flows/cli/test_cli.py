@@ -43,7 +43,8 @@ def test_bad_config_fails_before_prefect_is_imported(tmp_path):
 
 
 def test_run_without_prefect(tmp_path, capsys):
-    assert main(["daily", "--data", str(SAMPLE), "--out", str(tmp_path / "r"), "--backend", "cpu", "--no-prefect", "-q"]) == 0
+    assert main(["daily", "--data", str(SAMPLE), "--out", str(tmp_path / "r"), "--backend", "cpu", "--no-prefect",
+                 "-q"]) == 0
     out = capsys.readouterr().out
     assert "rows: 58,100 read, 58,084 accepted, 16 rejected" in out
     assert (tmp_path / "r" / "indicators.parquet").exists()
@@ -58,8 +59,8 @@ def test_runs_into_one_folder_at_the_same_moment_all_succeed(tmp_path):
     pd.concat([pd.DataFrame({"timestamp": ts, "symbol": s, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5,
                              "volume": 1.0}) for s in ("AAA", "BBB")]).to_csv(data, index=False)
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "alphapulse.flows.cli.dispatch", "daily", "--data", str(data), "--out", str(out), "--backend", "cpu",
-            "--no-prefect", "-q"]
+    argv = [sys.executable, "-m", "alphapulse.flows.cli.dispatch", "daily", "--data", str(data), "--out", str(out),
+            "--backend", "cpu", "--no-prefect", "-q"]
     procs = [subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(3)]
     try:

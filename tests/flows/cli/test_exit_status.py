@@ -20,7 +20,8 @@ def test_every_kind_is_listed():
     names = {c.__name__ for c in INPUT_ERRORS}
     assert {"ArgumentError", "ConfigError", "DataError", "GridError", "BudgetError", "BackendError",
             "ModelFileError", "ReportPathError"} <= names
-    assert {"StageError", "GpuOutOfMemoryError", "ReportBusyError", "OptimisationError"} <= {c.__name__ for c in RUN_ERRORS}
+    assert {"StageError", "GpuOutOfMemoryError", "ReportBusyError", "OptimisationError"} <= \
+        {c.__name__ for c in RUN_ERRORS}
     assert not set(INPUT_ERRORS) & set(RUN_ERRORS)
 
 

@@ -647,7 +647,8 @@ def test_output_through_a_symbolic_link_writes_into_its_folder(tmp_path, capsys,
     link = tmp_path / "link"
     os.symlink(target, link)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(("data:\n  bars_per_partition: 30\n" if layout == "partitioned" else "") + "indicators:\n  sma: [5]\n")
+    cfg.write_text(("data:\n  bars_per_partition: 30\n" if layout == "partitioned" else "")
+                   + "indicators:\n  sma: [5]\n")
     typed(bars()).to_parquet(tmp_path / "bars.parquet", index=False)
     for _ in range(2):  # a new report, then one replacing it
         rc, out, err = run(tmp_path, capsys, "--data", str(tmp_path / "bars.parquet"), "--config", str(cfg),
