@@ -22,6 +22,7 @@ from alphapulse.pipelines.backtest.panel import PreparedPanel
 from alphapulse.pipelines.backtest.request import BacktestRequest
 from alphapulse.pipelines.backtest.sweep import ranked_combinations
 from alphapulse.pipelines.data.load import LoadedBars
+from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.report.write import format_value, markdown_table, rejected_note, write_report
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.cost import stage_table_lines
@@ -178,6 +179,7 @@ def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars,
     })
     backtests = len(request.plan.combos) * prepared.shape[1]
     manifest.update(run_sections(config, manifest["stages"], work=("million backtests", backtests / 1e6)))
+    check_manifest(manifest)  # its declared shape, before anything is written
     out = write_report(request.out_dir, tables=tables, manifest=manifest,
                        summary=_summary_md(manifest, summary, wf_frame, list(request.strategy.params)),
                        files={"sharpe_heatmap.png": png} if png else None)

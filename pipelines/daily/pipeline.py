@@ -35,6 +35,7 @@ from alphapulse.pipelines.data.load import DataError, InputFiles, LoadedBars, in
 from alphapulse.pipelines.runtime.oom import chunked_columns
 from alphapulse.pipelines.data.panel import bars_to_panel, panel_to_frame
 from alphapulse.pipelines.data.partitions import Partition, load_partition, plan_partitions
+from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.report.write import check_out_dir, markdown_table, write_report
 from alphapulse.pipelines.runtime.routing import route
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
@@ -299,6 +300,7 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
                                  records=[p.record for p in parts]))
     tables = {"rejected.parquet": rejected} if len(rejected) else {}
     latest = pd.concat([p.latest for p in parts], ignore_index=True)
+    check_manifest(manifest)  # its declared shape, before anything is written
     out = write_report(request.out_dir, tables=tables, manifest=manifest, linked=linked,
                        summary=_summary_md(manifest, short, latest), page_tables={"indicators_latest": latest})
     return DailyResult(out, manifest)

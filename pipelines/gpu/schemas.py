@@ -14,9 +14,10 @@ import math
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, Field, create_model, field_validator
+from pydantic import BaseModel, Field, create_model, field_serializer, field_validator
 
 from alphapulse.pipelines.gpu import bench as gpu_bench
+from alphapulse.pipelines.report.manifest import AnyManifest
 
 MAX_REPEATS = 10
 DEFAULT_REPEATS = 3
@@ -199,7 +200,14 @@ class RunFile(BaseModel):
 
 
 class RunDetail(RunSummary):
-    manifest: dict | None = None
+    manifest: AnyManifest | dict | None = Field(
+        None, description="the run's manifest.json: typed by its pipeline (alphapulse.pipelines.report.manifest); "
+                          "a folder written by another version may hold any JSON object")
+
+    @field_serializer("manifest")
+    def _as_written(self, manifest):
+        # the file's own keys, not the model's defaults for keys it does not have
+        return manifest.model_dump(mode="json", exclude_unset=True) if isinstance(manifest, BaseModel) else manifest
     files: list[RunFile]
 
 

@@ -50,6 +50,7 @@ from alphapulse.pipelines.errors import ConfigError, DataError
 from alphapulse.pipelines.data.load import InputFiles, LoadedBars, inspect_input, load_bars
 from alphapulse.pipelines.models.estimators import MODEL_TARGETS, estimator, model_files
 from alphapulse.pipelines.data.panel import bars_to_panel
+from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.report.write import check_out_dir, markdown_table, write_report
 from alphapulse.pipelines.runtime.cost import stage_table_lines
 from alphapulse.pipelines.data.partitions import input_fingerprint
@@ -456,6 +457,7 @@ def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, f
     # cost per unit: out-of-sample predictions made (rows of predictions.parquet x models)
     manifest.update(run_sections(config, stages, work=("million predictions", len(predictions) * len(mc.models) / 1e6),
                                  records=records))
+    check_manifest(manifest)  # its declared shape, before anything is written
     out = write_report(request.out_dir, tables=tables, manifest=manifest,
                        summary=_summary_md(manifest, scores, bt, ens.weights), files=files)
     return ModelsResult(out, manifest, tables)

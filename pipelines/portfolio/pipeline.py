@@ -51,6 +51,7 @@ from alphapulse.pipelines.runtime.cost import stage_table_lines
 from alphapulse.pipelines.data.load import InputFiles, LoadedBars, inspect_input, load_bars
 from alphapulse.pipelines.models.estimators import kmeans_model
 from alphapulse.pipelines.data.panel import bars_to_panel
+from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.report.write import check_out_dir, markdown_table, rejected_note, write_report
 from alphapulse.pipelines.runtime.routing import route
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
@@ -433,6 +434,7 @@ def report_stage(request: PortfolioRequest, backend: Backend, loaded: LoadedBars
         "stages": dict(stages),
     }
     manifest.update(run_sections(config, manifest["stages"], records=records))  # cost per run
+    check_manifest(manifest)  # its declared shape, before anything is written
     out = write_report(request.out_dir, tables=tables, manifest=manifest, summary=_summary_md(manifest, tables))
     return PortfolioResult(out, manifest, tables)
 
