@@ -19,6 +19,10 @@ positive semi-definite, in the input's float dtype):
 - :func:`denoised_cov`: Marcenko-Pastur denoising of the sample covariance, as skfolio's
   ``DenoiseCovariance`` (Lopez de Prado's constant-residual-eigenvalue method).
 - :func:`cov_to_corr`: correlation matrices from covariance matrices (stacks accepted).
+- :data:`COVARIANCE_ESTIMATORS`: the registry, name -> :class:`CovarianceEstimator` (the function
+  and the parameters it takes besides ``returns`` and ``periods_per_year``): the portfolio
+  config's ``covariance`` names and its pipeline's choice come from it, so a new estimator is one
+  entry here.
 
 Conventions:
 
@@ -42,13 +46,15 @@ equals pandas to 2e-15 (both ``adjust`` settings); denoising equals skfolio to 2
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from alphapulse.transforms.arrays import float_dtype, is_cupy, namespace
 
 __all__ = ["sample_cov", "ledoit_wolf_cov", "ledoit_wolf_shrinkage", "oas_cov", "oas_shrinkage", "ewma_cov",
-           "denoised_cov", "cov_to_corr"]
+           "denoised_cov", "cov_to_corr", "CovarianceEstimator", "COVARIANCE_ESTIMATORS"]
 
 
 def _as_returns(returns):
@@ -472,3 +478,29 @@ def _n_factors(eigenvalues_desc: np.ndarray, sigma2: float, q: float) -> int:
     """Number of eigenvalues (descending) above the Marcenko-Pastur edge, skfolio's count."""
     edge = sigma2 * (1 + (1.0 / q) ** 0.5) ** 2
     return int(eigenvalues_desc.shape[0] - eigenvalues_desc[::-1].searchsorted(edge))
+
+
+@dataclass(frozen=True)
+class CovarianceEstimator:
+    """One entry of :data:`COVARIANCE_ESTIMATORS`.
+
+    Attributes
+    ----------
+    function : callable ``(returns, *, periods_per_year, <params>) -> array of shape (n_assets, n_assets)``
+    params : the keyword parameters of ``function`` a caller must give (besides
+        ``periods_per_year``); the portfolio config holds each as ``<estimator>_<param>``
+        (``ewma_halflife``)
+    """
+
+    function: Callable
+    params: tuple[str, ...] = ()
+
+
+COVARIANCE_ESTIMATORS: dict[str, CovarianceEstimator] = {
+    "sample": CovarianceEstimator(sample_cov),
+    "ledoit_wolf": CovarianceEstimator(ledoit_wolf_cov),
+    "oas": CovarianceEstimator(oas_cov),
+    "ewma": CovarianceEstimator(ewma_cov, params=("halflife",)),
+    "denoised": CovarianceEstimator(denoised_cov),
+}
+"""The covariance estimators by name (the portfolio config's ``covariance`` vocabulary)."""

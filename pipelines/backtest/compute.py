@@ -22,17 +22,6 @@ from alphapulse.pipelines.runtime.stages import StageTimer, result_key
 from alphapulse.transforms.backtest.metrics import METRICS
 from alphapulse.transforms.backtest.walk_forward import walk_forward_windows
 
-# The code a ComputeResult comes from (the report's tables are rebuilt on every run, cached or not).
-_CODE = ("alphapulse.pipelines.backtest.request", "alphapulse.pipelines.backtest.panel",
-         "alphapulse.pipelines.backtest.block", "alphapulse.pipelines.backtest.sweep",
-         "alphapulse.pipelines.backtest.walk_forward", "alphapulse.pipelines.backtest.compute",
-         "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.rules", "alphapulse.pipelines.data.panel",
-         "alphapulse.pipelines.config.grid",
-         "alphapulse.transforms.backtest.engine", "alphapulse.transforms.backtest.strategies",
-         "alphapulse.transforms.backtest.metrics", "alphapulse.transforms.backtest.returns_metrics",
-         "alphapulse.transforms.backtest.walk_forward", "alphapulse.transforms.indicators.registry",
-         "alphapulse.transforms.indicators.series", "alphapulse.transforms.kernels")
-
 
 @dataclass
 class ComputeResult:
@@ -52,7 +41,7 @@ def compute_key(request: BacktestRequest, backend: Backend) -> str:
     the cluster: results are bit-identical on every cluster. The flow's cache key."""
     grid = json.dumps(request.grid, sort_keys=True, default=str)
     return result_key(request.config.hash(), request.strategy.name, grid, backend.name, str(backend.dtype),
-                      input_fingerprint(request.inputs), modules=_CODE)
+                      input_fingerprint(request.inputs), roots=("alphapulse.pipelines.backtest.compute",))
 
 
 def compute_stage(prepared: PreparedPanel, request: BacktestRequest, backend: Backend,

@@ -11,10 +11,12 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from alphapulse.pipelines.config.base import Frozen
+from alphapulse.transforms.covariance import COVARIANCE_ESTIMATORS as _COVARIANCE_REGISTRY
+from alphapulse.transforms.portfolio.fallback import OPTIMISERS as _OPTIMISERS
 
-COVARIANCE_ESTIMATORS = ("sample", "ledoit_wolf", "oas", "ewma", "denoised")
-PORTFOLIO_METHODS = ("min_variance", "max_sharpe", "hrp", "risk_parity", "black_litterman", "efficient_return",
-                     "efficient_risk", "max_utility", "equal_weight")
+# the registries' names: a new estimator or optimiser is one entry there
+COVARIANCE_ESTIMATORS = tuple(_COVARIANCE_REGISTRY)
+PORTFOLIO_METHODS = tuple(_OPTIMISERS)
 MC_MODELS = ("normal", "student_t", "bootstrap")
 
 

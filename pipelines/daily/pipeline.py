@@ -133,10 +133,7 @@ def partition_key(request: DailyRequest, backend: Backend, part: Partition) -> s
     fingerprint (path, size, mtime) with the partition's symbols, and the code. The flow's cache key."""
     return result_key(request.config.hash(), backend.name, str(backend.dtype), part.fingerprint,
                       "whole" if part.whole else "part",
-                      modules=("alphapulse.pipelines.daily.pipeline", "alphapulse.pipelines.data.partitions",
-                               "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.rules",
-                               "alphapulse.pipelines.data.panel", "alphapulse.transforms.indicators.registry",
-                               "alphapulse.transforms.indicators.series"))
+                      roots=("alphapulse.pipelines.daily.pipeline",))
 
 
 def _write_part(frame: pd.DataFrame, dest: Path) -> None:

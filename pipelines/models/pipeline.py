@@ -467,13 +467,7 @@ def compute_key(request: ModelsRequest, backend: Backend) -> str:
     """What :func:`analyse`'s results depend on: the config, the backend and dtype, the input
     files' fingerprint and the code. The flow's cache key."""
     return result_key(request.config.hash(), backend.name, str(backend.dtype), input_fingerprint(request.inputs),
-                      modules=("alphapulse.pipelines.models.pipeline", "alphapulse.pipelines.models.estimators",
-                               "alphapulse.pipelines.data.load", "alphapulse.pipelines.data.rules",
-                               "alphapulse.pipelines.data.panel", "alphapulse.transforms.models.features",
-                               "alphapulse.transforms.models.batched",
-                               "alphapulse.transforms.models.training", "alphapulse.transforms.models.ensemble",
-                               "alphapulse.transforms.models.scoring", "alphapulse.transforms.indicators.registry",
-                               "alphapulse.transforms.indicators.series", "alphapulse.transforms.backtest.engine"))
+                      roots=("alphapulse.pipelines.models.pipeline",))
 
 
 def analyse(request: ModelsRequest, backend: Backend, bars, timer: StageTimer):

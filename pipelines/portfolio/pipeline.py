@@ -58,14 +58,13 @@ from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
 from alphapulse.pipelines.runtime.stages import (StageTimer, TaskRecord, request_paths, run_record, run_sections,
                                                  task_scope)
 from alphapulse.transforms.arrays import to_host
-from alphapulse.transforms import covariance as cov_mod
+from alphapulse.transforms.covariance import COVARIANCE_ESTIMATORS
 from alphapulse.transforms.correlation import absorption_ratio, average_pairwise_correlation, rolling_corr
 from alphapulse.transforms.montecarlo import monte_carlo_var_cvar, normal_var_cvar
 from alphapulse.transforms.errors import OptimisationError
-from alphapulse.transforms.portfolio.black_litterman import (black_litterman_posterior, default_omega, idzorek_omega,
-                                                             market_implied_prior_returns)
+from alphapulse.transforms.portfolio.black_litterman import BlackLittermanViews
 from alphapulse.transforms.portfolio.ensemble import ensemble_portfolio_weights
-from alphapulse.transforms.portfolio.fallback import optimise_with_fallback
+from alphapulse.transforms.portfolio.fallback import OPTIMISERS, optimise_with_fallback
 from alphapulse.transforms.regimes import fit_regimes, market_features
 from alphapulse.transforms.returns import common_window, simple_returns
 
@@ -176,23 +175,16 @@ def covariance_stage(rets: Returns, pc: PortfolioConfig, backend: Backend,
     if gpu is not None:
         backend = route("covariance", rets.block.shape[1], backend, gpu)
     x = backend.xp.asarray(rets.block)
-    ppy = pc.periods_per_year
-    if pc.covariance == "sample":
-        c = cov_mod.sample_cov(x, periods_per_year=ppy)
-    elif pc.covariance == "ledoit_wolf":
-        c = cov_mod.ledoit_wolf_cov(x, periods_per_year=ppy)
-    elif pc.covariance == "oas":
-        c = cov_mod.oas_cov(x, periods_per_year=ppy)
-    elif pc.covariance == "ewma":
-        c = cov_mod.ewma_cov(x, halflife=pc.ewma_halflife, periods_per_year=ppy)
-    else:
-        c = cov_mod.denoised_cov(x, periods_per_year=ppy)
+    estimator = COVARIANCE_ESTIMATORS[pc.covariance]  # its parameters: the config's <estimator>_<param>
+    c = estimator.function(x, periods_per_year=pc.periods_per_year,
+                           **{p: getattr(pc, f"{pc.covariance}_{p}") for p in estimator.params})
     c = to_host(c).astype(np.float64)
     return (c + c.T) / 2
 
 
-def _views(pc: PortfolioConfig, symbols: list, cov: np.ndarray):
-    """Picking matrix, view returns, omega and the views dropped (on symbols not in the window)."""
+def _views(pc: PortfolioConfig, symbols: list) -> tuple[BlackLittermanViews, list[str]]:
+    """The Black-Litterman views of the config on the window's symbols (annual returns, as the
+    annualised covariance), and the views dropped (on symbols not in the window)."""
     bl = pc.black_litterman
     index = {s: i for i, s in enumerate(symbols)}
     rows, q, conf, dropped = [], [], [], []
@@ -209,14 +201,9 @@ def _views(pc: PortfolioConfig, symbols: list, cov: np.ndarray):
         rows.append(p)
         q.append(v.expected_return)
         conf.append(v.confidence)
-    if not rows:
-        return None, None, None, dropped
-    P, Q = np.array(rows), np.array(q)
-    if all(c is not None for c in conf):
-        omega = idzorek_omega(np.array(conf, dtype=float), cov, P, tau=bl.tau)
-    else:
-        omega = default_omega(cov, P, tau=bl.tau)
-    return P, Q, omega, dropped
+    views = BlackLittermanViews(np.array(rows) if rows else None, np.array(q) if rows else None,
+                                tuple(conf) if rows else None, tau=bl.tau, risk_aversion=bl.risk_aversion)
+    return views, dropped
 
 
 @dataclass
@@ -230,25 +217,16 @@ class Optimised:
 def optimise_stage(rets: Returns, cov: np.ndarray, pc: PortfolioConfig) -> Optimised:
     """Each configured method through the fallback chain, then the ensemble of their portfolios."""
     symbols = rets.qualified
-    n = len(symbols)
     mu = rets.block.mean(axis=0) * pc.periods_per_year
     box = dict(min_weights=pc.min_weight, max_weights=pc.max_weight, risk_free_rate=pc.risk_free_rate,
                target_return=pc.target_return, target_volatility=pc.target_volatility,
                risk_aversion=pc.risk_aversion)
+    views, dropped = _views(pc, symbols)
     results, chains, notes = {}, [], []
     for method in pc.methods:
-        if method == "black_litterman":
-            bl = pc.black_litterman
-            prior = to_host(market_implied_prior_returns(np.full(n, 1.0 / n), cov, risk_aversion=bl.risk_aversion,
-                                                       risk_free_rate=pc.risk_free_rate))
-            P, Q, omega, dropped = _views(pc, symbols, cov)
-            notes += [f"black_litterman: dropped {d}" for d in dropped]
-            post_mu, post_cov = (prior, cov) if P is None else black_litterman_posterior(
-                prior, cov, picking=P, views=Q, omega=omega, tau=bl.tau)
-            res = optimise_with_fallback("max_sharpe", covariance=to_host(post_cov),
-                                         expected_returns=to_host(post_mu), **box)
-        else:
-            res = optimise_with_fallback(method, covariance=cov, expected_returns=mu, **box)
+        if "views" in OPTIMISERS[method].params:
+            notes += [f"{method}: dropped {d}" for d in dropped]
+        res = optimise_with_fallback(method, covariance=cov, expected_returns=mu, views=views, **box)
         if res.fell_back:
             log.warning("%s fell back to %s: %s", method, res.method,
                         "; ".join(f"{a.method}: {a.error}" for a in res.attempts if a.error))

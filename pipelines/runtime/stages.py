@@ -392,14 +392,14 @@ def request_paths(config, *, data_path: str | None, out_dir: str | None, default
     return str(data_path), str(out_dir)
 
 
-def result_key(*parts: str, modules: tuple[str, ...]) -> str:
+def result_key(*parts: str, roots: tuple[str, ...]) -> str:
     """A cache key: sha256 of ``parts`` (config hash, backend, input fingerprint, ...) and of the
-    source of ``modules``, the code the result comes from (a Prefect task's own source is only its
-    thin wrapper, so ``TASK_SOURCE`` alone would reuse results of changed code)."""
-    import importlib
-    import inspect
+    code the result comes from, the whole ``alphapulse`` import closure of the modules ``roots``
+    (:func:`alphapulse.pipelines.runtime.code.code_hash`; a key names its stage's own module). A
+    Prefect task's own source is only its thin wrapper, so ``TASK_SOURCE`` alone would reuse
+    results of changed code."""
+    from alphapulse.pipelines.runtime.code import code_hash
 
     h = hashlib.sha256("\0".join(parts).encode())
-    for name in modules:
-        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    h.update(b"\0" + code_hash(*roots).encode())
     return h.hexdigest()

@@ -8,13 +8,13 @@
 - :mod:`.risk_budgeting`: risk parity and risk budgets, within weight bounds;
 - :mod:`.hrp`: Hierarchical Risk Parity (CPU only: SciPy's linkage);
 - :mod:`.ensemble`: convex mixes of several methods' portfolios;
-- :mod:`.fallback`: the fallback chain (max-Sharpe -> min-variance -> HRP -> equal weight), each
-  failure recorded;
+- :mod:`.fallback`: the optimiser registry (``OPTIMISERS``, Black-Litterman included) and the
+  fallback chain (max-Sharpe -> min-variance -> HRP -> equal weight), each failure recorded;
 - :mod:`.checks`: the input checks the optimisers share (room-internal).
 
 Every failure is an :class:`~alphapulse.transforms.errors.OptimisationError` naming the method
 and the reason. Imports run one way: ``checks <- qp <- mean_variance, risk_budgeting <- ensemble,
-fallback``; ``hrp`` imports none of them, and only ``fallback`` imports ``hrp``.
+fallback``; ``hrp`` and ``black_litterman`` import none of them, and only ``fallback`` imports them.
 
 Public names are imported from their modules on first use (PEP 562), so importing one
 room never imports its neighbours' heavier dependencies.
@@ -24,8 +24,10 @@ from alphapulse._exports import lazy_exports
 _EXPORTS = {
     "absolute_views_picking": "black_litterman",
     "Attempt": "fallback",
+    "black_litterman_moments": "black_litterman",
     "black_litterman_posterior": "black_litterman",
     "black_litterman_weights": "black_litterman",
+    "BlackLittermanViews": "black_litterman",
     "correlation_distance": "hrp",
     "DEFAULT_FALLBACK_CHAIN": "fallback",
     "default_omega": "black_litterman",
@@ -47,6 +49,8 @@ _EXPORTS = {
     "OptimisationError": "checks",  # defined in alphapulse.transforms.errors
     "optimise_with_fallback": "fallback",
     "OPTIMISER_METHODS": "fallback",
+    "Optimiser": "fallback",
+    "OPTIMISERS": "fallback",
     "portfolio_volatility": "mean_variance",
     "QPSolution": "qp",
     "risk_budget_weights": "risk_budgeting",

@@ -4,7 +4,11 @@ Implements :func:`market_implied_risk_aversion`, :func:`market_implied_prior_ret
 :func:`absolute_views_picking`, :func:`default_omega`, :func:`idzorek_omega`,
 :func:`black_litterman_posterior` and :func:`black_litterman_weights`, in PyPortfolioOpt's
 formulas (``BlackLittermanModel``). A long-only, bounded portfolio of the posterior comes from the
-mean-variance optimisers (:mod:`alphapulse.transforms.portfolio.mean_variance`).
+mean-variance optimisers (:mod:`alphapulse.transforms.portfolio.mean_variance`):
+:class:`BlackLittermanViews` (views, their confidences and the prior's parameters) and
+:func:`black_litterman_moments` (the posterior of an equal-weight market prior and the views) are
+what the optimiser registry's ``black_litterman`` entry runs
+(:mod:`alphapulse.transforms.portfolio.fallback`: max-Sharpe of the posterior).
 
 Conventions as in :mod:`alphapulse.transforms.portfolio.mean_variance`: returns and covariance in
 one period, NumPy or CuPy.
@@ -12,6 +16,7 @@ one period, NumPy or CuPy.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,7 +24,8 @@ from alphapulse.transforms.arrays import namespace
 from alphapulse.transforms.errors import OptimisationError
 
 __all__ = ["market_implied_risk_aversion", "market_implied_prior_returns", "absolute_views_picking",
-           "default_omega", "idzorek_omega", "black_litterman_posterior", "black_litterman_weights"]
+           "default_omega", "idzorek_omega", "black_litterman_posterior", "black_litterman_weights",
+           "BlackLittermanViews", "black_litterman_moments"]
 
 
 def market_implied_risk_aversion(market_prices, *, periods_per_year=252, risk_free_rate=0.0):
@@ -225,3 +231,60 @@ def black_litterman_weights(posterior_returns, covariance, *, risk_aversion=1.0)
     if total == 0 or not math.isfinite(total):
         raise OptimisationError("black_litterman", "the implied raw weights sum to zero: they cannot be normalised")
     return raw / total
+
+
+@dataclass(frozen=True)
+class BlackLittermanViews:
+    """Views on the assets and the prior they update: the ``black_litterman`` optimiser's parameter.
+
+    Attributes
+    ----------
+    picking : array of shape (n_views, n_assets), or None for no views (the prior alone)
+    returns : array of shape (n_views,)
+        Each view's expected return, in the covariance's period.
+    confidences : sequence of length n_views of float in [0, 1] or None, optional
+        Idzorek's confidences (:func:`idzorek_omega`) when every view has one; otherwise He and
+        Litterman's uncertainty (:func:`default_omega`) for all.
+    tau : float, default 0.05
+    risk_aversion : float, default 1
+        ``delta`` of the equal-weight market prior (:func:`market_implied_prior_returns`).
+    """
+
+    picking: object = None
+    returns: object = None
+    confidences: tuple | None = None
+    tau: float = 0.05
+    risk_aversion: float = 1.0
+
+
+def black_litterman_moments(covariance, views: BlackLittermanViews | None = None, *, risk_free_rate=0.0):
+    """Posterior returns and covariance of the equal-weight market's implied prior
+    (:func:`market_implied_prior_returns`) updated by ``views`` (:func:`black_litterman_posterior`);
+    the prior and ``covariance`` unchanged without views.
+
+    Parameters
+    ----------
+    covariance : array of shape (n_assets, n_assets)
+    views : :class:`BlackLittermanViews`, optional (None: no views, default tau and risk aversion)
+    risk_free_rate : float, default 0
+        In the covariance's period.
+
+    Returns
+    -------
+    posterior_returns : array of shape (n_assets,)
+    posterior_covariance : array of shape (n_assets, n_assets)
+    """
+    views = BlackLittermanViews() if views is None else views
+    xp = namespace(covariance)
+    n = xp.asarray(covariance).shape[0]
+    prior = market_implied_prior_returns(xp.full(n, 1.0 / n), covariance, risk_aversion=views.risk_aversion,
+                                         risk_free_rate=risk_free_rate)
+    if views.picking is None or len(views.picking) == 0:
+        return prior, covariance
+    conf = views.confidences
+    if conf is not None and len(conf) and all(c is not None for c in conf):
+        omega = idzorek_omega(np.array(conf, dtype=float), covariance, views.picking, tau=views.tau)
+    else:
+        omega = default_omega(covariance, views.picking, tau=views.tau)
+    return black_litterman_posterior(prior, covariance, picking=views.picking, views=views.returns, omega=omega,
+                                     tau=views.tau)
