@@ -40,6 +40,7 @@ _EXPORTS = {
     "ranked_combinations": "sweep",
     "report_stage": "report",
     "report_tables": "report",
+    "resolve_strategy": "request",
     "run_backtest_pipeline": "pipeline",
     "run_block": "block",
     "run_tasks": "sweep",

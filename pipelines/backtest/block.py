@@ -13,7 +13,6 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,14 +20,14 @@ import pandas as pd
 from alphapulse.pipelines.backtest.panel import PRICE_FIELDS, PreparedPanel
 from alphapulse.pipelines.backtest.request import BacktestRequest
 from alphapulse.pipelines.config.schema import Config
-from alphapulse.pipelines.runtime.backend import Backend, cpu_backend
+from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.oom import run_chunks
 from alphapulse.pipelines.runtime.stages import RunTracker
 from alphapulse.transforms.arrays import to_host
 from alphapulse.transforms.backtest import engine as engine
 from alphapulse.transforms.backtest.metrics import METRICS, metrics_from_acc
 from alphapulse.transforms.backtest.returns_metrics import equal_weight_accumulate
-from alphapulse.transforms.backtest.strategies import Plan
+from alphapulse.transforms.backtest.strategies import Plan, Strategy, target_positions
 from alphapulse.transforms.backtest.walk_forward import window_bars
 
 
@@ -38,7 +37,7 @@ class SweepJob:
 
     backend: Backend
     plan: Plan
-    targets: Callable | None
+    strategy: Strategy | None  # signal strategies only (their signal runs in the task)
     engine: dict
     periods_per_year: float
     definitions: str
@@ -110,14 +109,9 @@ def chunk_sizes(*, n_bars: int, n_symbols: int, n_combinations: int, n_bank: int
     return subs, full, window
 
 
-def _targets(job: SweepJob, prices: dict, c0: int, c1: int, backend: Backend):
-    """TARGET strategies: target positions of combinations c0:c1, shape (c, n_bars, n_symbols)."""
-    xp = backend.xp
-    close = prices["close"]
-    out = xp.empty((c1 - c0, *close.shape), dtype=close.dtype)
-    for k, combo in enumerate(job.plan.combos[c0:c1]):
-        out[k] = xp.asarray(job.targets(dict(prices), **combo), dtype=close.dtype)
-    return out
+def _targets(job: SweepJob, prices: dict, bank, c0: int, c1: int):
+    """Signal strategies: target positions of combinations c0:c1, shape (c, n_bars, n_symbols)."""
+    return target_positions(job.strategy, job.plan, prices, bank, c0, c1)
 
 
 def sub_blocks(start: int, stop: int, size: int) -> list[tuple[int, int]]:
@@ -189,14 +183,13 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
                 def launch(c0, c1, on_gpu, p=p, sub_n=sub_n, sub_rows=sub_rows, bank=bank, s0=s0, s1=s1):
                     # One engine launch for combinations c0:c1; on_gpu False on a GPU run is the
                     # CPU fallback of alphapulse.pipelines.runtime.oom (host copies in, results back to the device).
-                    run_be, ins, lg, lv, bk = be, (p, sub_n, sub_rows), legs, levels, bank
-                    if be.is_gpu and not on_gpu:
-                        run_be = cpu_backend("GPU out of memory: chunk on the CPU", precision=str(be.dtype))
+                    ins, lg, lv, bk = (p, sub_n, sub_rows), legs, levels, bank
+                    if be.is_gpu and not on_gpu:  # the signal then runs on these host copies too
                         ins = ({k: np.asfortranarray(to_host(v)) for k, v in p.items()}, to_host(sub_n),
                                np.asfortranarray(to_host(sub_rows)))
                         lg, lv = to_host(legs), to_host(levels)
                         bk = np.ascontiguousarray(to_host(bank).transpose(0, 2, 1)).transpose(0, 2, 1)
-                    tg = _targets(job, ins[0], c0, c1, run_be) if target else None
+                    tg = _targets(job, ins[0], bk, c0, c1) if target else None
                     acc, ret, _ = engine.run_backtest(ins[0], ins[1], bank=bk, legs=lg[c0:c1], levels=lv[c0:c1],
                                                       targets=tg, rows=ins[2], n_rows_out=n_bars,
                                                       want_returns=job.portfolio, **kw)
@@ -220,7 +213,8 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
                     c1 = min(n_comb, c0 + c_win)
                     tg_w = None
                     if target:
-                        tg_w = xp.ascontiguousarray(xp.take_along_axis(_targets(job, p, c0, c1, be), idx[None], axis=1))
+                        tg_w = xp.ascontiguousarray(xp.take_along_axis(_targets(job, p, bank, c0, c1), idx[None],
+                                                                        axis=1))
                     acc, _, _ = engine.run_backtest(p_w, n_w, bank=bank_w, legs=legs[c0:c1], levels=levels[c0:c1],
                                                     targets=tg_w, rows=rows_w, **kw)
                     stats["launches"] += 1
@@ -251,7 +245,8 @@ def engine_params(config: Config) -> dict:
 def make_job(request: BacktestRequest, prepared: PreparedPanel, backend: Backend, **kw) -> SweepJob:
     """The request's :class:`SweepJob` on ``backend``; ``kw`` sets the job's optional fields."""
     bt = request.config.backtest
-    return SweepJob(backend, request.plan, request.strategy.targets, engine_params(request.config),
+    strategy = request.strategy if request.plan.mode == engine.TARGET else None
+    return SweepJob(backend, request.plan, strategy, engine_params(request.config),
                     bt.periods_per_year, bt.definitions, request.config.gpu.operations.batch_size,
                     prepared.shape[0], cpu_fallback=request.config.gpu.fallback.cpu_fallback,
                     alert_on_oom=request.config.gpu.monitoring.alert_on_oom, **kw)
@@ -272,7 +267,7 @@ def symbol_equity(prepared: PreparedPanel, request: BacktestRequest, backend: Ba
         p = {k: _columns(v, s0, s1, backend) for k, v in prepared.prices.items()}
         rows = _columns(prepared.rows, s0, s1, backend)
         bank = engine.indicator_bank(plan.bank, p, prepared.n[s0:s1])
-        tg = _targets(job, p, 0, 1, backend) if plan.mode == engine.TARGET else None
+        tg = _targets(job, p, bank, 0, 1) if plan.mode == engine.TARGET else None
         _, _, eq = engine.run_backtest(p, prepared.n[s0:s1], bank=bank, legs=xp.asarray(plan.legs),
                                        levels=xp.asarray(plan.levels), targets=tg, rows=rows, n_rows_out=n_bars,
                                        want_equity=True, mode=plan.mode, **job.engine)

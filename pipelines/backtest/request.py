@@ -7,12 +7,14 @@ paths), which the CLI runs before Prefect starts.
 """
 from __future__ import annotations
 
+import importlib
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from alphapulse.pipelines.config.grid import GridError, check_grid, expand_grid, grid_size, parse_grid
+from alphapulse.pipelines.config.grid import GridError, check_grid, expand_grid, grid_size, parse_grid, parse_values
 from alphapulse.pipelines.config.schema import Config
 from alphapulse.pipelines.data.load import InputFiles, inspect_input
 from alphapulse.pipelines.errors import ArgumentError
@@ -20,7 +22,7 @@ from alphapulse.pipelines.report.write import check_out_dir
 from alphapulse.pipelines.runtime.cluster import check_cluster_spec
 from alphapulse.pipelines.runtime.stages import request_paths
 from alphapulse.transforms.backtest import engine as engine
-from alphapulse.transforms.backtest.strategies import STRATEGIES, Plan, Strategy
+from alphapulse.transforms.backtest.strategies import STRATEGIES, Plan, Strategy, StrategyError, check_strategy
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +45,52 @@ class BacktestRequest:
     cluster: str | None = None
 
 
-def _strategy_of(strategy: str | Strategy) -> Strategy:
-    if isinstance(strategy, Strategy):
-        return strategy
-    if strategy not in STRATEGIES:
+ENTRY_POINTS = "alphapulse.strategies"
+"""The entry-point group a package registers its strategies under (``name = "pkg.module:attr"``)."""
+
+_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS)}
+
+
+def resolve_strategy(ref: str | Strategy) -> Strategy:
+    """The strategy ``ref`` names: a :class:`Strategy`, a built-in's name, ``package.module:name``
+    (imported), or the name of an entry point of the group :data:`ENTRY_POINTS`. A strategy that
+    is not built in is checked against the protocol
+    (:func:`~alphapulse.transforms.backtest.strategies.check_strategy`: types, defaults, a signal's
+    shape, errors and look-ahead). One-line :class:`ArgumentError` otherwise."""
+    if isinstance(ref, Strategy):
+        strategy = ref
+    elif ref in STRATEGIES:
+        return STRATEGIES[ref]
+    elif isinstance(ref, str) and _REF.match(ref):
+        module, attr = ref.split(":")
+        try:
+            strategy = getattr(importlib.import_module(module), attr)
+        except ImportError as e:
+            raise ArgumentError(f"strategy {ref!r}: cannot import {module!r}: {e}") from None
+        except AttributeError:
+            raise ArgumentError(f"strategy {ref!r}: module {module!r} has no {attr!r}") from None
+    elif isinstance(ref, str) and ref in _entry_points():
+        try:
+            strategy = _entry_points()[ref].load()
+        except Exception as e:  # a broken plug-in names itself, it does not crash the CLI
+            raise ArgumentError(f"strategy {ref!r} (entry point of {ENTRY_POINTS}): {type(e).__name__}: {e}") from None
+    else:
         import difflib
 
-        close = difflib.get_close_matches(str(strategy), list(STRATEGIES), n=1)
+        known = [*STRATEGIES, *_entry_points()]
+        close = difflib.get_close_matches(str(ref), known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ArgumentError(f"unknown strategy {strategy!r}{hint}; known: {', '.join(STRATEGIES)}")
-    return STRATEGIES[strategy]
+        raise ArgumentError(f"unknown strategy {ref!r}{hint}; known: {', '.join(known)}, or package.module:name")
+    try:
+        return check_strategy(strategy)
+    except StrategyError as e:
+        raise ArgumentError(f"{ref if isinstance(ref, str) else strategy.name!r}: {e}") from None
 
 
 def prepare_backtest_request(config: Config, *, strategy: str | Strategy | None = None,
@@ -64,8 +102,9 @@ def prepare_backtest_request(config: Config, *, strategy: str | Strategy | None 
     Parameters
     ----------
     config : the validated config (its ``backtest`` block gives the defaults)
-    strategy : a built-in strategy name or a :class:`Strategy` (e.g. ``custom_strategy``);
-        default ``backtest.strategy``
+    strategy : a built-in strategy's name, ``package.module:name``, an entry point's name (group
+        ``alphapulse.strategies``) or a :class:`Strategy` (:func:`resolve_strategy`); default
+        ``backtest.strategy``
     grid : the command-line grid text (see :mod:`alphapulse.pipelines.config.grid`) or a mapping parameter ->
         values; default ``backtest.grid`` when the strategy is the config's, else the strategy's
         defaults (one combination)
@@ -76,13 +115,13 @@ def prepare_backtest_request(config: Config, *, strategy: str | Strategy | None 
     Raises ``ArgumentError`` or ``GridError`` with a one-line message.
     """
     bt = config.backtest
-    strat = _strategy_of(strategy or bt.strategy)
+    strat = resolve_strategy(strategy or bt.strategy)
     if isinstance(grid, str):
         values, source = parse_grid(grid), "command line"
     elif isinstance(grid, dict):
         values, source = dict(grid), "argument"
-    elif STRATEGIES.get(strat.name) is strat and strat.name == bt.strategy:
-        values, source = bt.grid_values(), "config"
+    elif strategy is None or strategy == bt.strategy:  # the config's strategy: the config's grid
+        values, source = {n: parse_values(n, v) for n, v in bt.grid.items()}, "config"
     else:
         values, source = {}, "strategy defaults"
         if bt.grid:
@@ -97,8 +136,11 @@ def prepare_backtest_request(config: Config, *, strategy: str | Strategy | None 
         reasons = Counter(why for _, why in plan.skipped)
         raise GridError(f"{strat.name}: all {len(combos)} combinations are invalid "
                         f"({', '.join(f'{k}: {v}' for k, v in reasons.items())})")
-    if plan.mode == engine.TARGET and strat.targets is None:
-        raise ArgumentError(f"{strat.name}: a TARGET strategy needs a targets function")
+    if plan.mode == engine.TARGET and strat is not STRATEGIES.get(strat.name):
+        try:  # the grid's own combinations through the signal too (shapes, errors, look-ahead)
+            check_strategy(strat, plan.combos[:2])
+        except StrategyError as e:
+            raise ArgumentError(str(e)) from None
     if cluster == "config":  # backtest.cluster overrides the top-level cluster.address
         cluster = bt.cluster if bt.cluster is not None else config.cluster.address
     if isinstance(cluster, str) and cluster.lower() == "none":

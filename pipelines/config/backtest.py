@@ -4,6 +4,8 @@ Implements :class:`BacktestConfig`, :class:`WalkForwardConfig` and :data:`SELECT
 """
 from __future__ import annotations
 
+import re
+
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, StrictFloat, StrictInt, ValidationInfo, field_validator
@@ -33,9 +35,19 @@ class WalkForwardConfig(Frozen):
 _GridValue = Union[StrictInt, StrictFloat, str, list[Union[StrictInt, StrictFloat, str]]]
 
 
+_STRATEGY_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _plugin_names() -> set[str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name for ep in entry_points(group="alphapulse.strategies")}
+
+
 class BacktestConfig(Frozen):
     strategy: str = Field("sma_cross",
-                          description="a built-in strategy (alphapulse.transforms.backtest.strategies.STRATEGIES)")
+                          description="a built-in strategy (alphapulse.transforms.backtest.strategies.STRATEGIES), "
+                                      "package.module:name, or an entry point of the group alphapulse.strategies")
     grid: dict[str, _GridValue] = Field(default_factory=dict,
                                         description="parameter -> list of values or 'start:stop:step'")
     random_sample: int | None = Field(None, gt=0, le=MAX_COMBINATIONS,
@@ -63,8 +75,11 @@ class BacktestConfig(Frozen):
     @field_validator("strategy")
     @classmethod
     def _strategy(cls, v):
-        if v not in STRATEGIES:
-            raise ValueError(f"unknown strategy {v!r}{suggest(v, STRATEGIES)}; known: {', '.join(STRATEGIES)}")
+        # a module reference or a plug-in is imported (and checked) when a run asks for it, never
+        # while a config is read
+        if v not in STRATEGIES and not _STRATEGY_REF.match(v) and v not in _plugin_names():
+            raise ValueError(f"unknown strategy {v!r}{suggest(v, STRATEGIES)}; known: {', '.join(STRATEGIES)}, "
+                             "package.module:name, or an entry point of the group alphapulse.strategies")
         return v
 
     @field_validator("grid")

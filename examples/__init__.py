@@ -1,0 +1,1 @@
+"""Examples of AlphaPulse's extension points (importable as ``examples.*`` from a checkout)."""
