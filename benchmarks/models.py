@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._machine import cpu_model  # noqa: E402
+from benchmarks._machine import LoadGuard, cpu_model  # noqa: E402
 from alphapulse.pipelines.runtime.backend import choose_backend  # noqa: E402
 from alphapulse.pipelines.config import load_config, parse_config  # noqa: E402
 from alphapulse.pipelines.data.load import inspect_input, load_bars  # noqa: E402
@@ -161,4 +161,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with LoadGuard():
+        sys.exit(main())
