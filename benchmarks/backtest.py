@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_model  # benchmarks/ is the script folder, first on sys.path
+from _machine import LoadGuard, cpu_model  # benchmarks/ is the script folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -231,4 +231,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with LoadGuard():
+        main()

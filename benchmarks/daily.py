@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from _machine import LoadGuard  # benchmarks/ is the script folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT.parent / "shared" / "data" / "sp500_5yr" / "all_stocks_5yr.csv.gz"
@@ -56,4 +57,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with LoadGuard():
+        main()

@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _machine import LoadGuard  # noqa: E402  (benchmarks/ is the script folder, first on sys.path)
 from alphapulse.pipelines.gpu.bench import factor_returns, ohlcv_panel  # noqa: E402
 from alphapulse.transforms.arrays import to_host  # noqa: E402
 
@@ -115,11 +116,13 @@ class Bench:
         self.cupy, self.why = gpu_or_why()
         self.rows: list[dict] = []
         self.ceiling = None
+        self.load = LoadGuard()
 
     def save(self) -> None:
         if self.out is None:
             return
         record = {"gpu": self.why is None, "gpu_note": self.why, "ceiling_gbps": self.ceiling, "rows": self.rows,
+                  "load": self.load.record(),
                   "host": {"python": platform.python_version(), "numpy": np.__version__, "cpus": os.cpu_count()}}
         tmp = self.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1, default=str))
@@ -349,6 +352,7 @@ def main(argv=None) -> int:
     if not 1 <= args.repeats <= 20:
         ap.error("--repeats must be from 1 to 20")
     bench = Bench(QUICK if args.quick else FULL, args.repeats, args.out)
+    bench.load.start()
     print(f"device benchmark: {'GPU' if bench.why is None else 'no GPU: ' + bench.why}; numpy {np.__version__}, "
           f"{os.cpu_count()} CPUs", flush=True)
     failed = []
@@ -361,6 +365,8 @@ def main(argv=None) -> int:
                 bench.rows.append({"case": case, "error": f"{type(e).__name__}: {e}"[:500]})
                 bench.save()
                 print(f"{case}: FAILED {type(e).__name__}: {e}", flush=True)
+    # the file's "load" says whether its figures may be recorded (recordable: null while running)
+    bench.load.finish()
     bench.save()
     return 1 if failed or any(r.get("agree") is False for r in bench.rows) else 0
 

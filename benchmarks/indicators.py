@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _machine import cpu_model  # benchmarks/ is the script folder, first on sys.path
+from _machine import LoadGuard, cpu_model  # benchmarks/ is the script folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "sp500_5yr" / "all_stocks_5yr.csv.gz"
@@ -196,4 +196,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with LoadGuard():
+        main()

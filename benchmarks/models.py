@@ -2,7 +2,7 @@
 panel, AlphaPulse (batched over symbols) against the scikit-learn per-symbol loop, one process.
 
     python benchmarks/models.py [--data ../shared/data/sp500_5yr/all_stocks_5yr.csv.gz]
-                                [--models ridge,logistic,knn] [--steps N] [--repeat 1] [--blas-threads N]
+                                [--models ridge,logistic,knn,xgboost] [--steps N] [--repeat 1] [--blas-threads N]
 
 What runs: the shipped config's features (17 per bar: lagged and multi-bar returns, volatility,
 RSI/NATR/Williams %R/ADX/CCI, cross-sectional ranks) on every symbol of the file (505), the
@@ -18,6 +18,13 @@ complete training rows (at least ``min_train_rows``) and predicts its test rows:
     ``make_pipeline(StandardScaler(), Ridge(alpha)).fit(X[rows], y[rows]).predict(X_test)`` (and
     ``LogisticRegression(C, max_iter)``'s ``predict_proba``, ``KNeighborsRegressor(k)``), the
     same parameters, scikit-learn's defaults otherwise.
+
+``--models xgboost`` compares the pooled gradient-boosted trees instead (one model for all
+symbols, rows of every symbol, their features standardised with the training rows' statistics):
+(a) the walk-forward's XGBoost model (``alphapulse.pipelines.models.estimators.BoostedTrees``:
+``xgboost.train`` on a ``QuantileDMatrix``, ``inplace_predict``), (b) the loop a researcher
+would write, ``xgboost.XGBRegressor(same parameters).fit(X, y).predict(X_test)`` per step; no
+validation slice here, so both boost ``n_estimators`` rounds.
 
 The predictions are compared first (largest absolute difference over all out-of-sample
 predictions; lbfgs stops at scikit-learn's default tolerance, so the logistic figures differ at
@@ -40,7 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._machine import cpu_model  # noqa: E402
+from benchmarks._machine import LoadGuard, cpu_model  # noqa: E402
 from alphapulse.pipelines.runtime.backend import choose_backend  # noqa: E402
 from alphapulse.pipelines.config import load_config, parse_config  # noqa: E402
 from alphapulse.pipelines.data.load import inspect_input, load_bars  # noqa: E402
@@ -86,6 +93,34 @@ def sklearn_loop(kind: str, X, y, splits, m, min_rows: int):
     return pred
 
 
+def xgboost_loop(X, y, splits, m):
+    """The pooled XGBoost refit per step with the scikit-learn API: predictions (n_bars, n_symbols)."""
+    import xgboost as xgb
+
+    from alphapulse.pipelines.models.estimators import boosted_params
+
+    params = boosted_params(max_depth=m.max_depth, learning_rate=m.learning_rate, subsample=m.subsample,
+                            colsample_bytree=m.colsample_bytree, min_child_weight=m.min_child_weight,
+                            reg_lambda=m.reg_lambda, n_threads=m.n_threads, seed=m.seed)
+    seed, threads = params.pop("seed"), params.pop("nthread")  # the scikit-learn API's names for them
+    n_bars, n_sym, n_feat = X.shape
+    pred = np.full((n_bars, n_sym), np.nan)
+    for s in splits:
+        Xtr = X[s.train_start:s.train_stop].reshape(-1, n_feat)
+        ytr = y[s.train_start:s.train_stop].reshape(-1)
+        ok = np.isfinite(ytr) & np.isfinite(Xtr).all(axis=1)
+        mean, std = Xtr[ok].mean(axis=0), Xtr[ok].std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+        model = xgb.XGBRegressor(n_estimators=m.n_estimators, random_state=seed, n_jobs=threads, **params)
+        model.fit((Xtr[ok] - mean) / std, ytr[ok])
+        Xq = X[s.test_start:s.test_stop].reshape(-1, n_feat)
+        okq = np.isfinite(Xq).all(axis=1)
+        out = np.full(len(Xq), np.nan)
+        out[okq] = model.predict((Xq[okq] - mean) / std)
+        pred[s.test_start:s.test_stop] = out.reshape(-1, n_sym)
+    return pred
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_DATA))
@@ -104,7 +139,8 @@ def main() -> int:
     cfg = parse_config({**base.model_dump(mode="json", by_alias=True),
                         "data": {"columns": {"timestamp": "date", "symbol": "Name"}},
                         "models": {**base.models.model_dump(mode="json", by_alias=True),
-                                   "models": [{"kind": k} for k in kinds],
+                                   "models": [{"kind": k, "scope": "pooled"} if k == "xgboost" else {"kind": k}
+                                              for k in kinds],
                                    "walk_forward": {**base.models.walk_forward.model_dump(), "validation_bars": 0}}})
     mc = cfg.models
     backend = choose_backend(cfg.gpu, override="cpu")
@@ -129,6 +165,8 @@ def main() -> int:
           f"(load {t_load:.1f} s, features {t_feat:.2f} s)")
     print(f"walk-forward: {len(splits)} steps, train {wf.train_bars}, test {wf.test_bars}, purge {mc.purge()}, "
           f"min_train_rows {wf.min_train_rows}")
+    if "xgboost" in kinds:
+        import xgboost  # noqa: F401  (imported before the clocks: the first side would pay for it)
     totals = {"alphapulse": 0.0, "sklearn": 0.0}
     for spec, m in zip(specs, mc.models):
         ours, best_ours = None, np.inf
@@ -139,7 +177,8 @@ def main() -> int:
         best_peer, peer = np.inf, None
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            peer = sklearn_loop(m.kind, X, y, splits, m, wf.min_train_rows)
+            peer = (xgboost_loop(X, y, splits, m) if m.kind == "xgboost"
+                    else sklearn_loop(m.kind, X, y, splits, m, wf.min_train_rows))
             best_peer = min(best_peer, time.perf_counter() - t0)
         both = np.isfinite(ours) & np.isfinite(peer)
         same_support = np.array_equal(np.isfinite(ours), np.isfinite(peer))
@@ -151,7 +190,8 @@ def main() -> int:
             extra = f", identical: {np.mean(ours[both] == peer[both]):.6f} (rest within {diff:.1e})"
         print(f"{m.kind:>9}: {int(both.sum()):,} predictions, same rows predicted: {same_support}, "
               f"max |diff| {diff:.2e}{extra}")
-        print(f"{'':>9}  AlphaPulse {best_ours:8.2f} s   scikit-learn loop {best_peer:8.2f} s   "
+        peer_name = "XGBRegressor loop" if m.kind == "xgboost" else "scikit-learn loop"
+        print(f"{'':>9}  AlphaPulse {best_ours:8.2f} s   {peer_name} {best_peer:8.2f} s   "
               f"ratio {best_peer / best_ours:6.1f}x")
         totals["alphapulse"] += best_ours
         totals["sklearn"] += best_peer
@@ -161,4 +201,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with LoadGuard():
+        sys.exit(main())

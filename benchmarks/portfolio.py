@@ -60,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _machine import LoadGuard  # benchmarks/ is the script folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -402,4 +403,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with LoadGuard():
+        main()

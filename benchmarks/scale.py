@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from benchmarks._machine import cpu_model  # noqa: E402
+from benchmarks._machine import LoadGuard, cpu_model  # noqa: E402
 from alphapulse.pipelines.config import default_config_text  # noqa: E402
 
 CASES = {  # name -> (frequency, symbols, bars per symbol, symbols per file)
@@ -112,4 +112,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with LoadGuard():
+        main()

@@ -19,7 +19,7 @@ MAX_WINDOW_BARS = 100_000
 """Largest feature window in bars (the indicators' own periods stop at the same 100,000)."""
 
 
-MODEL_KINDS = ("ridge", "logistic", "random_forest", "knn")
+MODEL_KINDS = ("ridge", "logistic", "random_forest", "knn", "xgboost")
 ENSEMBLE_METHODS = ("mean", "weighted", "stacking")
 
 
@@ -62,19 +62,29 @@ class ModelConfig(Frozen):
     C: float = Field(1.0, gt=0, description="logistic: inverse L2 penalty")
     max_iter: int = Field(100, ge=1, le=100_000, description="logistic: iterations")
     n_neighbors: int = Field(25, ge=1, le=10_000, description="knn")
-    n_estimators: int = Field(50, ge=1, le=10_000, description="random_forest")
-    max_depth: int | None = Field(6, ge=1, le=64, description="random_forest")
+    n_estimators: int = Field(50, ge=1, le=10_000, description="random_forest: trees; xgboost: most boosting rounds")
+    max_depth: int | None = Field(6, ge=1, le=64, description="random_forest, xgboost")
     min_samples_leaf: int = Field(50, gt=0, description="random_forest")
     max_features: float = Field(0.5, gt=0, le=1, description="random_forest: share of features per split")
     max_samples: float = Field(0.1, gt=0, le=1, description="random_forest: share of rows per tree")
-    seed: int = 0
+    learning_rate: float = Field(0.1, gt=0, le=1, description="xgboost: shrinkage of each round")
+    early_stopping_rounds: int | None = Field(
+        20, ge=1, le=10_000, description="xgboost: stop after this many rounds without a better validation loss "
+                                         "(on the walk-forward's validation slice; null: always n_estimators)")
+    subsample: float = Field(0.8, gt=0, le=1, description="xgboost: share of rows per round")
+    colsample_bytree: float = Field(0.8, gt=0, le=1, description="xgboost: share of features per tree")
+    min_child_weight: float = Field(50.0, ge=0, le=1e9, description="xgboost: least hessian (rows) in a leaf")
+    reg_lambda: float = Field(1.0, ge=0, le=1e9, description="xgboost: L2 penalty on leaf weights")
+    n_threads: int = Field(1, ge=1, le=1024, description="xgboost on the CPU: threads (fixed, so reruns give "
+                                                         "the same bytes)")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
 
     @field_validator("scope")
     @classmethod
     def _scope(cls, v, info: ValidationInfo):
-        if info.data.get("kind") == "random_forest" and v != "pooled":
-            raise ValueError("random_forest is a pooled model (per-symbol forests on a few hundred rows overfit); "
-                             "set scope: pooled")
+        if info.data.get("kind") in ("random_forest", "xgboost") and v != "pooled":
+            raise ValueError(f"{info.data['kind']} is a pooled model (per-symbol trees on a few hundred rows "
+                             f"overfit); set scope: pooled")
         return v
 
     @property

@@ -1,9 +1,10 @@
 """Model factory: cuML on the GPU, scikit-learn on the CPU, with the same parameters; and model files.
 
 Implements: :func:`kmeans_model` (the regimes' clusterer), :func:`estimator` (ridge, logistic,
-random forest, k-nearest neighbours) and the persistence of fitted models without pickle
-(:func:`model_files`, :func:`load_model`). cuML is imported only when a GPU model is asked for,
-so a CPU machine never needs it.
+random forest, k-nearest neighbours, XGBoost's gradient-boosted trees: :class:`BoostedTrees`)
+and the persistence of fitted models without pickle (:func:`model_files`, :func:`load_model`).
+cuML is imported only when a GPU model is asked for, so a CPU machine never needs it; XGBoost
+only when a boosted model is fitted or loaded.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import numpy as np
 from alphapulse.transforms.arrays import to_host
 from alphapulse.pipelines.errors import ModelFileError
 
-__all__ = ["kmeans_model", "estimator", "ProbabilityOfOne", "TreeOrderForest", "model_files", "load_model",
-           "ModelFileError", "canonical_skops"]
+__all__ = ["kmeans_model", "estimator", "ProbabilityOfOne", "TreeOrderForest", "BoostedTrees", "model_files",
+           "load_model", "ModelFileError", "canonical_skops"]
 
 
 def kmeans_model(n_clusters: int, *, seed: int = 0, backend: str = "cpu", n_init: int = 10, max_iter: int = 300,
@@ -48,22 +49,29 @@ def kmeans_model(n_clusters: int, *, seed: int = 0, backend: str = "cpu", n_init
 # Prediction models: one factory, scikit-learn on the CPU, cuML on the GPU, same parameters
 # ---------------------------------------------------------------------------------------------
 
-MODEL_TARGETS = {"ridge": "return", "logistic": "sign", "random_forest": "return", "knn": "return"}
+MODEL_TARGETS = {"ridge": "return", "logistic": "sign", "random_forest": "return", "knn": "return",
+                 "xgboost": "return"}
 """What each kind predicts: the forward return, or (``sign``) the probability that it is > 0."""
 
 
 def estimator(kind: str, *, backend: str = "cpu", alpha: float = 1.0, C: float = 1.0, max_iter: int = 100,
               n_neighbors: int = 25, n_estimators: int = 50, max_depth: int | None = 6, min_samples_leaf: int = 50,
-              max_features: float = 0.5, max_samples: float = 0.1, seed: int = 0):
+              max_features: float = 0.5, max_samples: float = 0.1, learning_rate: float = 0.1,
+              early_stopping_rounds: int | None = 20, subsample: float = 0.8, colsample_bytree: float = 0.8,
+              min_child_weight: float = 50.0, reg_lambda: float = 1.0, n_threads: int = 1, seed: int = 0):
     """An unfitted estimator of ``kind`` for ``backend``; the parameters mean the same on both.
 
     Parameters
     ----------
     kind : "ridge" (``Ridge(alpha)``), "logistic" (L2 ``LogisticRegression(C, max_iter)``),
         "random_forest" (``RandomForestRegressor``: n_estimators, max_depth, min_samples_leaf,
-        max_features and max_samples as shares, seed) or "knn" (``KNeighborsRegressor(n_neighbors)``)
-    backend : "cpu" (scikit-learn) or "gpu" (cuML, imported here only; its forest predicts
-        through FIL, cuML's forest inference library)
+        max_features and max_samples as shares, seed), "knn" (``KNeighborsRegressor(n_neighbors)``)
+        or "xgboost" (:class:`BoostedTrees`: at most n_estimators rounds, max_depth, learning_rate,
+        early_stopping_rounds, subsample, colsample_bytree, min_child_weight, reg_lambda,
+        n_threads, seed)
+    backend : "cpu" (scikit-learn; XGBoost's ``hist`` trees) or "gpu" (cuML, imported here only;
+        its forest predicts through FIL, cuML's forest inference library; XGBoost on
+        ``device="cuda"``)
 
     Returns
     -------
@@ -75,6 +83,12 @@ def estimator(kind: str, *, backend: str = "cpu", alpha: float = 1.0, C: float =
         raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_TARGETS)}")
     if backend not in ("cpu", "gpu"):
         raise ValueError(f"backend must be 'cpu' or 'gpu', got {backend!r}")
+    if kind == "xgboost":
+        return BoostedTrees(boosted_params(backend=backend, max_depth=max_depth, learning_rate=learning_rate,
+                                           subsample=subsample, colsample_bytree=colsample_bytree,
+                                           min_child_weight=min_child_weight, reg_lambda=reg_lambda,
+                                           n_threads=n_threads, seed=seed),
+                            n_estimators=n_estimators, early_stopping_rounds=early_stopping_rounds)
     if backend == "gpu":
         if kind == "ridge":
             from cuml.linear_model import Ridge as M
@@ -147,6 +161,68 @@ class TreeOrderForest:
         return self.forest.predict(X)
 
 
+def boosted_params(*, backend: str = "cpu", max_depth: int | None = 6, learning_rate: float = 0.1,
+                   subsample: float = 0.8, colsample_bytree: float = 0.8, min_child_weight: float = 50.0,
+                   reg_lambda: float = 1.0, n_threads: int = 1, seed: int = 0) -> dict:
+    """XGBoost's training parameters for ``backend``: the same trees on both (``hist``), on
+    ``device="cuda"`` for the GPU. ``n_threads`` is fixed because the CPU's histogram sums are
+    split by thread: another count could round differently."""
+    return {"objective": "reg:squarederror", "eval_metric": "rmse", "tree_method": "hist",
+            "device": "cuda" if backend == "gpu" else "cpu", "max_depth": 0 if max_depth is None else int(max_depth),
+            "learning_rate": float(learning_rate), "subsample": float(subsample),
+            "colsample_bytree": float(colsample_bytree), "min_child_weight": float(min_child_weight),
+            "reg_lambda": float(reg_lambda), "nthread": int(n_threads), "seed": int(seed), "verbosity": 0}
+
+
+class BoostedTrees:
+    """XGBoost's gradient-boosted regression trees, fitted by ``xgboost.train`` and predicting by
+    ``Booster.inplace_predict`` (no DMatrix: NumPy on the CPU, CuPy on the GPU, the result on the
+    input's device).
+
+    ``fit(X, y, validation=(X_val, y_val))`` boosts at most ``n_estimators`` rounds and stops
+    once the validation loss has not improved for ``early_stopping_rounds`` rounds; the booster
+    keeps the rounds up to the best one (``rounds``). ``fit(X, y, rounds=r)`` boosts exactly r
+    rounds (the walk-forward refits the whole train window with the rounds its validation fit
+    chose). Without either, ``n_estimators`` rounds.
+
+    Attributes
+    ----------
+    params : dict, XGBoost's parameters (:func:`boosted_params`)
+    booster : ``xgboost.Booster`` once fitted
+    rounds : boosting rounds kept
+    """
+
+    def __init__(self, params: dict, *, n_estimators: int = 50, early_stopping_rounds: int | None = 20):
+        self.params = dict(params)
+        self.n_estimators = int(n_estimators)
+        self.early_stopping_rounds = early_stopping_rounds
+        self.booster = None
+        self.rounds = None
+
+    def fit(self, X, y, *, validation=None, rounds: int | None = None):
+        """X : array (n_rows, n_features); y : array (n_rows,); validation : (X_val, y_val) or None."""
+        import xgboost as xgb
+
+        dtrain = xgb.QuantileDMatrix(X, label=y)
+        evals, stop = [], None
+        if validation is not None and rounds is None and self.early_stopping_rounds:
+            evals = [(xgb.QuantileDMatrix(validation[0], label=validation[1], ref=dtrain), "validation")]
+            stop = int(self.early_stopping_rounds)
+        booster = xgb.train(self.params, dtrain, num_boost_round=int(rounds or self.n_estimators), evals=evals,
+                            early_stopping_rounds=stop, verbose_eval=False)
+        if stop is not None:
+            # xgb.train returns every round it ran, up to early_stopping_rounds past the best one
+            booster = booster[:booster.best_iteration + 1]
+        self.booster = booster
+        self.rounds = booster.num_boosted_rounds()
+        return self
+
+    def predict(self, X):
+        """Predictions for X of shape (n_rows, n_features), shape (n_rows,), float32 (XGBoost's
+        leaf values), on X's device."""
+        return self.booster.inplace_predict(X)
+
+
 # ---------------------------------------------------------------------------------------------
 # Persistence: no pickle. Batched models as .npz (allow_pickle=False), scikit-learn ones as skops,
 # each with a JSON sidecar (model kind, scope, features, config hash, training window).
@@ -167,7 +243,8 @@ def model_files(model, *, name: str, kind: str, scope: str, features: list, symb
     """The files of one fitted model, as ``name -> bytes`` for ``write_report(files=...)``.
 
     ``model_<name>.npz`` (arrays, never pickled) and, for a pooled scikit-learn estimator,
-    ``model_<name>.skops``; ``model_<name>.json`` holds the kind, scope, feature list, symbols,
+    ``model_<name>.skops`` (for XGBoost's trees ``model_<name>.ubj``, its own format);
+    ``model_<name>.json`` holds the kind, scope, feature list, symbols,
     config hash and training window (``{"start": ..., "end": ...}``, first and last training
     timestamps).
     """
@@ -189,6 +266,13 @@ def model_files(model, *, name: str, kind: str, scope: str, features: list, symb
         meta["n_neighbors"] = model.n_neighbors
         arrays = {"train": model.train, "target": model.target, "mask": model.mask, "mean": model.scaler.mean,
                   "scale": model.scaler.scale, "fitted": model.fitted}
+    elif isinstance(model.model, BoostedTrees):
+        # XGBoost's own binary JSON (UBJSON): data only, and the same bytes for the same trees
+        meta["format"] = "xgboost-ubj"
+        meta["rounds"] = model.model.rounds
+        meta["params"] = model.model.params
+        files[f"model_{name}.ubj"] = bytes(model.model.booster.save_raw("ubj"))
+        arrays = {"mean": model.mean, "std": model.std}
     else:  # a pooled estimator with its standardisation (alphapulse.transforms.models.training)
         import skops.io as sio
 
@@ -322,6 +406,19 @@ def load_model(json_path, *, features: list | None = None):
     if fmt == "npz-knn":
         return KNNModel(int(meta["n_neighbors"]), arrays["train"], arrays["target"], arrays["mask"],
                         Scaler(arrays["mean"], arrays["scale"]), arrays["fitted"]), meta
+    if fmt == "xgboost-ubj":
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        try:
+            booster.load_model(bytearray(Path(f"{stem}.ubj").read_bytes()))
+        except (OSError, xgb.core.XGBoostError) as e:
+            raise ModelFileError(f"{stem}.ubj: cannot read ({str(e).splitlines()[0]})") from None
+        params = {**meta["params"], "device": "cpu"}  # loaded on the host; set_param moves it
+        booster.set_param({"nthread": params["nthread"], "device": "cpu"})
+        trees = BoostedTrees(params, n_estimators=int(meta["rounds"]), early_stopping_rounds=None)
+        trees.booster, trees.rounds = booster, booster.num_boosted_rounds()
+        return _Standardised(trees, arrays["mean"], arrays["std"]), meta
     if fmt != "skops":
         raise ModelFileError(f"{json_path.name}: unknown model format {fmt!r}")
     import skops.io as sio

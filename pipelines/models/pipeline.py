@@ -27,7 +27,7 @@ Report files
 - ``ensemble_weights.parquet``: ``step, ensemble, model, weight, note``.
 - ``backtest.parquet``: the signal's equal-weight portfolio metrics and those of holding every
   symbol over the same out-of-sample period (``strategy = signal | buy_and_hold``).
-- ``model_<name>.npz`` / ``.skops`` / ``.json``: the last step's fitted models
+- ``model_<name>.npz`` / ``.skops`` / ``.ubj`` / ``.json``: the last step's fitted models
   (``alphapulse.pipelines.models.estimators.model_files``; ``write_report`` takes plain names, so they sit in the
   report folder itself, not in a subfolder).
 - ``manifest.json``, ``summary.md``.
@@ -191,14 +191,18 @@ def model_specs(mc: ModelsConfig, backend: Backend) -> list[ModelSpec]:
     min_rows = mc.walk_forward.min_train_rows
     specs = []
     for m in mc.models:
-        specs.append(ModelSpec(m.label, m.scope, MODEL_TARGETS[m.kind], _fitter(m, backend, min_rows)))
+        specs.append(ModelSpec(m.label, m.scope, MODEL_TARGETS[m.kind], _fitter(m, backend, min_rows),
+                               tuned=m.kind == "xgboost"))
     return specs
 
 
 def _params(m: ModelConfig) -> dict:
     return dict(alpha=m.alpha, C=m.C, max_iter=m.max_iter, n_neighbors=m.n_neighbors, n_estimators=m.n_estimators,
                 max_depth=m.max_depth, min_samples_leaf=m.min_samples_leaf, max_features=m.max_features,
-                max_samples=m.max_samples, seed=m.seed)
+                max_samples=m.max_samples, learning_rate=m.learning_rate,
+                early_stopping_rounds=m.early_stopping_rounds, subsample=m.subsample,
+                colsample_bytree=m.colsample_bytree, min_child_weight=m.min_child_weight, reg_lambda=m.reg_lambda,
+                n_threads=m.n_threads, seed=m.seed)
 
 
 def _fitter(m: ModelConfig, backend: Backend, min_rows: int):
@@ -210,7 +214,7 @@ def _fitter(m: ModelConfig, backend: Backend, min_rows: int):
         if m.kind == "knn":
             return lambda X, y, mask: fit_knn(X, y, mask, n_neighbors=m.n_neighbors, min_rows=min_rows)
         raise ConfigError(f"model {m.label}: {m.kind} has no per-symbol form; use scope: pooled")
-    return lambda X, y: estimator(m.kind, backend=backend.name, **_params(m)).fit(X, y)
+    return lambda X, y, **tuning: estimator(m.kind, backend=backend.name, **_params(m)).fit(X, y, **tuning)
 
 
 @dataclass
@@ -360,7 +364,9 @@ def predictions_frame(feats: Features, trained: Trained, ens: Ensembles) -> pd.D
 def _model_record(m: ModelConfig) -> dict:
     p = _params(m)
     used = {"ridge": ["alpha"], "logistic": ["C", "max_iter"], "knn": ["n_neighbors"],
-            "random_forest": ["n_estimators", "max_depth", "min_samples_leaf", "max_features", "max_samples", "seed"]}
+            "random_forest": ["n_estimators", "max_depth", "min_samples_leaf", "max_features", "max_samples", "seed"],
+            "xgboost": ["n_estimators", "max_depth", "learning_rate", "early_stopping_rounds", "subsample",
+                        "colsample_bytree", "min_child_weight", "reg_lambda", "n_threads", "seed"]}
     return {"name": m.label, "kind": m.kind, "scope": m.scope, "target": MODEL_TARGETS[m.kind],
             "params": {k: p[k] for k in used[m.kind]}}
 
@@ -401,6 +407,9 @@ def _summary_md(manifest: dict, scores: pd.DataFrame, bt: pd.DataFrame, weights:
     if manifest["saved_models"]:
         lines += ["", f"Saved models (last step): {', '.join(manifest['saved_models'])}"]
     lines += stage_table_lines(manifest)
+    for name, rounds in (manifest.get("boosting_rounds") or {}).items():
+        lines += ["", f"Boosting rounds of `{name}` per step (early stopping on the validation slice): "
+                      + ", ".join("-" if r is None else str(r) for r in rounds) + "."]
     fit = manifest.get("fit_seconds") or {}
     if fit:
         lines += ["", "Fit seconds per model (all steps): " + ", ".join(f"{k} {v:.3f}" for k, v in fit.items()) + "."]
@@ -452,6 +461,9 @@ def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, f
         "stages": dict(stages),
         "fit_seconds": {m.label: round(sum(st.seconds.get(m.label, 0.0) for st in trained.result.steps), 4)
                         for m in mc.models},
+        # boosting rounds each step's model kept (early stopping on the validation slice)
+        "boosting_rounds": {m.label: [st.rounds.get(m.label) for st in trained.result.steps]
+                            for m in mc.models if m.kind == "xgboost"},
         "cached_compute": cached,
     }
     # cost per unit: out-of-sample predictions made (rows of predictions.parquet x models)

@@ -281,7 +281,9 @@ def models_needs(mc, *, bars: int, symbols: int, features: int) -> list[Need]:
       test_bars x k); pooled: the same for all test rows at once;
     - random forest: the training rows twice, and its trees (at most 2 x sampled rows /
       min_samples_leaf, or 2^(depth + 1), nodes of ~100 B each); time: trees x steps x
-      sampled rows x features tried x depth.
+      sampled rows x features tried x depth;
+    - xgboost: the training rows twice; time: the rounds it must boost (all, or
+      early_stopping_rounds + 1) x steps x fits x one histogram pass over the rows.
     """
     wf = mc.walk_forward
     purge = mc.purge()
@@ -316,6 +318,19 @@ def models_needs(mc, *, bars: int, symbols: int, features: int) -> list[Need]:
                             m.n_estimators * steps * (TREE_FIT_S + sampled * tried * depth / TREE_UNITS),
                             f"n_estimators x {steps} steps x ({TREE_FIT_S * 1e3:g} ms + {sampled:,} sampled rows x "
                             f"{tried} features x depth {depth} at {TREE_UNITS:.0e}/s) a tree"))
+        elif m.kind == "xgboost":
+            rows = train_rows * symbols
+            fits = 2 if wf.validation_bars else 1  # the validation fit, then the refit
+            # at least early_stopping_rounds + 1 rounds when it can stop early, each at least one
+            # histogram pass over the rows
+            least = m.n_estimators if not (wf.validation_bars and m.early_stopping_rounds) else \
+                min(m.n_estimators, m.early_stopping_rounds + 1)
+            out.append(Need(f"{key}.n_estimators = {m.n_estimators}",
+                            held + 2 * ITEM * rows * features,
+                            "training rows x features x 2 x 8 B (the standardised rows and XGBoost's matrix)",
+                            least * steps * fits * (TREE_FIT_S + rows * features / TREE_UNITS),
+                            f"{least} rounds x {steps} steps x {fits} fits x ({TREE_FIT_S * 1e3:g} ms + "
+                            f"{rows:,} rows x {features} features at {TREE_UNITS:.0e}/s) a round"))
         elif m.kind == "logistic":
             out.append(Need(f"{key}.max_iter = {m.max_iter}", 0, "",
                             m.max_iter * steps * train_rows * symbols * features * 4 / FLOPS,

@@ -3,7 +3,8 @@
 Implements: :func:`standardise` (scikit-learn's ``StandardScaler`` per symbol),
 :func:`fit_ridge` (``Ridge``: batched normal equations), :func:`fit_logistic` (L2
 ``LogisticRegression``: batched Newton / IRLS), :func:`fit_knn` (``KNeighborsRegressor``,
-uniform weights, brute force: batched distance matrices and a top-k) and the fitted
+uniform weights, brute force: batched matrix products, a partial sort and exact distances
+where the k-th neighbour is tied) and the fitted
 :class:`LinearModel` / :class:`KNNModel` whose ``predict`` serves all symbols in one pass.
 
 A researcher would fit ``make_pipeline(StandardScaler(), Ridge(alpha))`` (or the logistic/KNN
@@ -49,21 +50,24 @@ def _standardised(X, mask):
     """(Scaler, Z): the statistics and the standardised rows, masked rows exactly 0.
 
     Sums over rows are batched matrix products with the 0/1 row weights (BLAS), and only a few
-    full-size elementwise passes are made: these dominate the fit's cost.
+    full-size elementwise passes are made, in place where they can be: these dominate the fit's
+    cost, and each fresh full-size array costs its page faults too.
     """
     xp = namespace(X)
     w = mask.astype(X.dtype)
     n = xp.maximum(w.sum(axis=1), 1.0)[:, None]
-    Xz = xp.where(mask[:, :, None], X, 0.0)
-    mean = (w[:, None, :] @ Xz)[:, 0, :] / n
-    D = Xz - mean[:, None, :]
+    D = xp.where(mask[:, :, None], X, 0.0)
+    mean = (w[:, None, :] @ D)[:, 0, :] / n
+    D -= mean[:, None, :]
     var = (w[:, None, :] @ (D * D))[:, 0, :] / n
     eps = np.finfo(np.float64).eps
     # scikit-learn's _is_constant_feature: the variance is zero within its rounding error.
     upper = n * eps * var + (n * mean * eps) ** 2
     scale = xp.where(var <= upper, 1.0, xp.sqrt(var))
-    Z = D * (w[:, :, None] / scale[:, None, :])
-    return Scaler(mean, scale), Z
+    # D * (w / scale) with w in {0, 1}, bit for bit: (D / scale) * w, where D * 0 keeps D's sign
+    D *= (1.0 / scale)[:, None, :]
+    D *= w[:, :, None]
+    return Scaler(mean, scale), D
 
 
 @dataclass
@@ -193,6 +197,32 @@ def fit_logistic(X, y, mask, *, C: float = 1.0, max_iter: int = 100, tol: float 
 class KNNModel:
     """Batched k-nearest-neighbour regressors: each symbol's standardised training rows.
 
+    Neighbours are scikit-learn's (brute force, Euclidean, as ``KNeighborsRegressor`` picks for
+    the pipeline's 17 features): the k training rows nearest to a query; among rows tied at the
+    k-th distance, the lower training indices. (scikit-learn keeps its k in a max-heap, and a
+    nearer row evicts whichever tied row sits at the root, so its choice among tied rows follows
+    the heap: the lower index for k = 1 only. The k distances are the same either way.)
+
+    How, for all symbols at once (NumPy or CuPy, no loop over symbols or queries):
+
+    1. one batched matrix product per block of symbols and queries gives the surrogate distance
+       ``s = |x|^2 / 2 - q.x`` (``|q - x|^2 / 2`` less ``|q|^2 / 2``, the same for every
+       training row of a query, so the same order), +inf on masked training rows;
+    2. ``partition`` at k gives each query's k-th and (k+1)-th smallest surrogates, and the rows
+       at or below the k-th are its k nearest;
+    3. the product rounds: each ``s`` is within ``E = gamma_(f+2) (|q| R + R^2)`` of its exact
+       value (``R`` the symbol's largest training row norm, the standard dot-product bound). Where
+       the gap between the (k+1)-th surrogate and the largest of the first k exceeds ``2 E``, no
+       rounding can reorder the boundary and the k are the exact k nearest; elsewhere (an exact
+       or near tie at the k-th distance: duplicated rows, discrete features) the query's
+       distances to every training row are recomputed as ``sum((q - x)^2)`` and ordered by a
+       stable sort, so ties go to the lower index.
+
+    scikit-learn selects by the same kind of matrix-product surrogate, so for two rows whose
+    distances differ only in the last bits its choice follows its own rounding; this one
+    follows the recomputed distance. ``tests/transforms/models/test_knn.py`` checks ties made on
+    purpose: the same k distances as scikit-learn, the same rows where the k-th is not tied.
+
     Attributes
     ----------
     n_neighbors : k
@@ -201,7 +231,9 @@ class KNNModel:
     mask : bool array (n_symbols, n_rows)
     scaler : :class:`Scaler`
     fitted : bool array (n_symbols,)
-    max_elements : largest distance block (symbols x queries x training rows) built at once
+    max_elements : largest distance block (symbols x queries x training rows) built at once:
+        a few such blocks are alive at a time (the surrogates, their partition, a mask); the
+        default (2 MiB of float64) keeps them in cache, measured faster than larger blocks
     """
 
     n_neighbors: int
@@ -210,27 +242,76 @@ class KNNModel:
     mask: object
     scaler: Scaler
     fitted: object
-    max_elements: int = 50_000_000
+    max_elements: int = 262_144
 
     def neighbours(self, X):
-        """Indices (n_symbols, n_queries, k) of each query's k nearest training rows (brute force,
-        Euclidean on standardised features; the set, in no particular order)."""
+        """Indices (n_symbols, n_queries, k) of each query's k nearest training rows, in ascending
+        index order (the set; ties at the k-th distance to the lower index). Rows of queries with
+        NaN features and of unfitted symbols are unspecified."""
         xp = namespace(X)
         Q = self.scaler.transform(X)
-        n_sym, n_q, _ = Q.shape
+        n_sym, n_q, n_feat = Q.shape
         n_tr = self.train.shape[1]
-        k = self.n_neighbors
+        k = int(self.n_neighbors)
         out = xp.zeros((n_sym, n_q, k), dtype=xp.int64)
-        per = max(1, int(self.max_elements) // max(1, n_q * n_tr))
-        tr_sq = (self.train ** 2).sum(axis=2)
-        for a in range(0, n_sym, per):
-            b = min(n_sym, a + per)
-            q = xp.where(xp.isfinite(Q[a:b]), Q[a:b], 0.0)
-            # |q|^2 + |x|^2 - 2 q.x, scikit-learn's euclidean_distances expansion
-            d2 = (q ** 2).sum(axis=2)[:, :, None] + tr_sq[a:b, None, :] - 2.0 * (q @ self.train[a:b].transpose(0, 2, 1))
-            d2 = xp.where(self.mask[a:b, None, :], d2, xp.inf)
-            out[a:b] = xp.argpartition(d2, k - 1, axis=2)[:, :, :k]
+        if k > n_tr or n_sym * n_q == 0:  # no symbol has k training rows: nothing is fitted
+            return out
+        dtype = self.train.dtype
+        ok_q = xp.isfinite(Q).all(axis=2)
+        Q = xp.where(ok_q[:, :, None], Q, 0.0)
+        sq = xp.einsum("snf,snf->sn", self.train, self.train)
+        half = xp.where(self.mask, 0.5 * sq, xp.inf)  # masked training rows are never near
+        radius = xp.sqrt(xp.where(self.mask, sq, 0.0).max(axis=1))[:, None]
+        q_norm = xp.sqrt(xp.einsum("sqf,sqf->sq", Q, Q))
+        eps = float(np.finfo(dtype).eps)
+        gamma = (n_feat + 2) * eps / (1.0 - (n_feat + 2) * eps)
+        tie_gap = 2.0 * 1.01 * gamma * (q_norm * radius + radius * radius)  # (n_sym, n_q); 1.01: sqrt's rounding
+        first_k = xp.arange(n_tr) < k
+        unsure = xp.zeros((n_sym, n_q), dtype=bool)
+        budget = max(1, int(self.max_elements))
+        q_step = n_q if n_q * n_tr <= budget else max(1, budget // n_tr)
+        s_step = max(1, budget // (q_step * n_tr))
+        for a in range(0, n_sym, s_step):
+            b = min(n_sym, a + s_step)
+            for c in range(0, n_q, q_step):
+                d = min(n_q, c + q_step)
+                if k == n_tr:
+                    out[a:b, c:d] = xp.arange(n_tr, dtype=xp.int64)
+                    continue
+                s = Q[a:b, c:d] @ self.train[a:b].transpose(0, 2, 1)
+                s = half[a:b, None, :] - s
+                # The k-th and (k+1)-th smallest values; partitioning values is about twice as
+                # fast as argpartition, and the k indices then come from one comparison, in
+                # ascending order (row-major nonzero) with no sort.
+                v = xp.partition(s, k, axis=2)
+                kth = v[:, :, :k].max(axis=2)
+                finite = xp.isfinite(kth)  # an unfitted symbol's k-th may be +inf: not sure, not needed
+                sure = finite & (v[:, :, k] - xp.where(finite, kth, 0.0) > tie_gap[a:b, c:d])
+                # on a sure row exactly k values are <= the k-th: those up to it, none after the gap
+                near = s <= kth[:, :, None]
+                if not bool(sure.all()):
+                    near = xp.where(sure[:, :, None], near, first_k)
+                    unsure[a:b, c:d] = ~sure
+                cols = xp.flatnonzero(near) % n_tr
+                out[a:b, c:d] = cols.reshape(b - a, d - c, k)
+        unsure &= ok_q & self.fitted[:, None]
+        if bool(unsure.any()):
+            self._exact_neighbours(Q, unsure, out)
         return out
+
+    def _exact_neighbours(self, Q, rows, out):
+        """Overwrite ``out`` at the (symbol, query) pairs of ``rows`` with the k nearest by
+        ``sum((q - x)^2)`` over every training row, ties to the lower index (stable sort)."""
+        xp = namespace(Q)
+        si, qi = xp.nonzero(rows)
+        n_tr, n_feat = self.train.shape[1], self.train.shape[2]
+        k = int(self.n_neighbors)
+        step = max(1, int(self.max_elements) // (n_tr * n_feat))
+        for r in range(0, int(si.shape[0]), step):
+            s_, q_ = si[r:r + step], qi[r:r + step]
+            diff = self.train[s_] - Q[s_, q_][:, None, :]
+            d2 = xp.where(self.mask[s_], (diff * diff).sum(axis=2), xp.inf)
+            out[s_, q_] = xp.sort(xp.argsort(d2, axis=1, kind="stable")[:, :k], axis=1)
 
     def predict(self, X):
         """Mean target of the k nearest training rows, shape (n_symbols, n_queries); NaN for rows
@@ -243,7 +324,7 @@ class KNNModel:
         return xp.where(ok, pred, xp.nan)
 
 
-def fit_knn(X, y, mask, *, n_neighbors: int = 25, min_rows: int = 2, max_elements: int = 50_000_000) -> KNNModel:
+def fit_knn(X, y, mask, *, n_neighbors: int = 25, min_rows: int = 2, max_elements: int = 262_144) -> KNNModel:
     """``StandardScaler`` + ``KNeighborsRegressor(n_neighbors)`` per symbol (uniform weights).
 
     Parameters

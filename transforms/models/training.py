@@ -113,24 +113,34 @@ class ModelSpec:
     target : "return" (regression on the forward return) or "sign" (classifier on its sign)
     fit : per_symbol: ``fit(X (n_symbols, n_rows, n_features), y (n_symbols, n_rows), mask)``;
         pooled: ``fit(X (n_rows, n_features), y (n_rows,))``; returns an object with ``predict``
+    tuned : pooled only: the fit takes ``validation=(X_val, y_val)`` (early stopping) and
+        ``rounds=``, and its model says how many ``rounds`` it kept. At each step with a
+        validation slice, the validation fit (train rows before the purge) stops early on the
+        slice, and the step's model is refit on the whole train window with those rounds, so the
+        test window's model never saw its stopping rows as anything but training rows. (The
+        validation predictions the ensembles weigh come from the model that stopped on them:
+        slightly in that model's favour.)
     """
 
     name: str
     scope: str
     target: str
     fit: Callable
+    tuned: bool = False
 
 
 @dataclass
 class StepResult:
     """What one step produced: the split, validation predictions (n_models, n_val_rows,
     n_symbols) on the device (None without a validation slice), fit seconds per model, fitted
-    symbols per per-symbol model, and the fitted models of the step (the final refit)."""
+    symbols per per-symbol model, boosting rounds per tuned model, and the fitted models of the
+    step (the final refit)."""
 
     split: Split
     validation: object
     seconds: dict = field(default_factory=dict)
     fitted_symbols: dict = field(default_factory=dict)
+    rounds: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict, repr=False)
 
 
@@ -156,9 +166,11 @@ def _per_symbol_block(features, a: int, b: int):
     return xp.ascontiguousarray(features[a:b].transpose(1, 0, 2))
 
 
-def _fit_predict(spec: ModelSpec, features, y, fit_rows: tuple, pred_rows: tuple, keep_model: bool):
+def _fit_predict(spec: ModelSpec, features, y, fit_rows: tuple, pred_rows: tuple, keep_model: bool, *,
+                 validate: bool = False, rounds: int | None = None):
     """Fit on rows fit_rows (a, b) and predict rows pred_rows (c, d): (predictions (d - c,
-    n_symbols), fitted-symbol count or None, the model or None)."""
+    n_symbols), fitted-symbol count or None, the model or None). A tuned pooled model stops
+    early on the predicted rows' complete rows (``validate``) or boosts ``rounds``."""
     xp = namespace(features)
     a, b = fit_rows
     c, d = pred_rows
@@ -181,9 +193,17 @@ def _fit_predict(spec: ModelSpec, features, y, fit_rows: tuple, pred_rows: tuple
         mean = X.mean(axis=0)
         std = X.std(axis=0)
         std = xp.where(std > 0, std, 1.0)
-        model = spec.fit((X - mean) / std, yy)
         Xq = features[c:d].reshape(-1, n_feat)
         ok = xp.isfinite(Xq).all(axis=1)
+        kwargs = {}
+        if spec.tuned and rounds is not None:
+            kwargs["rounds"] = rounds
+        elif spec.tuned and validate:
+            yv = _labels(y[c:d], spec.target).reshape(-1)
+            okv = ok & xp.isfinite(yv)
+            if bool(okv.any()):
+                kwargs["validation"] = ((Xq[okv] - mean) / std, yv[okv])
+        model = spec.fit((X - mean) / std, yy, **kwargs)
         pred = xp.full(Xq.shape[0], np.nan, dtype=features.dtype)
         if bool(ok.any()):
             pred[ok] = xp.asarray(model.predict((Xq[ok] - mean) / std), dtype=features.dtype).reshape(-1)
@@ -191,6 +211,11 @@ def _fit_predict(spec: ModelSpec, features, y, fit_rows: tuple, pred_rows: tuple
         model = _Standardised(model, mean, std)
         n_fitted = None
     return pred, n_fitted, (model if keep_model else None)
+
+
+def _rounds(model) -> int | None:
+    """Boosting rounds a tuned pooled model kept (None: not fitted, too few rows)."""
+    return None if model is None else int(model.model.rounds)
 
 
 @dataclass
@@ -239,16 +264,21 @@ def walk_forward(features, target, splits: list[Split], models: list[ModelSpec],
         last = keep_models == "last" and split is splits[-1]
         for m, spec in enumerate(models):
             t0 = time.perf_counter()
+            rounds = None
             if val is not None:
-                val[m], _, _ = _fit_predict(spec, features, target, (split.train_start, split.fit_stop),
-                                            (split.val_start, split.train_stop), False)
+                val[m], _, vmodel = _fit_predict(spec, features, target, (split.train_start, split.fit_stop),
+                                                 (split.val_start, split.train_stop), spec.tuned, validate=True)
+                rounds = _rounds(vmodel) if spec.tuned else None
             p, n_fitted, model = _fit_predict(spec, features, target, (split.train_start, split.train_stop),
-                                              (split.test_start, split.test_stop), last)
+                                              (split.test_start, split.test_stop), last or spec.tuned,
+                                              rounds=rounds)
             preds[m, split.test_start:split.test_stop] = p
             res.seconds[spec.name] = time.perf_counter() - t0
             if n_fitted is not None:
                 res.fitted_symbols[spec.name] = n_fitted
-            if model is not None:
+            if spec.tuned and model is not None:
+                res.rounds[spec.name] = _rounds(model)
+            if model is not None and last:
                 res.models[spec.name] = model
         log.info("walk-forward step %d/%d: train %d..%d, test %d..%d (%s)", split.step + 1, len(splits),
                  split.train_start, split.train_stop, split.test_start, split.test_stop,
