@@ -10,11 +10,16 @@
 - :mod:`.ensemble`: convex mixes of several methods' portfolios;
 - :mod:`.fallback`: the fallback chain (max-Sharpe -> min-variance -> HRP -> equal weight), each
   failure recorded;
+- :mod:`.schedule`: a walk-forward's rebalance rows and its accounts between them (drift or
+  constant holdings, turnover, costs, cash);
+- :mod:`.walk_forward`: every method re-estimated at each rebalance on trailing data and held
+  out of sample, with the benchmarks;
 - :mod:`.checks`: the input checks the optimisers share (room-internal).
 
 Every failure is an :class:`~alphapulse.transforms.errors.OptimisationError` naming the method
 and the reason. Imports run one way: ``checks <- qp <- mean_variance, risk_budgeting <- ensemble,
-fallback``; ``hrp`` imports none of them, and only ``fallback`` imports ``hrp``.
+fallback <- walk_forward``; ``hrp`` imports none of them, and only ``fallback`` imports ``hrp``;
+``schedule`` imports no optimiser.
 
 Public names are imported from their modules on first use (PEP 562), so importing one
 room never imports its neighbours' heavier dependencies.
@@ -24,6 +29,7 @@ from alphapulse._exports import lazy_exports
 _EXPORTS = {
     "absolute_views_picking": "black_litterman",
     "Attempt": "fallback",
+    "BAND_BLOCK_BARS": "schedule",
     "black_litterman_posterior": "black_litterman",
     "black_litterman_weights": "black_litterman",
     "correlation_distance": "hrp",
@@ -34,7 +40,11 @@ _EXPORTS = {
     "ENSEMBLE_MIXING_METHODS": "ensemble",
     "ensemble_mixing_weights": "ensemble",
     "ensemble_portfolio_weights": "ensemble",
+    "estimation_windows": "walk_forward",
     "FallbackResult": "fallback",
+    "holding_returns": "schedule",
+    "HOLDINGS": "schedule",
+    "Holdings": "schedule",
     "hrp_order": "hrp",
     "hrp_weights": "hrp",
     "idzorek_omega": "black_litterman",
@@ -47,11 +57,19 @@ _EXPORTS = {
     "OptimisationError": "checks",  # defined in alphapulse.transforms.errors
     "optimise_with_fallback": "fallback",
     "OPTIMISER_METHODS": "fallback",
+    "OptimiserOptions": "walk_forward",
     "portfolio_volatility": "mean_variance",
     "QPSolution": "qp",
+    "rebalance_rows": "schedule",
+    "REBALANCE_RULES": "schedule",
     "risk_budget_weights": "risk_budgeting",
     "risk_contributions": "risk_budgeting",
+    "simulate_holdings": "schedule",
     "solve_qp": "qp",
+    "View": "walk_forward",
+    "walk_forward_backtest": "walk_forward",
+    "WALK_FORWARD_BENCHMARKS": "walk_forward",
+    "WalkForwardResult": "walk_forward",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
