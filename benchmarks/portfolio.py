@@ -4,6 +4,7 @@
     python benchmarks/portfolio.py --section portfolio [--repeat 3] [--blas-threads 1]
     python benchmarks/portfolio.py --section rolling_correlation [--pandas-rolling]
     python benchmarks/portfolio.py --section covariance
+    python benchmarks/portfolio.py --section walk_forward [--wf-symbols 470] [--repeat 1]
 
 Sections (``--section``):
 
@@ -46,6 +47,28 @@ Sections (``--section``):
   libraries alike); the set time is the sum of the steps' best times. Before timing, the
   script reports how far each peer's weights are from AlphaPulse's (largest absolute
   difference; with the peers' default solver tolerances).
+
+- ``walk_forward``: the portfolio walk-forward on the same 470 full-history symbols (the first
+  ``--wf-symbols`` of them; smoke runs use a few): trailing 252-return Ledoit-Wolf windows,
+  rebalanced at each month end (about 48 dates over the file's five years), min-variance,
+  max-Sharpe, HRP (single linkage) and risk parity, weights held constant within each month (the
+  convention both libraries share), by
+
+  (a) AlphaPulse on the CPU: ``alphapulse.transforms.portfolio.walk_forward.walk_forward_backtest``
+      (its covariances batched over the dates; it also runs the equal-weight and buy-and-hold
+      benchmarks);
+  (b) skfolio 1.12: ``cross_val_predict`` of each model (the ``portfolio`` section's models, each
+      with ``EmpiricalPrior(covariance_estimator=LedoitWolf())``) over the same train/test
+      splits (given as index pairs, so the windows are identical; ``WalkForward(freq="MS")``
+      counts its training length in months, not bars).
+
+  Before timing, the largest difference between the two libraries' out-of-sample returns per
+  method is printed; then each side's whole walk-forward, best of ``--repeat``, and the ratio.
+  The check is not an oracle (tests/transforms/portfolio/test_walk_forward.py is, with the
+  sample covariance): skfolio's HRP clusters on the sample correlation of the returns
+  (``PearsonDistance``) and takes only the variances from the Ledoit-Wolf prior, ours clusters
+  on the Ledoit-Wolf matrix's correlation, so HRP differs by ~1e-3; its Clarabel runs at its
+  default tolerances here (min-variance and max-Sharpe ~1e-5).
 
 Results are recorded in docs/benchmarks.md ("Risk and portfolios").
 """
@@ -369,11 +392,91 @@ def covariance_section(args) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Section: portfolio walk-forward
+# ---------------------------------------------------------------------------------------------
+
+WF_TRAIN = 252
+WF_METHODS = ("min_variance", "max_sharpe", "hrp", "risk_parity")
+
+
+def walk_forward_section(args) -> None:
+    from skfolio.model_selection import cross_val_predict
+
+    from alphapulse.transforms.portfolio.schedule import rebalance_rows
+    from alphapulse.transforms.portfolio.walk_forward import walk_forward_backtest
+
+    if not SP500.exists():
+        print(f"walk_forward: skipped, the S&P 500 file is not at {SP500}")
+        return
+    prices = full_history_prices(SP500).iloc[:, :args.wf_symbols]
+    dates = pd.DatetimeIndex(prices.index)
+    x = prices.pct_change().iloc[1:]
+    rows = rebalance_rows(dates, rule="month_end", first_row=WF_TRAIN + 1)
+    # skfolio's rows are the return rows (ours minus one): train the 252 before the test, test to the next date
+    ends = np.r_[rows[1:], len(dates)]
+    splits = [(np.arange(d - 1 - WF_TRAIN, d - 1), np.arange(d - 1, e - 1)) for d, e in zip(rows, ends)]
+    print(f"\nwalk_forward: {prices.shape[1]} full-history symbols, {len(rows)} month-end rebalances, "
+          f"{WF_TRAIN}-bar Ledoit-Wolf windows, {', '.join(WF_METHODS)}; constant weights within a month")
+
+    def ours():
+        return walk_forward_backtest(prices.to_numpy(), timestamps=dates, methods=WF_METHODS, train_bars=WF_TRAIN,
+                                     rebalance="month_end", holdings="constant", covariance="ledoit_wolf",
+                                     ensemble=None)
+
+    models = {k: v for k, v in _skfolio_models().items() if k in WF_METHODS}
+
+    def theirs():
+        out = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name, make in models.items():
+                out[name] = np.asarray(cross_val_predict(make(), x, cv=splits).returns)
+        return out
+
+    got, ref = ours(), theirs()
+    for name in WF_METHODS:
+        mine = got.returns[rows[0]:, got.series.index(name)]
+        print(f"  check {name:<13} largest |return difference| {np.abs(mine - ref[name]).max():.1e}")
+    t_ours, _ = best_of(ours, args.repeat)
+    t_peer, _ = best_of(theirs, args.repeat)
+    print(f"  (a) AlphaPulse walk_forward_backtest: {t_ours:8.3f} s (best of {args.repeat})")
+    print(f"  (b) skfolio cross_val_predict x {len(models)}: {t_peer:8.3f} s (best of {args.repeat}); "
+          f"ratio (b) / (a) {t_peer / t_ours:.1f}x")
+
+
+def _skfolio_models():
+    """Constructors of the ``portfolio`` section's skfolio models (each with a Ledoit-Wolf prior)."""
+    from skfolio.cluster import HierarchicalClustering, LinkageMethod
+    from skfolio.measures import RiskMeasure
+    from skfolio.moments import LedoitWolf
+    from skfolio.optimization import HierarchicalRiskParity, MeanRisk, ObjectiveFunction, RiskBudgeting
+    from skfolio.prior import EmpiricalPrior
+    from skfolio.seriation import HierarchicalSeriation
+
+    def prior():
+        return EmpiricalPrior(covariance_estimator=LedoitWolf())
+
+    return {
+        "hrp": lambda: HierarchicalRiskParity(
+            risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior(),
+            seriation_estimator=HierarchicalSeriation(
+                hierarchical_clustering_estimator=HierarchicalClustering(linkage_method=LinkageMethod.SINGLE),
+                optimal_ordering=False)),
+        "min_variance": lambda: MeanRisk(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior(),
+                                         objective_function=ObjectiveFunction.MINIMIZE_RISK),
+        "max_sharpe": lambda: MeanRisk(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior(),
+                                       objective_function=ObjectiveFunction.MAXIMIZE_RATIO),
+        "risk_parity": lambda: RiskBudgeting(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 
 SECTIONS = {
     "rolling_correlation": rolling_correlation_section,
     "covariance": covariance_section,
     "portfolio": portfolio_section,
+    "walk_forward": walk_forward_section,
 }
 
 
@@ -383,6 +486,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per step after a warm-up run")
     parser.add_argument("--pandas-rolling", action="store_true",
                         help="rolling_correlation: also time pandas rolling(250).corr() (80-150 s, about 6 GB)")
+    parser.add_argument("--wf-symbols", type=int, default=470,
+                        help="walk_forward: the first N full-history symbols (470 = all; a few for a smoke run)")
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="limit BLAS threads for every library (threadpoolctl); default: as installed")
     args = parser.parse_args(argv)

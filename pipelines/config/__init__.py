@@ -55,6 +55,7 @@ _EXPORTS = {
     "parse_values": "grid",
     "PORTFOLIO_METHODS": "portfolio",
     "PortfolioConfig": "portfolio",
+    "PortfolioWalkForwardConfig": "portfolio",
     "RENAMED_KEYS": "load",
     "RegimeConfig": "portfolio",
     "ReportConfig": "schema",

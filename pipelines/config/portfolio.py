@@ -1,8 +1,9 @@
 """The ``portfolio:`` block: covariance, optimisers, Black-Litterman views, regimes, Monte Carlo.
 
 Implements :class:`PortfolioConfig` and its parts (:class:`ViewConfig`,
-:class:`BlackLittermanConfig`, :class:`RegimeConfig`, :class:`MonteCarloConfig`) and the names
-they accept (:data:`COVARIANCE_ESTIMATORS`, :data:`PORTFOLIO_METHODS`, :data:`MC_MODELS`).
+:class:`BlackLittermanConfig`, :class:`RegimeConfig`, :class:`MonteCarloConfig`,
+:class:`PortfolioWalkForwardConfig`) and the names they accept (:data:`COVARIANCE_ESTIMATORS`,
+:data:`PORTFOLIO_METHODS`, :data:`MC_MODELS`, :data:`REBALANCE_RULES`, :data:`HOLDINGS`).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from alphapulse.pipelines.config.base import Frozen
+from alphapulse.pipelines.config.base import MAX_COST_BPS, Frozen
 from alphapulse.transforms.covariance import COVARIANCE_ESTIMATORS as _COVARIANCE_REGISTRY
 from alphapulse.transforms.portfolio.fallback import OPTIMISERS as _OPTIMISERS
 
@@ -18,6 +19,10 @@ from alphapulse.transforms.portfolio.fallback import OPTIMISERS as _OPTIMISERS
 COVARIANCE_ESTIMATORS = tuple(_COVARIANCE_REGISTRY)
 PORTFOLIO_METHODS = tuple(_OPTIMISERS)
 MC_MODELS = ("normal", "student_t", "bootstrap")
+REBALANCE_RULES = ("every", "month_end", "quarter_end", "band")  # transforms.portfolio.schedule's
+HOLDINGS = ("drift", "constant")
+MAX_WALK_FORWARD_BARS = 100_000
+"""Bound of train_bars and rebalance_bars: 400 years of daily bars."""
 
 
 class ViewConfig(Frozen):
@@ -70,6 +75,27 @@ class MonteCarloConfig(Frozen):
     seed: int = 0
 
 
+class PortfolioWalkForwardConfig(Frozen):
+    """``portfolio.walk_forward``: every method re-estimated on trailing data at each rebalance and
+    held out of sample (``alphapulse.transforms.portfolio.walk_forward``)."""
+
+    train_bars: int = Field(252, ge=2, le=MAX_WALK_FORWARD_BARS, description="returns in each estimation window")
+    rebalance: Literal[REBALANCE_RULES] = Field(
+        "month_end", description="every (rebalance_bars) | month_end | quarter_end | band (drift beyond band)")
+    rebalance_bars: int = Field(21, ge=1, le=MAX_WALK_FORWARD_BARS, description="bars between rebalances, for every")
+    band: float = Field(0.05, gt=0, lt=1, description="absolute weight drift that triggers a rebalance, for band")
+    holdings: Literal[HOLDINGS] = Field("drift", description="drift: shares held; constant: weights reset every bar")
+    cost_bps: float = Field(0.0, ge=0, lt=MAX_COST_BPS, description="bps of the value traded, in [0, 1000)")
+    top_holdings: int = Field(10, ge=1, le=100, description="symbols the report's weights chart names")
+
+    @field_validator("holdings")
+    @classmethod
+    def _holdings(cls, v, info: ValidationInfo):
+        if v == "constant" and info.data.get("rebalance") == "band":
+            raise ValueError("rebalance: band needs holdings: drift (constant weights never drift)")
+        return v
+
+
 class PortfolioConfig(Frozen):
     covariance: Literal[COVARIANCE_ESTIMATORS] = "ledoit_wolf"
     ewma_halflife: float = Field(63.0, gt=0, description="bars, for covariance: ewma")
@@ -92,6 +118,7 @@ class PortfolioConfig(Frozen):
     correlation_min_periods: int = Field(20, ge=2)
     regimes: RegimeConfig = RegimeConfig()
     monte_carlo: MonteCarloConfig = MonteCarloConfig()
+    walk_forward: PortfolioWalkForwardConfig | None = None
     out_dir: str | None = "reports/portfolio"
 
     @field_validator("methods")

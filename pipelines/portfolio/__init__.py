@@ -24,6 +24,8 @@ _EXPORTS = {
     "returns_stage": "pipeline",
     "risk_stage": "pipeline",
     "run_portfolio": "pipeline",
+    "walk_forward_stage": "walk_forward",
+    "WalkForwardTables": "walk_forward",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

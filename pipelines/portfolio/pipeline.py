@@ -26,6 +26,9 @@ Report files
   the portfolio's value over ``horizon`` bars), for the ensemble; the normal model's closed form
   is added as model ``normal_closed_form`` (summed returns) for comparison.
 - ``excluded.parquet``, ``rejected.parquet`` (when any), ``manifest.json``, ``summary.md``.
+- With ``portfolio.walk_forward`` set, the walk-forward's tables (``rebalance_weights``,
+  ``wf_returns``, ``wf_metrics``, ``wf_fallbacks``; :mod:`alphapulse.pipelines.portfolio.walk_forward`),
+  its summary lines and manifest section ``walk_forward``.
 
 Devices: returns, the common window, the covariance and the rolling correlation run on the
 backend's device (NumPy or CuPy); the small matrices then come to the host (the named boundary)
@@ -54,6 +57,8 @@ from alphapulse.pipelines.data.panel import bars_to_panel
 from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.report.write import check_out_dir, markdown_table, rejected_note, write_report
 from alphapulse.pipelines.runtime.routing import route
+from alphapulse.pipelines.portfolio.walk_forward import WALK_FORWARD_TABLES, WalkForwardTables, walk_forward_stage
+from alphapulse.pipelines.portfolio.walk_forward import summary_lines as wf_summary_lines
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
 from alphapulse.pipelines.runtime.stages import (StageTimer, TaskRecord, request_paths, run_record, run_sections,
                                                  task_scope)
@@ -111,6 +116,9 @@ def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: 
         raise ConfigError("portfolio.methods has efficient_risk but portfolio.target_volatility is not set")
     if pc.ensemble == "adaptive" and len(pc.methods) < 2:
         raise ConfigError("portfolio.ensemble: adaptive needs at least two methods")
+    if pc.walk_forward is not None and pc.min_history_bars > pc.walk_forward.train_bars:
+        raise ConfigError(f"portfolio.walk_forward.train_bars ({pc.walk_forward.train_bars}) is below "
+                          f"portfolio.min_history_bars ({pc.min_history_bars}): no symbol could qualify")
     cluster = resolve_cluster(cluster, config)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
     return PortfolioRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend,
@@ -140,6 +148,7 @@ class Returns:
     symbols: list
     window: object
     block: np.ndarray
+    prices: object = None  # the closes (n_bars, n_symbols) on the device, for the walk-forward
 
     @property
     def qualified(self) -> list:
@@ -165,7 +174,7 @@ def returns_stage(bars, pc: PortfolioConfig, backend: Backend) -> Returns:
     block = to_host(window.select(r)).astype(np.float64)
     for e in window.excluded:
         log.info("excluded %s: %s (%s)", e.symbol, e.reason, e.detail)
-    return Returns(r, timestamps, symbols, window, block)
+    return Returns(r, timestamps, symbols, window, block, panel.fields["close"])
 
 
 def covariance_stage(rets: Returns, pc: PortfolioConfig, backend: Backend,
@@ -212,6 +221,7 @@ class Optimised:
     chains: pd.DataFrame  # method, step, tried, status, reason
     ensemble: np.ndarray
     notes: list
+    walk_forward: object = None  # WalkForwardTables when portfolio.walk_forward is set
 
 
 def optimise_stage(rets: Returns, cov: np.ndarray, pc: PortfolioConfig) -> Optimised:
@@ -367,6 +377,8 @@ def _summary_md(manifest: dict, t: dict) -> str:
     dur = runs.groupby("regime")["bars"].agg(runs="count", mean_bars="mean", max_bars="max", total_bars="sum")
     lines += ["", "Durations (runs of consecutive bars):", "",
               markdown_table(dur.reset_index().astype({"mean_bars": float}))]
+    if "walk_forward" in manifest:
+        lines += wf_summary_lines(WalkForwardTables({k: t[k] for k in WALK_FORWARD_TABLES}, manifest["walk_forward"]))
     lines += stage_table_lines(manifest)
     return "\n".join(lines) + "\n"
 
@@ -397,6 +409,8 @@ def report_stage(request: PortfolioRequest, backend: Backend, loaded: LoadedBars
     }
     if len(loaded.rejected):
         tables["rejected.parquet"] = loaded.rejected
+    if opt.walk_forward is not None:
+        tables.update(opt.walk_forward.tables)
     w = rets.window
     manifest = {
         **run_record("portfolio", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
@@ -411,6 +425,8 @@ def report_stage(request: PortfolioRequest, backend: Backend, loaded: LoadedBars
         "notes": opt.notes,
         "stages": dict(stages),
     }
+    if opt.walk_forward is not None:
+        manifest["walk_forward"] = opt.walk_forward.manifest
     manifest.update(run_sections(config, manifest["stages"], records=records))  # cost per run
     check_manifest(manifest)  # its declared shape, before anything is written
     out = write_report(request.out_dir, tables=tables, manifest=manifest, summary=_summary_md(manifest, tables))
@@ -424,7 +440,7 @@ def analyse(request: PortfolioRequest, backend: Backend, bars, timer: StageTimer
         rets = returns_stage(bars, pc, backend)
     month_ends = int((month_end_rows(rets.timestamps) >= pc.correlation_lookback_bars).sum())
     check_portfolio(request.config, bars=len(rets.timestamps), symbols=len(rets.symbols),
-                    qualified=len(rets.qualified), month_ends=month_ends)
+                    qualified=len(rets.qualified), month_ends=month_ends, timestamps=rets.timestamps)
     with timer.stage("covariance"):
         cov = covariance_stage(rets, pc, backend, request.config.gpu)
     with timer.stage("optimise"):
@@ -435,6 +451,10 @@ def analyse(request: PortfolioRequest, backend: Backend, bars, timer: StageTimer
         regimes = regimes_stage(rets, pc, backend)
     with timer.stage("monte_carlo"):
         risk = risk_stage(rets, cov, opt.ensemble, pc, backend=backend, gpu=request.config.gpu)
+    if pc.walk_forward is not None:
+        # carried on opt so that analyse's tuple (and the flow's report task) keep their shape
+        with timer.stage("walk_forward"):
+            opt.walk_forward = walk_forward_stage(rets.prices, timestamps=rets.timestamps, symbols=rets.symbols, pc=pc)
     return rets, cov, opt, corr, regimes, risk
 
 

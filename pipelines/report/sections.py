@@ -1,7 +1,8 @@
 """The sections of ``summary.html``, one function each, in page order (:data:`SECTIONS`).
 
 Each section takes ``(manifest, tables, files)`` and returns HTML, or None when the run has
-nothing for it: alerts, run, indicators, backtest, models, weights, correlation, regimes,
+nothing for it: alerts, run, indicators, backtest, models, weights, portfolio walk-forward,
+correlation, regimes,
 utilisation, stage timings and cost, routing, rejected rows, files. Every value from data or the
 manifest is escaped. :data:`MAX_HEATMAP_LABELS` bounds the symbols a heatmap's axes name.
 """
@@ -194,6 +195,78 @@ def _section_weights(m: dict, tables, files) -> str | None:
     return "".join(out)
 
 
+def _weights_over_time(weights: pd.DataFrame, method: str, top: int) -> pd.DataFrame:
+    """Dates x (the ``top`` symbols by mean weight, then "other"): a method's target weights,
+    readable at 500 symbols."""
+    w = weights[weights["method"] == method].pivot_table(index="date", columns="symbol", values="weight",
+                                                         aggfunc="last", fill_value=0.0)
+    if w.shape[1] <= top:
+        return w
+    keep = w.mean().sort_values(ascending=False, kind="stable").index[:top]
+    out = w[keep].copy()
+    out["other"] = w.drop(columns=keep).sum(axis=1)
+    return out
+
+
+def _section_walk_forward(m: dict, tables, files) -> str | None:
+    metrics, rets = tables.get("wf_metrics.parquet"), tables.get("wf_returns.parquet")
+    if metrics is None or rets is None or metrics.empty:
+        return None
+    wf = m.get("walk_forward") or {}
+    best = str(wf.get("best_method", ""))
+    facts = [("estimation", f"trailing {wf.get('train_bars')} returns"), ("rebalance", wf.get("rebalance")),
+             ("holdings", wf.get("holdings")), ("costs", f"{wf.get('cost_bps', 0):g} bps of the value traded"),
+             ("first rebalance", wf.get("first_rebalance")), ("best Sharpe", best)]
+    out = ["<h2>Walk-forward: out of sample, after costs</h2>", f'<div class="card">{_kv(facts)}</div>']
+    wide = rets.pivot_table(index="timestamp", columns="method", values="return", aggfunc="last", sort=False)
+    wide = wide[[c for c in metrics["method"] if c in wide.columns]]
+    equity = (1.0 + wide.fillna(0.0)).cumprod()
+    drawdown = equity / equity.cummax() - 1.0
+    turn = rets[rets["turnover"] > 0]
+    fig = _figure(13, 8.4)
+    axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.6, 1.4]})
+    x = pd.to_datetime(equity.index).to_numpy()
+    for name in equity.columns:
+        bench = name in ("equal_weight", "buy_and_hold")
+        style = dict(lw=1.8 if name == best else 0.9, ls="--" if bench else "-", label=str(name))
+        axes[0].plot(x, equity[name].to_numpy(dtype=float), **style)
+        axes[1].plot(x, drawdown[name].to_numpy(dtype=float), **style)
+        g = turn[turn["method"] == name]
+        axes[2].plot(pd.to_datetime(g["timestamp"]).to_numpy(), g["turnover"].to_numpy(dtype=float), marker=".",
+                     ms=3, lw=0.6, ls="--" if bench else "-")
+    axes[0].set_title("equity (1 at the first rebalance)", fontsize=10)
+    axes[1].set_title("drawdown", fontsize=10)
+    axes[2].set_title("turnover per rebalance (value traded / value)", fontsize=10)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left", ncol=3)
+    _margins(fig, left=0.7, bottom=0.4, top=0.3, hspace=0.35)
+    out.append(_img(_png(fig), "walk-forward equity, drawdown and turnover"))
+    weights = tables.get("rebalance_weights.parquet")
+    if weights is not None and len(weights) and best:
+        top = int(wf.get("top_holdings") or 10)
+        area = _weights_over_time(weights, best, top)
+        if len(area):
+            fig = _figure(13, 4.0)
+            ax = fig.add_subplot()
+            dates = pd.to_datetime(area.index).to_numpy()
+            ax.stackplot(dates, area.to_numpy(dtype=float).T, labels=[str(c) for c in area.columns], step="post")
+            ax.set_ylim(0, max(1.0, float(area.sum(axis=1).max())))
+            ax.set_title(f"target weights of {best} at each rebalance (top {top}, the rest as other)", fontsize=10)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            _margins(fig, left=0.6, bottom=0.4, right=1.6)
+            out.append(_img(_png(fig), f"weights of {best} over time"))
+    out.append("<h3>Out-of-sample metrics (wf_metrics.parquet)</h3>"
+               + _table(metrics.sort_values("sharpe", ascending=False)))
+    fb = tables.get("wf_fallbacks.parquet")
+    if fb is not None and len(fb):
+        failed = fb[fb["status"] == "failed"]
+        if len(failed):
+            out.append(f"<h3>Fallbacks ({len(failed)} failed attempts)</h3>"
+                       + _table(failed, max_rows=20, note="all in wf_fallbacks.parquet"))
+    return "".join(out)
+
+
 def _section_models(m: dict, tables, files) -> str | None:
     scores = tables.get("model_scores.parquet")
     if scores is None or scores.empty:
@@ -324,5 +397,5 @@ def _section_files(m: dict, tables, files) -> str | None:
 
 
 SECTIONS = (_section_alerts, _section_run, _section_indicators, _section_backtest, _section_models,
-            _section_weights, _section_correlation, _section_regimes, _section_monitoring, _section_stages,
-            _section_routing, _section_rejected, _section_files)
+            _section_weights, _section_walk_forward, _section_correlation, _section_regimes, _section_monitoring,
+            _section_stages, _section_routing, _section_rejected, _section_files)

@@ -10,7 +10,9 @@ stages that allocate:
   metrics table;
 - :func:`check_portfolio`: the covariance and the optimisers (symbols^2 matrices, symbols^3
   factorisations), the month-end and the regimes' rolling correlations (symbols^2 a date), the
-  Monte Carlo paths, and the time of the KMeans restarts and the Monte Carlo draws;
+  Monte Carlo paths, and the time of the KMeans restarts and the Monte Carlo draws; with
+  ``portfolio.walk_forward``, its stacked windows and covariances and its solves
+  (:func:`walk_forward_needs`);
 - :func:`check_models`: the feature array, the predictions, the knn neighbours, the forests and
   the time of their trees.
 
@@ -260,9 +262,52 @@ def portfolio_needs(pc, *, bars: int, symbols: int, qualified: int, month_ends: 
     return out
 
 
-def check_portfolio(config: Config, *, bars: int, symbols: int, qualified: int, month_ends: int) -> None:
-    check(portfolio_needs(config.portfolio, bars=bars, symbols=symbols, qualified=qualified, month_ends=month_ends),
-          config.budget, pipeline="portfolio")
+def check_portfolio(config: Config, *, bars: int, symbols: int, qualified: int, month_ends: int,
+                    timestamps=None) -> None:
+    needs = portfolio_needs(config.portfolio, bars=bars, symbols=symbols, qualified=qualified, month_ends=month_ends)
+    if config.portfolio.walk_forward is not None:
+        needs += walk_forward_needs(config.portfolio, bars=bars, symbols=symbols, timestamps=timestamps)
+    check(needs, config.budget, pipeline="portfolio")
+
+
+def walk_forward_dates(wf, *, bars: int, timestamps=None) -> int:
+    """The most rebalances ``portfolio.walk_forward`` can make over ``bars`` bars (``band``: one a
+    bar at worst; calendar rules: the periods in ``timestamps``, or one a 20 bars without them)."""
+    span = max(0, bars - wf.train_bars - 1)
+    if wf.rebalance == "every":
+        return math.ceil(span / wf.rebalance_bars)
+    if wf.rebalance == "band":
+        return span
+    if timestamps is not None and len(timestamps):
+        import pandas as pd
+
+        return int(pd.DatetimeIndex(timestamps).to_period("M" if wf.rebalance == "month_end" else "Q").nunique())
+    return math.ceil(span / (20 if wf.rebalance == "month_end" else 60))
+
+
+def walk_forward_needs(pc, *, bars: int, symbols: int, timestamps=None) -> list[Need]:
+    """The portfolio walk-forward (``pc.walk_forward``), over every symbol (each date's universe is
+    at most all of them):
+
+    - memory: the stacked estimation windows (dates x train_bars x symbols, twice: the block and
+      its centred copy), their covariances (dates x symbols^2, twice: the batch and its
+      symmetrised copy), six bars x symbols arrays (prices, returns, holding returns, a block's
+      growth and drifted weights, the mask) and the weights table (dates x methods x symbols
+      rows of 40 B, twice for parquet);
+    - time: every method's factorisations at every date, symbols^3 / 3 flops each.
+    """
+    wf = pc.walk_forward
+    dates = walk_forward_dates(wf, bars=bars, timestamps=timestamps)
+    methods = len(pc.methods) + 3  # the ensemble and the two benchmarks
+    s = symbols
+    memory = ITEM * (2 * dates * wf.train_bars * s + 2 * dates * s * s + 6 * bars * s) + 2 * 40 * dates * methods * s
+    return [Need(f"portfolio.walk_forward: {dates:,} rebalances (rebalance {wf.rebalance}) x {s:,} symbols x "
+                 f"train_bars {wf.train_bars}", memory,
+                 "rebalances x (2 x train_bars x symbols + 2 x symbols^2) x 8 B, and the weights table; "
+                 "fewer rebalances, a shorter train_bars or fewer symbols",
+                 dates * len(pc.methods) * OPTIMISER_ITERATIONS * s ** 3 / 3 / FLOPS,
+                 f"rebalances x {len(pc.methods)} methods x {OPTIMISER_ITERATIONS} factorisations x symbols^3 / 3 "
+                 f"at {FLOPS:.0e} flop/s", plural=True)]
 
 
 # ---------------------------------------------------------------------------------------------
