@@ -17,6 +17,7 @@ _EXPORTS = {
     "prepare_daily": "pipeline",
     "report_stage": "pipeline",
     "run_daily": "pipeline",
+    "run_daily_incremental": "incremental",
     "short_history": "pipeline",
 }
 __all__ = sorted(_EXPORTS)

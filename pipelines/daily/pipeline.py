@@ -53,6 +53,8 @@ class DailyRequest:
     out_dir: Path
     backend: str = "auto"
     cluster: str | None = None
+    store: Path | None = None
+    """An indicator store to continue (``alphapulse.pipelines.daily.store``): compute the new bars only."""
 
 
 @dataclass
@@ -100,12 +102,14 @@ class PartitionResult:
 
 
 def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
-                  backend: str = "auto", cluster: str | None = "config") -> DailyRequest:
+                  backend: str = "auto", cluster: str | None = "config",
+                  store: str | Path | None = None) -> DailyRequest:
     """Resolve paths from arguments and config, and check them cheaply (headers, not data).
 
     ``cluster``: where the flow's tasks run (see :mod:`alphapulse.pipelines.runtime.cluster`); "config" takes
-    ``cluster.address``. Raises an input error (``ArgumentError``, ``ConfigError``, ``DataError``, ``ReportError``)
-    with a one-line message.
+    ``cluster.address``. ``store``: an indicator store folder to continue incrementally (new, empty or a
+    store; see :mod:`alphapulse.pipelines.daily.incremental`). Raises an input error (``ArgumentError``,
+    ``ConfigError``, ``DataError``, ``ReportError``) with a one-line message.
     """
     data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
                                        default_out_dir=config.report.out_dir, out_key="report.out_dir", backend=backend)
@@ -113,7 +117,12 @@ def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str 
         raise ConfigError("no indicators configured (the indicators: block is empty)")
     cluster = resolve_cluster(cluster, config)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
-    return DailyRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend, cluster)
+    out = check_out_dir(out_dir, inputs=[data_path])
+    if store is not None:
+        from alphapulse.pipelines.daily.store import check_store
+
+        store = check_store(store, inputs=[data_path], out_dir=out)
+    return DailyRequest(config, inputs, str(data_path), out, backend, cluster, store)
 
 
 def load_stage(request: DailyRequest, backend: Backend) -> LoadedBars:
@@ -234,6 +243,17 @@ def _summary_md(manifest: dict, short: dict, last: pd.DataFrame) -> str:
     if short:
         lines += ["", f"## Short histories ({len(short)} symbols with fewer bars than the longest lookback + 1)",
                   "", ", ".join(f"{k} ({v} bars)" for k, v in short.items())]
+    inc = manifest.get("incremental")
+    if inc is not None:
+        lines += ["", "## Incremental run", "",
+                  f"- store `{inc['store']}`, version {inc['version']}: {inc['store_rows']:,} rows, "
+                  f"{inc['store_symbols']:,} symbols",
+                  f"- {inc['bars_computed']:,} bars computed; {len(inc['appended']):,} symbols appended, "
+                  f"{len(inc['recomputed']):,} recomputed from their first bar"]
+        if inc["full_recompute"]:
+            lines += [f"- everything recomputed: {'; '.join(inc['full_recompute'])}"]
+        else:
+            lines += [f"- `{k}`: {v}" for k, v in list(inc["recomputed"].items())[:20]]
     cols = [c for c in ("close_rsi", "rsi_14", "macd_hist_12_26_9", "atr_14", "sma_20", "sma_50") if c in last]
     if cols:
         snap = last[["symbol", "timestamp", *cols]].head(20)
@@ -262,7 +282,7 @@ def _combined_stats(parts: list[PartitionResult]) -> dict:
 
 def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionResult],
                  stages: dict[str, float], *, run_id: str | None = None, cluster: dict | None = None,
-                 cached: int = 0) -> DailyResult:
+                 cached: int = 0, incremental: dict | None = None) -> DailyResult:
     """Write the report atomically into the request's output folder: the part files (as
     ``indicators.parquet``, or ``indicators/part-NNNNN.parquet`` for several partitions),
     ``rejected.parquet`` (if any), ``manifest.json`` and ``summary.md``.
@@ -271,6 +291,8 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
     times are not this run's, so the caller passes them with empty ``seconds``).
 
     ``stages`` holds the flow's own stages; the partitions' stage times are added up into it.
+    ``incremental``: a store run's section (``alphapulse.pipelines.daily.incremental``), written as
+    ``manifest["incremental"]`` and summarised in ``summary.md``.
     """
     config = request.config
     parts = sorted(parts, key=lambda p: p.index)
@@ -298,6 +320,8 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
         "short_history": short,
         "stages": stages,
     }
+    if incremental is not None:
+        manifest["incremental"] = incremental
     manifest.update(run_sections(config, stages, work=("million bars", loaded.stats["rows_accepted"] / 1e6),
                                  routing=[r for p in parts for r in p.routing],
                                  alerts=[a for p in parts for a in p.alerts]))
@@ -309,7 +333,12 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
 
 
 def run_daily(request: DailyRequest) -> DailyResult:
-    """The whole daily pipeline without Prefect, one partition after the other (bounded memory)."""
+    """The whole daily pipeline without Prefect, one partition after the other (bounded memory);
+    against the request's indicator store when it has one (new bars only)."""
+    if request.store is not None:
+        from alphapulse.pipelines.daily.incremental import run_daily_incremental
+
+        return run_daily_incremental(request)
     timer = StageTimer()
     with timer.stage("backend"):
         backend = choose_backend(request.config.gpu, override=request.backend)
