@@ -10,6 +10,9 @@ Retries belong to IO: planning, a partition (whose loading or part file failed w
 ``OSError``) and report writing retry; arithmetic and bad input do not (``alphapulse.flows.runners.io_retry``).
 A failed run's state message names the stage, the partition and the cause.
 
+Store (``store``): the run continues an indicator store instead (``DAILY_INCREMENTAL``: load, update
+the store in one atomic commit, report), computing only the bars newer than each symbol's state.
+
 Caching: a partition's results are cached (persisted) under
 :func:`alphapulse.pipelines.daily.partition_key` (the config hash, the backend and dtype, the input
 files' fingerprint with the partition's symbols, the code), so a re-run on unchanged input skips
@@ -31,7 +34,7 @@ from alphapulse.pipelines.daily import DAILY, prepare_daily
 
 @flow(name="alphapulse-daily", log_prints=False)
 def daily_flow(data_path: str | None = None, out_dir: str | None = None, config_path: str | None = None,
-               backend: str = "auto", cluster: str | None = "config") -> str:
+               backend: str = "auto", cluster: str | None = "config", store: str | None = None) -> str:
     """Daily indicators for every symbol; returns the report folder.
 
     Parameters
@@ -42,9 +45,11 @@ def daily_flow(data_path: str | None = None, out_dir: str | None = None, config_
     backend : "auto", "cpu" or "gpu"
     cluster : "config" (``cluster.address``), None or "none" (in-process), "local", "processes",
         "cuda" or a Dask scheduler address
+    store : an indicator store folder to continue (new bars only; the first run on an empty or new
+        folder is a full run), see :mod:`alphapulse.pipelines.daily.incremental`; None: a full run
     """
     request = prepare_daily(load_config(config_path), data_path=data_path, out_dir=out_dir, backend=backend,
-                            cluster=cluster)
-    result = run_flow(DAILY, request)
+                            cluster=cluster, store=store)
+    result = run_flow(DAILY, request)  # DAILY_INCREMENTAL when the request has a store
     publish_report_artifacts(result.out_dir, key="daily")
     return str(result.out_dir)

@@ -22,7 +22,7 @@ from alphapulse.pipelines.portfolio import PORTFOLIO, prepare_portfolio
 
 @flow(name="alphapulse-portfolio", log_prints=False)
 def portfolio_flow(data_path: str | None = None, out_dir: str | None = None, config_path: str | None = None,
-                   backend: str = "auto", cluster: str | None = "config") -> str:
+                   backend: str = "auto", cluster: str | None = "config", walk_forward: bool = False) -> str:
     """Covariance, optimised portfolios, correlation, regimes and VaR/CVaR; returns the report folder.
 
     Parameters
@@ -33,9 +33,11 @@ def portfolio_flow(data_path: str | None = None, out_dir: str | None = None, con
     backend : "auto", "cpu" or "gpu"
     cluster : "config" (``cluster.address``), None or "none" (in-process), "local", "processes",
         "cuda" or a Dask scheduler address
+    walk_forward : also backtest every method out of sample (the config's ``portfolio.walk_forward``
+        block, or its defaults when the config has none)
     """
     request = prepare_portfolio(load_config(config_path), data_path=data_path, out_dir=out_dir, backend=backend,
-                                cluster=cluster)
+                                cluster=cluster, walk_forward=walk_forward)
     result = run_flow(PORTFOLIO, request)
     publish_report_artifacts(result.out_dir, key="portfolio")
     return str(result.out_dir)

@@ -166,6 +166,7 @@ def run_flow(pipeline: Pipeline, request, *, scratch=None):
     from prefect.runtime import flow_run
 
     run_id = str(flow_run.get_id() or "")[:12] or None
+    pipeline = pipeline.for_request(request)
     with open_run(request, run_id=run_id, scratch=scratch if scratch is not None else parts_dir()) as run:
         state = SimpleNamespace(cached={})
         for stage in pipeline.stages:

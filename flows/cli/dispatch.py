@@ -107,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
                                    "symbol and write a report folder (indicators.parquet, rejected.parquet, "
                                    "manifest.json, summary.md).")
     add_paths(d, out_key="report.out_dir")
+    d.add_argument("--store", metavar="DIR",
+                   help="an indicator store to continue: compute and append only the bars newer than each "
+                        "symbol's stored state (a new or empty folder: a full run that starts the store); the "
+                        "report's indicators.parquet then holds this run's rows")
     add_run_options(d)
 
     b = sub.add_parser("backtest", help="one strategy over every (symbol, parameter combination) -> report",
@@ -129,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
                                    "their ensemble, month-end rolling correlation, market regimes and Monte Carlo "
                                    "VaR/CVaR, and write a report folder.")
     add_paths(f, out_key="portfolio.out_dir")
+    f.add_argument("--walk-forward", action="store_true",
+                   help="also backtest every method out of sample: re-estimated at each rebalance on the trailing "
+                        "portfolio.walk_forward.train_bars, held between (the portfolio.walk_forward block, or its "
+                        "defaults: portfolio.lookback_bars of training, month-end rebalancing, drifting holdings, "
+                        "no costs)")
     add_run_options(f, block="portfolio")
     for module in _MODULES.values():
         importlib.import_module(module).add_parser(sub)
@@ -146,6 +155,10 @@ def _print_summary(manifest: dict, out_dir, seconds: float) -> None:
     out, cluster = manifest.get("output", {}), manifest.get("cluster", {})
     if out.get("partitions", 1) > 1 or cluster.get("kind", "in-process") != "in-process":
         print(f"partitions: {out.get('partitions', 1)} ({out.get('path')}); cluster: {cluster.get('kind')}")
+    inc = manifest.get("incremental")
+    if inc:
+        print(f"store: {inc['store']}: {len(inc['appended'])} symbol(s) appended, {len(inc['recomputed'])} "
+              f"recomputed, {inc['bars_computed']:,} bars computed; {inc['store_rows']:,} rows stored")
     print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
 
 
@@ -200,6 +213,12 @@ def _print_portfolio_summary(manifest: dict, out_dir, seconds: float) -> None:
           f"excluded: {', '.join(manifest['excluded']) or 'none'}")
     fell = {m: chain for m, chain in manifest["fallbacks"].items() if len(chain) > 1}
     print("fallbacks: " + ("; ".join(f"{m}: {' -> '.join(c)}" for m, c in fell.items()) or "none"))
+    wf = manifest.get("walk_forward")
+    if wf:
+        dates = max((wf.get("rebalances") or {"": 0}).values())
+        print(f"walk-forward: {dates} rebalance dates from {wf.get('first_rebalance')} ({wf.get('rebalance')}, "
+              f"{wf.get('holdings')} holdings, {wf.get('cost_bps', 0):g} bps); best out of sample: "
+              f"{wf.get('best_method')} (wf_metrics.parquet)")
     print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
 
 
@@ -219,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "backtest":
             manifest, out_dir = run_pipeline_command("backtest", args, strategy=args.strategy, grid=args.grid,
                                                      flow_options={"strategy": args.strategy, "grid": args.grid})
+        elif args.command == "daily" and args.store is not None:
+            manifest, out_dir = run_pipeline_command("daily", args, store=args.store,
+                                                     flow_options={"store": args.store})
+        elif args.command == "portfolio" and args.walk_forward:
+            manifest, out_dir = run_pipeline_command("portfolio", args, walk_forward=True,
+                                                     flow_options={"walk_forward": True})
         else:
             manifest, out_dir = run_pipeline_command(args.command, args)
     except _REPORTED as e:

@@ -18,6 +18,8 @@ _EXPORTS = {
     "prepare_daily": "pipeline",
     "report_stage": "pipeline",
     "run_daily": "pipeline",
+    "DAILY_INCREMENTAL": "incremental",
+    "run_daily_incremental": "incremental",
     "short_history": "pipeline",
 }
 __all__ = sorted(_EXPORTS)

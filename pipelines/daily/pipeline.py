@@ -56,6 +56,8 @@ class DailyRequest:
     out_dir: Path
     backend: str = "auto"
     cluster: str | None = None
+    store: Path | None = None
+    """An indicator store to continue (``alphapulse.pipelines.daily.store``): compute the new bars only."""
 
 
 @dataclass
@@ -101,12 +103,14 @@ class PartitionResult:
 
 
 def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
-                  backend: str = "auto", cluster: str | None = "config") -> DailyRequest:
+                  backend: str = "auto", cluster: str | None = "config",
+                  store: str | Path | None = None) -> DailyRequest:
     """Resolve paths from arguments and config, and check them cheaply (headers, not data).
 
     ``cluster``: where the flow's tasks run (see :mod:`alphapulse.pipelines.runtime.cluster`); "config" takes
-    ``cluster.address``. Raises an input error (``ArgumentError``, ``ConfigError``, ``DataError``, ``ReportError``)
-    with a one-line message.
+    ``cluster.address``. ``store``: an indicator store folder to continue incrementally (new, empty or a
+    store; see :mod:`alphapulse.pipelines.daily.incremental`). Raises an input error (``ArgumentError``,
+    ``ConfigError``, ``DataError``, ``ReportError``) with a one-line message.
     """
     data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
                                        default_out_dir=config.report.out_dir, out_key="report.out_dir", backend=backend)
@@ -114,7 +118,12 @@ def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str 
         raise ConfigError("no indicators configured (the indicators: block is empty)")
     cluster = resolve_cluster(cluster, config)
     inputs = inspect_input(data_path, columns=config.data.columns, fmt=config.data.format)
-    return DailyRequest(config, inputs, str(data_path), check_out_dir(out_dir, inputs=[data_path]), backend, cluster)
+    out = check_out_dir(out_dir, inputs=[data_path])
+    if store is not None:
+        from alphapulse.pipelines.daily.store import check_store
+
+        store = check_store(store, inputs=[data_path], out_dir=out)
+    return DailyRequest(config, inputs, str(data_path), out, backend, cluster, store)
 
 
 def load_stage(request: DailyRequest, backend: Backend) -> LoadedBars:
@@ -229,6 +238,17 @@ def _summary_md(manifest: dict, short: dict, last: pd.DataFrame) -> str:
     if short:
         lines += ["", f"## Short histories ({len(short)} symbols with fewer bars than the longest lookback + 1)",
                   "", ", ".join(f"{k} ({v} bars)" for k, v in short.items())]
+    inc = manifest.get("incremental")
+    if inc is not None:
+        lines += ["", "## Incremental run", "",
+                  f"- store `{inc['store']}`, version {inc['version']}: {inc['store_rows']:,} rows, "
+                  f"{inc['store_symbols']:,} symbols",
+                  f"- {inc['bars_computed']:,} bars computed; {len(inc['appended']):,} symbols appended, "
+                  f"{len(inc['recomputed']):,} recomputed from their first bar"]
+        if inc["full_recompute"]:
+            lines += [f"- everything recomputed: {'; '.join(inc['full_recompute'])}"]
+        else:
+            lines += [f"- `{k}`: {v}" for k, v in list(inc["recomputed"].items())[:20]]
     cols = [c for c in ("close_rsi", "rsi_14", "macd_hist_12_26_9", "atr_14", "sma_20", "sma_50") if c in last]
     if cols:
         snap = last[["symbol", "timestamp", *cols]].head(20)
@@ -257,7 +277,7 @@ def _combined_stats(parts: list[PartitionResult]) -> dict:
 
 def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionResult],
                  stages: dict[str, float], *, run_id: str | None = None, cluster: dict | None = None,
-                 cached: int = 0) -> DailyResult:
+                 cached: int = 0, incremental: dict | None = None) -> DailyResult:
     """Write the report atomically into the request's output folder: the part files (as
     ``indicators.parquet``, or ``indicators/part-NNNNN.parquet`` for several partitions),
     ``rejected.parquet`` (if any), ``manifest.json`` and ``summary.md``.
@@ -266,6 +286,8 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
     times are not this run's, so the caller passes them with empty ``seconds``).
 
     ``stages`` holds the flow's own stages; the partitions' stage times are added up into it.
+    ``incremental``: a store run's section (``alphapulse.pipelines.daily.incremental``), written as
+    ``manifest["incremental"]`` and summarised in ``summary.md``.
     """
     config = request.config
     parts = sorted(parts, key=lambda p: p.index)
@@ -293,6 +315,8 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
         "short_history": short,
         "stages": stages,
     }
+    if incremental is not None:
+        manifest["incremental"] = incremental
     manifest.update(run_sections(config, stages, work=("million bars", loaded.stats["rows_accepted"] / 1e6),
                                  records=[p.record for p in parts]))
     tables = {"rejected.parquet": rejected} if len(rejected) else {}
@@ -321,12 +345,20 @@ DAILY = Pipeline("daily", prepare_daily, (
           from_cache=lambda result: replace(result, record=result.record.without_seconds()),
           task_name="partition-{index}"),
     Stage("report", _report, io=True, timed=False),
-), scratch=True)
+), scratch=True, variant=lambda request: _incremental() if request.store is not None else DAILY)
 """The daily pipeline's stages: plan, a partition task per partition (on the cluster when there is
-one; cached by :func:`partition_key` under Prefect), the report."""
+one; cached by :func:`partition_key` under Prefect), the report. A request with a ``store`` runs
+:data:`alphapulse.pipelines.daily.incremental.DAILY_INCREMENTAL` instead."""
+
+
+def _incremental() -> Pipeline:
+    from alphapulse.pipelines.daily.incremental import DAILY_INCREMENTAL
+
+    return DAILY_INCREMENTAL
 
 
 def run_daily(request: DailyRequest, *, run_id: str | None = None) -> DailyResult:
     """The whole daily pipeline without Prefect: the partitions one after the other (bounded
-    memory), or all at once on the request's cluster."""
+    memory), or all at once on the request's cluster; against the request's indicator store when
+    it has one (new bars only, :data:`alphapulse.pipelines.daily.incremental.DAILY_INCREMENTAL`)."""
     return run_pipeline(DAILY, request, run_id=run_id)

@@ -96,14 +96,24 @@ class PortfolioResult:
 
 
 def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
-                      backend: str = "auto", cluster: str | None = "config") -> PortfolioRequest:
+                      backend: str = "auto", cluster: str | None = "config",
+                      walk_forward: bool = False) -> PortfolioRequest:
     """Resolve paths and check them and the portfolio block cheaply (headers, not data).
 
     ``cluster``: where the analysis runs (see :mod:`alphapulse.pipelines.runtime.cluster`); "config"
-    takes ``cluster.address``.
+    takes ``cluster.address``. ``walk_forward``: run the walk-forward even when the config has no
+    ``portfolio.walk_forward`` block (then with that block's defaults and ``train_bars`` =
+    ``portfolio.lookback_bars``).
 
     Raises ``ArgumentError`` / ``ConfigError`` / ``DataError`` / ``ReportError`` with a one-line message.
     """
+    if walk_forward and config.portfolio.walk_forward is None:
+        from alphapulse.pipelines.config import parse_config
+
+        data = config.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        # the static portfolio's estimation window, so its history rules admit the same symbols
+        data.setdefault("portfolio", {})["walk_forward"] = {"train_bars": config.portfolio.lookback_bars}
+        config = parse_config(data, source="config with --walk-forward")
     pc = config.portfolio
     data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
                                        default_out_dir=pc.out_dir, out_key="portfolio.out_dir", backend=backend)

@@ -162,9 +162,14 @@ class Pipeline:
     stages in order; the last stage's value is the run's result."""
 
     name: str
-    prepare: Callable
+    prepare: Callable | None
     stages: tuple[Stage, ...]
     scratch: bool = False  # its remote stages write files: a scratch folder beside the report (in-process)
+    variant: Callable | None = None  # variant(request) -> the Pipeline that runs it (e.g. daily with a store)
+
+    def for_request(self, request) -> "Pipeline":
+        """The stage list that runs ``request`` (this one, or the variant it asks for)."""
+        return self.variant(request) if self.variant is not None else self
 
 
 def run_stage(run: Run, state, stage: Stage):
@@ -182,6 +187,7 @@ def run_pipeline(pipeline: Pipeline, request, *, run_id: str | None = None):
     """Run ``pipeline``'s stages in order in this process (no Prefect); the last stage's value."""
     from alphapulse.pipelines.report.write import scratch_folder
 
+    pipeline = pipeline.for_request(request)
     out_dir = getattr(request, "out_dir", None)
     with (scratch_folder(out_dir, "parts") if pipeline.scratch else nullcontext(None)) as scratch:
         with open_run(request, run_id=run_id, scratch=scratch) as run:

@@ -59,3 +59,28 @@ def test_cli_bad_input_under_prefect_is_one_line_without_traceback(prefect_ephem
     assert err.strip().splitlines()[-1] == (f"alphapulse: error: {bad}: all 2 rows rejected (high_below_low: 2); "
                                             f"first: {bad} row 0 (0-based data row): high_below_low")
     assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.slow
+def test_the_daily_deployment_appends_to_its_store(prefect_ephemeral, tmp_path):
+    """The ``daily`` deployment's way: a store parameter. The first run, on an empty store, is a
+    full run; the next adds only the new bars; the store then equals a full run's indicators."""
+    from alphapulse.flows.daily import daily_flow
+
+    bars = pd.read_parquet(SAMPLE)
+    first, rest = bars[bars["date"] < "2017-06-01"], bars[bars["date"] >= "2017-06-01"]
+    first.to_parquet(tmp_path / "first.parquet", index=False)
+    rest.to_parquet(tmp_path / "rest.parquet", index=False)
+    store = tmp_path / "store"
+    out = daily_flow(data_path=str(tmp_path / "first.parquet"), out_dir=str(tmp_path / "r1"), backend="cpu",
+                     store=str(store))
+    m1 = json.loads((Path(out) / "manifest.json").read_text())["incremental"]
+    assert m1["full_recompute"] or len(m1["recomputed"]) == m1["store_symbols"]  # nothing stored before
+    out = daily_flow(data_path=str(tmp_path / "rest.parquet"), out_dir=str(tmp_path / "r2"), backend="cpu",
+                     store=str(store))
+    m2 = json.loads((Path(out) / "manifest.json").read_text())["incremental"]
+    assert m2["bars_computed"] == len(pd.read_parquet(Path(out) / "indicators.parquet")) < len(rest)  # 1 rejected
+    full = daily_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "full"), backend="cpu")
+    got = pd.read_parquet(store).sort_values(["symbol", "timestamp"]).reset_index(drop=True)
+    want = pd.read_parquet(Path(full) / "indicators.parquet").sort_values(["symbol", "timestamp"])
+    pd.testing.assert_frame_equal(got, want.reset_index(drop=True), check_exact=True, check_dtype=False)

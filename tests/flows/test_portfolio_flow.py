@@ -46,3 +46,20 @@ def test_prefect_yaml_portfolio_deployment_is_valid():
     assert sched["cron"] == "0 23 * * 5"
     CronSchedule(cron=sched["cron"], timezone=sched.get("timezone"))
     assert (ROOT / dep["parameters"]["data_path"]).exists()
+
+
+@pytest.mark.slow
+def test_portfolio_walk_forward_as_a_flow_parameter(prefect_ephemeral, tmp_path):
+    """``walk_forward=True`` (the ``portfolio-walk-forward`` deployment): the out-of-sample tables
+    beside the usual report, every method at every rebalance date."""
+    from alphapulse.flows.portfolio import portfolio_flow
+
+    out = Path(portfolio_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "wf"), backend="cpu", walk_forward=True))
+    for name in ("rebalance_weights.parquet", "wf_returns.parquet", "wf_metrics.parquet", "wf_fallbacks.parquet",
+                 "weights.parquet"):
+        assert (out / name).is_file(), name
+    wf = json.loads((out / "manifest.json").read_text())["walk_forward"]
+    assert wf["train_bars"] == 756 and wf["rebalance"] == "month_end" and wf["rebalances"]["min_variance"] > 10
+    w = pd.read_parquet(out / "rebalance_weights.parquet")
+    sums = w.groupby(["date", "method"])["weight"].sum()
+    assert ((sums - 1.0).abs() < 1e-9).all()

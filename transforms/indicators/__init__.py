@@ -3,7 +3,9 @@
 - :mod:`.series`: the per-series kernels (one thread per symbol), compiled for the CPU and CUDA;
 - :mod:`.registry`: :class:`Indicator`, :class:`IndicatorSpec`, :data:`INDICATORS`,
   :func:`compute_indicators` (many indicators, one compaction) and :func:`lookback`;
-- :mod:`.functions`: one indicator at a time (``sma``, ``ema``, ``rsi``, ...).
+- :mod:`.functions`: one indicator at a time (``sma``, ``ema``, ``rsi``, ...);
+- :mod:`.state`: :class:`IndicatorState`, :func:`empty_state`, :func:`continue_indicators`: go on from
+  a saved state over new bars only, identical to the full run.
 
 Public names are imported from their modules on first use (PEP 562), so importing one
 room never imports its neighbours' heavier dependencies.
@@ -16,10 +18,13 @@ _EXPORTS = {
     "bbands": "functions",
     "cci": "functions",
     "compute_indicators": "registry",
+    "continue_indicators": "state",
     "ema": "functions",
+    "empty_state": "state",
     "Indicator": "registry",
     "INDICATORS": "registry",
     "IndicatorSpec": "registry",
+    "IndicatorState": "state",
     "lookback": "registry",
     "macd": "functions",
     "natr": "functions",

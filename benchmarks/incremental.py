@@ -1,0 +1,124 @@
+"""Incremental daily runs: one new day appended to a store vs the full recompute, wall time and peak RSS.
+
+Generates (once, under ``--root``, default ``/tmp/alphapulse-incremental``) seeded random-walk bars for
+``--symbols`` x ``--days`` (default 5,000 x 2,521: 10 years in the store, then one new day), as three
+parquet files: the history, the new day, and both. Builds a store from the history (untimed), then
+times, each in its own child process (so each peak RSS is that phase's alone):
+
+- ``full``: the full run: read every bar, compute every shipped indicator over the whole panel
+  (``compute_indicators``), write the indicators parquet;
+- ``incremental``: read the new day, continue the store (``update_store``: state in, one day's rows
+  and the next state out, one atomic commit).
+
+The report says the ratio of the two wall times, and checks the store after the append equals the
+full run's rows of the new day bit for bit. Measure on a quiet machine; ``--symbols 50 --days 120``
+is a smoke run.
+
+Usage: ``python benchmarks/incremental.py [--symbols 5000] [--days 2521] [--root DIR]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _specs():
+    from alphapulse.pipelines.config import load_config
+
+    return load_config().indicator_specs()
+
+
+def prepare(root: Path, n_symbols: int, n_days: int) -> None:
+    done = root / f"_complete-{n_symbols}x{n_days}"
+    if done.exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    days = pd.bdate_range("2015-01-01", periods=n_days)
+    close = np.round(np.exp(np.log(50.0) + np.cumsum(rng.normal(0, 0.015, (n_days, n_symbols)), axis=0)), 4)
+    spread = rng.uniform(0, 0.02, (2, n_days, n_symbols)) * close
+    frame = pd.DataFrame({
+        "timestamp": np.repeat(days.values[None, :], n_symbols, axis=0).ravel(),
+        "symbol": np.repeat([f"S{k:05d}" for k in range(n_symbols)], n_days),
+        "open": close.T.ravel(), "high": (close + spread[0]).T.ravel(), "low": (close - spread[1]).T.ravel(),
+        "close": close.T.ravel(), "volume": rng.integers(0, 10**7, n_days * n_symbols).astype(np.float64)})
+    frame.to_parquet(root / "all.parquet", index=False)
+    frame[frame["timestamp"] < days[-1]].to_parquet(root / "history.parquet", index=False)
+    frame[frame["timestamp"] == days[-1]].to_parquet(root / "day.parquet", index=False)
+    done.write_text("")
+
+
+def phase(name: str, root: Path) -> dict:
+    from alphapulse.pipelines.daily.incremental import update_store
+    from alphapulse.pipelines.data.panel import bars_to_panel, panel_to_frame
+    from alphapulse.transforms.indicators.registry import compute_indicators
+
+    specs = _specs()
+    t0 = time.perf_counter()
+    if name == "base":
+        update_store(root / "store", pd.read_parquet(root / "history.parquet"), specs, dtype=np.dtype(np.float64))
+    elif name == "full":
+        bars = pd.read_parquet(root / "all.parquet")
+        panel = bars_to_panel(bars, dtype=np.float64, xp=np, order="F")
+        frame = panel_to_frame(panel, compute_indicators(panel.fields, specs), keys=bars[["timestamp", "symbol"]])
+        frame.to_parquet(root / "full-indicators.parquet", index=False)
+    elif name == "incremental":
+        update_store(root / "store-run", pd.read_parquet(root / "day.parquet"), specs, dtype=np.dtype(np.float64))
+    return {"phase": name, "wall_s": round(time.perf_counter() - t0, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def child(name: str, root: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--phase", name, "--root", str(root)], check=True, cwd=ROOT,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--symbols", type=int, default=5000)
+    p.add_argument("--days", type=int, default=2521)
+    p.add_argument("--root", type=Path, default=Path("/tmp/alphapulse-incremental"))
+    p.add_argument("--phase", choices=["base", "full", "incremental"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.phase:
+        print(json.dumps(phase(args.phase, args.root)), flush=True)
+        return
+    from benchmarks._machine import cpu_model
+
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; {args.symbols:,} symbols x {args.days:,} days",
+          flush=True)
+    prepare(args.root, args.symbols, args.days)
+    if not (args.root / "store").exists():
+        print(json.dumps(child("base", args.root)), flush=True)
+    shutil.rmtree(args.root / "store-run", ignore_errors=True)
+    shutil.copytree(args.root / "store", args.root / "store-run")  # hard to link a store: copy it untimed
+    full = child("full", args.root)
+    inc = child("incremental", args.root)
+    print(json.dumps(full), json.dumps(inc), sep="\n", flush=True)
+    got = pd.read_parquet(args.root / "store-run").sort_values(["symbol", "timestamp"], ignore_index=True)
+    want = pd.read_parquet(args.root / "full-indicators.parquet").sort_values(["symbol", "timestamp"],
+                                                                               ignore_index=True)
+    got["timestamp"] = got["timestamp"].astype(want["timestamp"].dtype)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    print(f"incremental {inc['wall_s']} s vs full {full['wall_s']} s: {full['wall_s'] / inc['wall_s']:.1f}x faster; "
+          f"peak RSS {inc['peak_rss_mb']} MB vs {full['peak_rss_mb']} MB; store after the append == full run",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
