@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from _machine import LoadGuard  # noqa: E402  (benchmarks/ is the script folder, first on sys.path)
 
 
 def _specs():
@@ -107,8 +108,9 @@ def main() -> None:
         print(json.dumps(child("base", args.root)), flush=True)
     shutil.rmtree(args.root / "store-run", ignore_errors=True)
     shutil.copytree(args.root / "store", args.root / "store-run")  # hard to link a store: copy it untimed
-    full = child("full", args.root)
-    inc = child("incremental", args.root)
+    with LoadGuard():
+        full = child("full", args.root)
+        inc = child("incremental", args.root)
     print(json.dumps(full), json.dumps(inc), sep="\n", flush=True)
     got = pd.read_parquet(args.root / "store-run").sort_values(["symbol", "timestamp"], ignore_index=True)
     want = pd.read_parquet(args.root / "full-indicators.parquet").sort_values(["symbol", "timestamp"],

@@ -21,7 +21,6 @@ _EXPORTS = {
     "feature_names": "pipeline",
     "Features": "pipeline",
     "features_stage": "pipeline",
-    "kmeans_model": "estimators",
     "load_model": "estimators",
     "load_stage": "pipeline",
     "model_files": "estimators",

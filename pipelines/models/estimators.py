@@ -1,10 +1,11 @@
 """Model factory: cuML on the GPU, scikit-learn on the CPU, with the same parameters; and model files.
 
-Implements: :func:`kmeans_model` (the regimes' clusterer), :func:`estimator` (ridge, logistic,
+Implements: :func:`estimator` (ridge, logistic,
 random forest, k-nearest neighbours, XGBoost's gradient-boosted trees: :class:`BoostedTrees`)
 and the persistence of fitted models without pickle (:func:`model_files`, :func:`load_model`).
 cuML is imported only when a GPU model is asked for, so a CPU machine never needs it; XGBoost
-only when a boosted model is fitted or loaded.
+only when a boosted model is fitted or loaded. The regimes' KMeans, which the portfolio uses too,
+is :func:`alphapulse.pipelines.runtime.estimators.kmeans_model`.
 """
 from __future__ import annotations
 
@@ -13,41 +14,9 @@ import numpy as np
 from alphapulse.transforms.arrays import to_host
 from alphapulse.pipelines.errors import ModelFileError
 
-__all__ = ["kmeans_model", "estimator", "ProbabilityOfOne", "TreeOrderForest", "BoostedTrees", "model_files",
+__all__ = ["estimator", "ProbabilityOfOne", "TreeOrderForest", "BoostedTrees", "model_files",
            "load_model", "ModelFileError", "canonical_skops"]
 
-
-def kmeans_model(n_clusters: int, *, seed: int = 0, backend: str = "cpu", n_init: int = 10, max_iter: int = 300,
-                 tol: float = 1e-4):
-    """An unfitted KMeans clusterer (k-means++ initialisation, ``n_init`` restarts, seeded).
-
-    Parameters
-    ----------
-    n_clusters : int
-    seed : int, default 0
-        ``random_state`` of the initialisation.
-    backend : {"cpu", "gpu"}
-        "gpu": ``cuml.cluster.KMeans`` (its scalable k-means++ initialisation); "cpu":
-        ``sklearn.cluster.KMeans``.
-    n_init, max_iter, tol : passed to both.
-    """
-    if n_clusters < 1:
-        raise ValueError(f"n_clusters must be at least 1, got {n_clusters}")
-    if backend == "gpu":
-        from cuml.cluster import KMeans as CuKMeans
-
-        return CuKMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init, max_iter=max_iter, tol=tol,
-                        output_type="numpy")
-    if backend != "cpu":
-        raise ValueError(f"backend must be 'cpu' or 'gpu', got {backend!r}")
-    from sklearn.cluster import KMeans
-
-    return KMeans(n_clusters=n_clusters, random_state=seed, n_init=n_init, max_iter=max_iter, tol=tol)
-
-
-# ---------------------------------------------------------------------------------------------
-# Prediction models: one factory, scikit-learn on the CPU, cuML on the GPU, same parameters
-# ---------------------------------------------------------------------------------------------
 
 MODEL_TARGETS = {"ridge": "return", "logistic": "sign", "random_forest": "return", "knn": "return",
                  "xgboost": "return"}

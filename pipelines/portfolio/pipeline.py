@@ -52,7 +52,7 @@ from alphapulse.pipelines.config import Config, GpuConfig, PortfolioConfig
 from alphapulse.pipelines.errors import ConfigError, DataError
 from alphapulse.pipelines.runtime.cost import stage_table_lines
 from alphapulse.pipelines.data.load import InputFiles, LoadedBars, inspect_input, load_bars
-from alphapulse.pipelines.models.estimators import kmeans_model
+from alphapulse.pipelines.runtime.estimators import kmeans_model
 from alphapulse.pipelines.data.panel import bars_to_panel
 from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.report.write import check_out_dir, markdown_table, rejected_note, write_report

@@ -9,6 +9,7 @@ from alphapulse._exports import lazy_exports
 _EXPORTS = {
     "available_bytes": "budget",
     "Backend": "backend",
+    "kmeans_model": "estimators",
     "BackendError": "backend",
     "backtest_needs": "budget",
     "BudgetError": "budget",

@@ -4,7 +4,7 @@ labels ordered by volatility and independent of the feature table's row order.
 The features are an array transform: their tests take the ``xp`` fixture (the returns on the
 device, the features a host DataFrame as documented) and meet pandas at the same tolerances
 (NumPy always; CuPy where a GPU exists, else skipped). Clustering takes that host table and a
-model from ``alphapulse.pipelines.models.estimators.kmeans_model``: scikit-learn here, cuML in a separate GPU test that
+model from ``alphapulse.pipelines.runtime.estimators.kmeans_model``: scikit-learn here, cuML in a separate GPU test that
 skips without cuML."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from alphapulse.pipelines.models.estimators import kmeans_model
+from alphapulse.pipelines.runtime.estimators import kmeans_model
 from tests.transforms.gpu_testlib import cupy_or_skip, device
 from tests.transforms.risk_testlib import close_panel
 from alphapulse.transforms.regimes import FEATURES, fit_regimes, market_features, regime_runs

@@ -73,7 +73,7 @@ _EXPORTS = {
     "View": "walk_forward",
     "walk_forward_backtest": "walk_forward",
     "WALK_FORWARD_BENCHMARKS": "walk_forward",
-    "WalkForwardResult": "walk_forward",
+    "PortfolioWalkForward": "walk_forward",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,6 +1,6 @@
 """Portfolio walk-forward: every optimiser re-estimated at each rebalance, held out of sample.
 
-Implements :func:`walk_forward_backtest` (its result a :class:`WalkForwardResult`), the options it
+Implements :func:`walk_forward_backtest` (its result a :class:`PortfolioWalkForward`), the options it
 passes to the optimisers (:class:`OptimiserOptions`, :class:`View`), :func:`estimation_windows`
 (each rebalance date's universe and trailing window) and :data:`WALK_FORWARD_BENCHMARKS`.
 
@@ -11,7 +11,7 @@ first bar the new weights are held over):
    the ``train_bars`` one-bar returns ending at row ``d - 1`` (no bar at or after ``d`` is read),
    with the portfolio pipeline's ``min_history_bars`` / ``max_gap_fraction`` rules;
 2. the covariance of every date's window in one batched pass
-   (:func:`alphapulse.transforms.covariance.batched_cov`, the windows stacked by shape), expected
+   (:func:`alphapulse.transforms.batched_covariance.batched_cov`, the windows stacked by shape), expected
    returns the window's mean times ``periods_per_year``;
 3. every method through the fallback chain
    (:func:`alphapulse.transforms.portfolio.fallback.optimise_with_fallback`), the chain recorded
@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from alphapulse.transforms.arrays import namespace
-from alphapulse.transforms.covariance import batched_cov
+from alphapulse.transforms.batched_covariance import batched_cov
 from alphapulse.transforms.errors import OptimisationError
 from alphapulse.transforms.portfolio.black_litterman import (black_litterman_posterior, default_omega,
                                                              idzorek_omega, market_implied_prior_returns)
@@ -51,7 +51,7 @@ from alphapulse.transforms.portfolio.fallback import optimise_with_fallback
 from alphapulse.transforms.portfolio.schedule import holding_returns, rebalance_rows, simulate_holdings
 from alphapulse.transforms.returns import common_window, simple_returns
 
-__all__ = ["View", "OptimiserOptions", "WalkForwardResult", "WALK_FORWARD_BENCHMARKS", "estimation_windows",
+__all__ = ["View", "OptimiserOptions", "PortfolioWalkForward", "WALK_FORWARD_BENCHMARKS", "estimation_windows",
            "walk_forward_backtest"]
 
 WALK_FORWARD_BENCHMARKS = ("equal_weight", "buy_and_hold")
@@ -86,7 +86,7 @@ class OptimiserOptions:
 
 
 @dataclass(frozen=True)
-class WalkForwardResult:
+class PortfolioWalkForward:
     """The walk-forward of every method and benchmark.
 
     Attributes
@@ -244,7 +244,7 @@ def walk_forward_backtest(prices, *, timestamps, methods, train_bars: int, rebal
                           cost_bps: float = 0.0, covariance: str = "ledoit_wolf", ewma_halflife: float = 63.0,
                           periods_per_year: float = 252.0, min_history_bars: int | None = None,
                           max_gap_fraction: float = 0.01, ensemble: str | None = "inverse_volatility",
-                          options: OptimiserOptions = OptimiserOptions(), symbols=None) -> WalkForwardResult:
+                          options: OptimiserOptions = OptimiserOptions(), symbols=None) -> PortfolioWalkForward:
     """Walk every method forward: re-estimate at each rebalance, hold out of sample, pay costs.
 
     Parameters
@@ -281,7 +281,7 @@ def walk_forward_backtest(prices, *, timestamps, methods, train_bars: int, rebal
 
     Returns
     -------
-    WalkForwardResult
+    PortfolioWalkForward
     """
     xp = namespace(prices)
     p = xp.asarray(prices)
@@ -339,7 +339,7 @@ def walk_forward_backtest(prices, *, timestamps, methods, train_bars: int, rebal
     def columns(attr):
         return xp.stack([getattr(accounts[s], attr) for s in series], axis=1)
 
-    return WalkForwardResult(tuple(series), columns("returns"), columns("turnover"), columns("cost"),
+    return PortfolioWalkForward(tuple(series), columns("returns"), columns("turnover"), columns("cost"),
                              {s: accounts[s].rows for s in series}, weights, chains, first)
 
 

@@ -35,6 +35,7 @@ import pytest
 from tests.conftest import host
 from tests.transforms.gpu_testlib import device
 from alphapulse.transforms import covariance as cm
+from alphapulse.transforms.batched_covariance import batched_cov
 from alphapulse.transforms.portfolio.schedule import holding_returns, rebalance_rows, simulate_holdings
 from alphapulse.transforms.portfolio.walk_forward import OptimiserOptions, View, walk_forward_backtest
 from alphapulse.transforms.returns import simple_returns
@@ -236,7 +237,7 @@ def test_batched_cov_equals_per_window(xp, full):
     r = simple_returns(full.to_numpy())[1:]
     stack = np.stack([r[i:i + 252] for i in (0, 63, 126, 500)])
     for est in cm.COVARIANCE_ESTIMATORS:
-        got = host(cm.batched_cov(device(xp, stack), estimator=est, periods_per_year=252, halflife=30))
+        got = host(batched_cov(device(xp, stack), estimator=est, periods_per_year=252, halflife=30))
         one = {"sample": cm.sample_cov, "ledoit_wolf": cm.ledoit_wolf_cov, "oas": cm.oas_cov,
                "denoised": cm.denoised_cov}.get(est)
         for b in range(len(stack)):
