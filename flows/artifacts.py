@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from alphapulse.pipelines.report import SUMMARY_HTML, headline_table, stage_rows
+from alphapulse.pipelines.report import SUMMARY_HTML, headline_table, report_spec, stage_rows
 from alphapulse.pipelines.report.write import MANIFEST, SUMMARY, markdown_table
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,9 @@ def _load_tables(out: Path, manifest: dict, main_table: str | None) -> dict[str,
     groups: dict[str, list[str]] = {}
     for n in files:
         groups.setdefault(n.split("/", 1)[0] + ".parquet" if "/" in n else n, []).append(n)
-    known = ("indicators.parquet", "backtest_summary.parquet", "model_scores.parquet", "weights.parquet")
-    wanted = [main_table] if main_table else [n for n in known if n in groups] or list(groups)[:1]
+    spec = report_spec(manifest.get("pipeline"))
+    main_table = main_table or (spec.main_table if spec is not None else None)
+    wanted = [main_table] if main_table else list(groups)[:1]
     tables = {}
     for name in wanted:
         paths = [out / n for n in groups.get(name, [name]) if (out / n).is_file()]
@@ -83,7 +84,8 @@ def publish_report_artifacts(out_dir, *, key: str, main_table: str | None = None
     ----------
     out_dir : a report folder written by :func:`alphapulse.pipelines.report.write.write_report`
     key : artifact key prefix (lowercase letters, digits and dashes), e.g. ``"daily"``
-    main_table : the parquet file whose head is ``<key>-results`` (default: by pipeline)
+    main_table : the parquet file whose head is ``<key>-results`` (default: the pipeline's
+        ``REPORT.main_table``)
 
     Returns
     -------

@@ -40,5 +40,5 @@ def models_flow(data_path: str | None = None, out_dir: str | None = None, config
     request = prepare_models(load_config(config_path), data_path=data_path, out_dir=out_dir, backend=backend,
                              cluster=cluster)
     result = run_flow(MODELS, request)
-    publish_report_artifacts(result.out_dir, key="models", main_table="model_scores.parquet")
+    publish_report_artifacts(result.out_dir, key="models")
     return str(result.out_dir)

@@ -144,40 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_summary(manifest: dict, out_dir, seconds: float) -> None:
-    inp, be = manifest["input"], manifest["backend"]
-    print(f"report: {out_dir}")
-    print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}")
-    print(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected"
-          + (" (rejected.parquet)" if inp["rows_rejected"] else ""))
-    print(f"symbols: {inp['symbols']}; indicator columns: {len(manifest['output']['columns']) - 2}; "
-          f"short histories: {len(manifest['short_history'])}")
-    out, cluster = manifest.get("output", {}), manifest.get("cluster", {})
-    if out.get("partitions", 1) > 1 or cluster.get("kind", "in-process") != "in-process":
-        print(f"partitions: {out.get('partitions', 1)} ({out.get('path')}); cluster: {cluster.get('kind')}")
-    inc = manifest.get("incremental")
-    if inc:
-        print(f"store: {inc['store']}: {len(inc['appended'])} symbol(s) appended, {len(inc['recomputed'])} "
-              f"recomputed, {inc['bars_computed']:,} bars computed; {inc['store_rows']:,} rows stored")
-    print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
+def print_report(manifest: dict, out_dir, seconds: float) -> None:
+    """The report's own lines (its pipeline's ``REPORT.cli_lines``), then the stage times."""
+    from alphapulse.pipelines.report.spec import report_spec
 
-
-def _print_backtest_summary(manifest: dict, out_dir, seconds: float) -> None:
-    import pandas as pd
-
-    summary = pd.read_parquet(f"{out_dir}/backtest_summary.parquet")
-    inp, be, grid = manifest["input"], manifest["backend"], manifest["grid"]
-    print(f"report: {out_dir}")
-    print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}; cluster: {manifest['cluster']['kind']}")
-    print(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected; "
-          f"{inp['symbols']} symbols x {inp['timestamps']} timestamps")
-    print(f"strategy: {manifest['strategy']}; combinations: {grid['size']:,} in the grid, "
-          f"{grid['combinations_run']:,} run, {grid['skipped']:,} skipped as invalid")
-    if summary is not None and len(summary):
-        best = summary.sort_values("rank").iloc[0]
-        params = ", ".join(f"{k}={best[k]}" for k in manifest["grid"]["parameters"]) or "defaults"
-        print(f"best by portfolio Sharpe: {params}: Sharpe {best['portfolio_sharpe']:.3f}, "
-              f"CAGR {best['portfolio_cagr']:.2%}, max drawdown {best['portfolio_max_drawdown']:.2%}")
+    for line in report_spec(manifest["pipeline"]).cli_lines(manifest, out_dir):
+        print(line)
     print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
 
 
@@ -201,25 +173,6 @@ def run_pipeline_command(name: str, args, *, flow_options: dict | None = None, *
     out_dir = flow(data_path=request.data_path, out_dir=str(request.out_dir), config_path=args.config,
                    backend=args.backend, cluster=request.cluster, **(flow_options or {}))
     return json.loads((request.out_dir / "manifest.json").read_text()), out_dir
-
-
-def _print_portfolio_summary(manifest: dict, out_dir, seconds: float) -> None:
-    inp, be, win = manifest["input"], manifest["backend"], manifest["window"]
-    print(f"report: {out_dir}")
-    print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}")
-    print(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected; "
-          f"{inp['symbols']} symbols")
-    print(f"window: {win['start']} .. {win['end']} ({win['rows']} rows), {win['qualified']} symbols qualify; "
-          f"excluded: {', '.join(manifest['excluded']) or 'none'}")
-    fell = {m: chain for m, chain in manifest["fallbacks"].items() if len(chain) > 1}
-    print("fallbacks: " + ("; ".join(f"{m}: {' -> '.join(c)}" for m, c in fell.items()) or "none"))
-    wf = manifest.get("walk_forward")
-    if wf:
-        dates = max((wf.get("rebalances") or {"": 0}).values())
-        print(f"walk-forward: {dates} rebalance dates from {wf.get('first_rebalance')} ({wf.get('rebalance')}, "
-              f"{wf.get('holdings')} holdings, {wf.get('cost_bps', 0):g} bps); best out of sample: "
-              f"{wf.get('best_method')} (wf_metrics.parquet)")
-    print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,11 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             manifest, out_dir = run_pipeline_command(args.command, args)
     except _REPORTED as e:
         return _report(e)
-    _PRINT[args.command](manifest, out_dir, time.perf_counter() - start)
+    print_report(manifest, out_dir, time.perf_counter() - start)
     return 0
 
 
-_PRINT = {"daily": _print_summary, "backtest": _print_backtest_summary, "portfolio": _print_portfolio_summary}
 
 
 if __name__ == "__main__":

@@ -45,24 +45,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from alphapulse.flows.cli.dispatch import run_pipeline_command
+    from alphapulse.flows.cli.dispatch import print_report, run_pipeline_command
 
     start = time.perf_counter()
     manifest, out_dir = run_pipeline_command("models", args)
-    _print_summary(manifest, out_dir, time.perf_counter() - start)
+    print_report(manifest, out_dir, time.perf_counter() - start)
     return 0
 
 
-def _print_summary(manifest: dict, out_dir, seconds: float) -> None:
-    inp, be, wf = manifest["input"], manifest["backend"], manifest["walk_forward"]
-    print(f"report: {out_dir}")
-    print(f"backend: {be['name']} ({be['reason']}), {be['dtype']}")
-    print(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected; "
-          f"{inp['symbols']} symbols; {len(manifest['features'])} features")
-    print(f"walk-forward: {wf['steps']} steps, out of sample {wf['oos_start']} .. {wf['oos_end']}")
-    for s in manifest["scores"]:
-        print(f"  {s['model']:<20} IC {s['ic_mean']:+.4f} (t {s['ic_tstat']:+.2f}), hit rate {s['hit_rate']:.3f}")
-    for b in manifest["backtest"]:
-        print(f"  backtest {b['strategy']:<13} Sharpe {b['sharpe']:.3f}, total return {b['total_return']:+.2%}, "
-              f"max drawdown {b['max_drawdown']:.2%}")
-    print("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in manifest["stages"].items()) + f"; total {seconds:.1f}s")

@@ -23,6 +23,9 @@ from alphapulse.pipelines.backtest.request import BacktestRequest
 from alphapulse.pipelines.backtest.sweep import ranked_combinations
 from alphapulse.pipelines.data.load import LoadedBars
 from alphapulse.pipelines.report.manifest import check_manifest
+from alphapulse.pipelines.report.markup import _e, _figure, _fmt, _img, _kv, _margins, _png, _table
+from alphapulse.pipelines.report.spec import ReportSpec
+from alphapulse.pipelines.report.views import top_combinations
 from alphapulse.pipelines.report.write import format_value, markdown_table, rejected_note, write_report
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.cost import stage_table_lines
@@ -185,3 +188,75 @@ def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars,
                        files={"sharpe_heatmap.png": png} if png else None)
     return BacktestResult(out, manifest, summary, metrics)
 
+
+_EQUITY_FIXED = {"timestamp", "rank", "combo_id", "portfolio_return", "portfolio_equity", "symbols", "strategy"}
+
+
+def _section_backtest(m: dict, tables, files) -> str | None:
+    summary = tables.get("backtest_summary.parquet")
+    equity = tables.get("equity.parquet")
+    heat = (files or {}).get("sharpe_heatmap.png")
+    if summary is None and equity is None and heat is None:
+        return None
+    grid = m.get("grid") or {}
+    params = list(grid.get("parameters") or {})
+    out = [f"<h2>Backtest: {_e(m.get('strategy', ''))}</h2>"]
+    facts = [("combinations", f"{grid['size']:,} in the grid, {grid.get('combinations_run', 0):,} run, "
+                              f"{grid.get('skipped', 0):,} skipped as invalid" if "size" in grid else None),
+             ("execution", m.get("execution_summary"))]
+    out.append(f'<div class="card">{_kv(facts)}</div>')
+    if heat:
+        out.append(_img(bytes(heat), "Sharpe heatmap"))
+    if equity is not None and len(equity):
+        fig = _figure(13, 4.2)
+        ax = fig.add_subplot()
+        extra = [c for c in equity.columns if c not in _EQUITY_FIXED]
+        for rank, g in equity.groupby("rank", sort=True):
+            first = g.iloc[0]
+            label = f"#{rank}: " + (", ".join(f"{c}={_fmt(first[c])}" for c in extra) or f"combo {first['combo_id']}")
+            ax.plot(pd.to_datetime(g["timestamp"]).to_numpy(), g["portfolio_equity"].to_numpy(dtype=float),
+                    lw=1.6 if rank == 1 else 0.9, label=label, zorder=3 if rank == 1 else 2)
+        ax.set_title("equal-weight portfolio equity of the best combinations", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
+        _margins(fig, left=0.6, bottom=0.4)
+        out.append(_img(_png(fig), "equity curves"))
+    if summary is not None and len(summary):
+        out.append("<h3>Top combinations by equal-weight portfolio Sharpe</h3>"
+                   + _table(top_combinations(summary, params)))
+    wf = tables.get("walk_forward.parquet")
+    if wf is not None and len(wf):
+        out.append("<h3>Walk-forward</h3>" + _table(wf, max_rows=20, note="all windows in walk_forward.parquet"))
+    return "".join(out)
+
+
+def cli_lines(manifest: dict, out_dir) -> list[str]:
+    """The CLI's lines for this report (the stage times follow them)."""
+    lines: list[str] = []
+    import pandas as pd
+
+    summary = pd.read_parquet(f"{out_dir}/backtest_summary.parquet")
+    inp, be, grid = manifest["input"], manifest["backend"], manifest["grid"]
+    lines.append(f"report: {out_dir}")
+    lines.append(f"backend: {be['name']} ({be['reason']}), {be['dtype']}; cluster: {manifest['cluster']['kind']}")
+    lines.append(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, "
+                 f"{inp['rows_rejected']:,} rejected; "
+                 f"{inp['symbols']} symbols x {inp['timestamps']} timestamps")
+    lines.append(f"strategy: {manifest['strategy']}; combinations: {grid['size']:,} in the grid, "
+                 f"{grid['combinations_run']:,} run, {grid['skipped']:,} skipped as invalid")
+    if summary is not None and len(summary):
+        best = summary.sort_values("rank").iloc[0]
+        params = ", ".join(f"{k}={best[k]}" for k in manifest["grid"]["parameters"]) or "defaults"
+        lines.append(f"best by portfolio Sharpe: {params}: Sharpe {best['portfolio_sharpe']:.3f}, "
+                     f"CAGR {best['portfolio_cagr']:.2%}, max drawdown {best['portfolio_max_drawdown']:.2%}")
+    return lines
+
+
+def headline(manifest: dict, tables) -> tuple[str, pd.DataFrame] | None:
+    summary = tables.get("backtest_summary.parquet")
+    if summary is None:
+        return None
+    return "Top combinations by portfolio Sharpe", top_combinations(summary, list(manifest["grid"]["parameters"]))
+
+
+REPORT = ReportSpec("backtest", (_section_backtest,), cli_lines, headline, main_table="backtest_summary.parquet")

@@ -30,17 +30,16 @@ from alphapulse.pipelines.runtime.budget import check_daily
 from alphapulse.pipelines.runtime.cluster import resolve_cluster
 from alphapulse.pipelines.config.schema import Config
 from alphapulse.pipelines.errors import ConfigError
-from alphapulse.pipelines.runtime.cost import stage_table_lines
-from alphapulse.pipelines.data.load import DataError, InputFiles, LoadedBars, inspect_input, load_bars, require_accepted
+from alphapulse.pipelines.data.load import DataError, InputFiles, LoadedBars, inspect_input, load_bars
 from alphapulse.pipelines.runtime.oom import chunked_columns
 from alphapulse.pipelines.data.panel import bars_to_panel, panel_to_frame
 from alphapulse.pipelines.data.partitions import Partition, load_partition, plan_partitions
-from alphapulse.pipelines.report.manifest import check_manifest
-from alphapulse.pipelines.report.write import check_out_dir, markdown_table, write_report
+from alphapulse.pipelines.daily.report import DailyResult, report_stage
+from alphapulse.pipelines.report.write import check_out_dir
 from alphapulse.pipelines.runtime.routing import route
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
-from alphapulse.pipelines.runtime.stages import (RunTracker, TaskRecord, request_paths, result_key, run_record,
-                                                 run_sections, stage_errors, task_scope)
+from alphapulse.pipelines.runtime.stages import (RunTracker, TaskRecord, request_paths, result_key, stage_errors,
+                                                 task_scope)
 from alphapulse.transforms.indicators.registry import INDICATORS, compute_indicators, lookback
 
 log = logging.getLogger(__name__)
@@ -58,17 +57,6 @@ class DailyRequest:
     cluster: str | None = None
     store: Path | None = None
     """An indicator store to continue (``alphapulse.pipelines.daily.store``): compute the new bars only."""
-
-
-@dataclass
-class DailyResult:
-    out_dir: Path
-    manifest: dict
-
-    @property
-    def indicators(self) -> pd.DataFrame:
-        """The report's indicators (all partitions), read back from the report folder."""
-        return pd.read_parquet(self.out_dir / self.manifest["output"]["path"])
 
 
 @dataclass
@@ -219,112 +207,6 @@ def indicators_stage(bars, config: Config, backend: Backend, *,
         keys = frames.to_host(keys)
     frame = panel_to_frame(panel, values, keys=keys)
     return frames.to_host(frame)
-
-
-def _summary_md(manifest: dict, short: dict, last: pd.DataFrame) -> str:
-    inp, be = manifest["input"], manifest["backend"]
-    lines = [
-        "# AlphaPulse daily report",
-        "",
-        f"- run `{manifest['run_id']}` at {manifest['created_at']}",
-        f"- backend: **{be['name']}** ({be['reason']}), dtype {be['dtype']}",
-        f"- input: `{inp['path']}`: {inp['rows_read']:,} rows read, {inp['rows_accepted']:,} accepted, "
-        f"{inp['rows_rejected']:,} rejected; {inp['symbols']} symbols, "
-        f"{inp.get('first_timestamp', '?')} .. {inp.get('last_timestamp', '?')}",
-    ]
-    if inp["rows_rejected"]:
-        lines += ["", "## Rejected rows (see `rejected.parquet`)", "", "| reason | rows |", "|---|---:|"]
-        lines += [f"| {k} | {v} |" for k, v in inp["rejected_by_reason"].items()]
-    if short:
-        lines += ["", f"## Short histories ({len(short)} symbols with fewer bars than the longest lookback + 1)",
-                  "", ", ".join(f"{k} ({v} bars)" for k, v in short.items())]
-    inc = manifest.get("incremental")
-    if inc is not None:
-        lines += ["", "## Incremental run", "",
-                  f"- store `{inc['store']}`, version {inc['version']}: {inc['store_rows']:,} rows, "
-                  f"{inc['store_symbols']:,} symbols",
-                  f"- {inc['bars_computed']:,} bars computed; {len(inc['appended']):,} symbols appended, "
-                  f"{len(inc['recomputed']):,} recomputed from their first bar"]
-        if inc["full_recompute"]:
-            lines += [f"- everything recomputed: {'; '.join(inc['full_recompute'])}"]
-        else:
-            lines += [f"- `{k}`: {v}" for k, v in list(inc["recomputed"].items())[:20]]
-    cols = [c for c in ("close_rsi", "rsi_14", "macd_hist_12_26_9", "atr_14", "sma_20", "sma_50") if c in last]
-    if cols:
-        snap = last[["symbol", "timestamp", *cols]].head(20)
-        lines += ["", "## Latest values (first 20 symbols)", "", markdown_table(snap)]
-    lines += stage_table_lines(manifest)
-    return "\n".join(lines) + "\n"
-
-
-def _combined_stats(parts: list[PartitionResult]) -> dict:
-    """The loader's counts over all partitions (as one whole load reports them)."""
-    stats = {"rows_read": 0, "rows_accepted": 0, "rows_rejected": 0, "rejected_by_reason": {}, "symbols": 0}
-    for p in parts:
-        for k in ("rows_read", "rows_accepted", "rows_rejected", "symbols"):
-            stats[k] += p.stats[k]
-        for k, v in p.stats["rejected_by_reason"].items():
-            stats["rejected_by_reason"][k] = stats["rejected_by_reason"].get(k, 0) + v
-    stats["rejected_by_reason"] = dict(sorted(stats["rejected_by_reason"].items()))
-    stats["partitions"] = parts[0].stats["partitions"] if parts[0].whole else len(parts)
-    firsts = [p.stats["first_timestamp"] for p in parts if "first_timestamp" in p.stats]
-    if firsts:
-        stats["first_timestamp"] = min(firsts, key=pd.Timestamp)
-        stats["last_timestamp"] = max((p.stats["last_timestamp"] for p in parts if "last_timestamp" in p.stats),
-                                      key=pd.Timestamp)
-    return stats
-
-
-def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionResult],
-                 stages: dict[str, float], *, run_id: str | None = None, cluster: dict | None = None,
-                 cached: int = 0, incremental: dict | None = None) -> DailyResult:
-    """Write the report atomically into the request's output folder: the part files (as
-    ``indicators.parquet``, or ``indicators/part-NNNNN.parquet`` for several partitions),
-    ``rejected.parquet`` (if any), ``manifest.json`` and ``summary.md``.
-
-    ``cached``: partitions taken from the flow's cache (``output.cached_partitions``; their stage
-    times are not this run's, so the caller passes them with empty ``seconds``).
-
-    ``stages`` holds the flow's own stages; the partitions' stage times are added up into it.
-    ``incremental``: a store run's section (``alphapulse.pipelines.daily.incremental``), written as
-    ``manifest["incremental"]`` and summarised in ``summary.md``.
-    """
-    config = request.config
-    parts = sorted(parts, key=lambda p: p.index)
-    if parts[0].whole:
-        linked, out_path = {"indicators.parquet": Path(parts[0].path)}, "indicators.parquet"
-    else:
-        linked = {f"indicators/part-{p.index:05d}.parquet": Path(p.path) for p in parts}
-        out_path = "indicators"
-    stages = dict(stages)
-    for p in parts:
-        for k, v in p.record.seconds.items():
-            stages[k] = round(stages.get(k, 0.0) + v, 4)
-    short = dict(sorted(kv for p in parts for kv in p.short.items()))
-    frames_ = [p.rejected for p in parts if len(p.rejected)]
-    rejected = pd.concat(frames_, ignore_index=True) if frames_ else parts[0].rejected
-    # a partitioned run's whole-input check (a whole load makes it in load_bars)
-    loaded = require_accepted(LoadedBars(None, rejected, [str(f) for f in request.inputs.paths], 0,
-                                         _combined_stats(parts)))
-    manifest = {
-        **run_record("daily", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
-                     run_id=run_id),
-        "cluster": cluster or {"kind": "in-process", "workers": 1},
-        "output": {"path": out_path, "partitions": len(parts), "cached_partitions": cached,
-                   "rows": sum(p.rows for p in parts), "columns": parts[0].columns},
-        "short_history": short,
-        "stages": stages,
-    }
-    if incremental is not None:
-        manifest["incremental"] = incremental
-    manifest.update(run_sections(config, stages, work=("million bars", loaded.stats["rows_accepted"] / 1e6),
-                                 records=[p.record for p in parts]))
-    tables = {"rejected.parquet": rejected} if len(rejected) else {}
-    latest = pd.concat([p.latest for p in parts], ignore_index=True)
-    check_manifest(manifest)  # its declared shape, before anything is written
-    out = write_report(request.out_dir, tables=tables, manifest=manifest, linked=linked,
-                       summary=_summary_md(manifest, short, latest), page_tables={"indicators_latest": latest})
-    return DailyResult(out, manifest)
 
 
 def _partition_args(run: Run, state, part: Partition) -> tuple:

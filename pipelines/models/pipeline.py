@@ -35,7 +35,7 @@ Report files
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +48,13 @@ from alphapulse.pipelines.runtime.budget import check_models
 from alphapulse.pipelines.config import Config, ModelConfig, ModelsConfig
 from alphapulse.pipelines.errors import ConfigError, DataError
 from alphapulse.pipelines.data.load import InputFiles, LoadedBars, inspect_input, load_bars
-from alphapulse.pipelines.models.estimators import MODEL_TARGETS, estimator, model_files
+from alphapulse.pipelines.models.estimators import MODEL_TARGETS, estimator
+from alphapulse.pipelines.models.report import ModelsResult, report_stage
 from alphapulse.pipelines.data.panel import bars_to_panel
-from alphapulse.pipelines.report.manifest import check_manifest
-from alphapulse.pipelines.report.write import check_out_dir, markdown_table, write_report
-from alphapulse.pipelines.runtime.cost import stage_table_lines
+from alphapulse.pipelines.report.write import check_out_dir
 from alphapulse.pipelines.data.partitions import input_fingerprint
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
-from alphapulse.pipelines.runtime.stages import (StageTimer, TaskRecord, request_paths, result_key, run_record,
-                                                 run_sections, task_scope)
+from alphapulse.pipelines.runtime.stages import (StageTimer, TaskRecord, request_paths, result_key, task_scope)
 from alphapulse.transforms.backtest import engine as engine
 from alphapulse.transforms.arrays import namespace, to_host
 from alphapulse.transforms.models.batched import fit_knn, fit_logistic, fit_ridge
@@ -83,13 +81,6 @@ class ModelsRequest:
     out_dir: Path
     backend: str = "auto"
     cluster: str | None = None
-
-
-@dataclass
-class ModelsResult:
-    out_dir: Path
-    manifest: dict
-    tables: dict = field(repr=False)
 
 
 def feature_names(mc: ModelsConfig) -> list[str]:
@@ -359,120 +350,6 @@ def predictions_frame(feats: Features, trained: Trained, ens: Ensembles) -> pd.D
         out[k] = v[t, s]
     out["target"] = to_host(feats.target[first:])[t, s]
     return out
-
-
-def _model_record(m: ModelConfig) -> dict:
-    p = _params(m)
-    used = {"ridge": ["alpha"], "logistic": ["C", "max_iter"], "knn": ["n_neighbors"],
-            "random_forest": ["n_estimators", "max_depth", "min_samples_leaf", "max_features", "max_samples", "seed"],
-            "xgboost": ["n_estimators", "max_depth", "learning_rate", "early_stopping_rounds", "subsample",
-                        "colsample_bytree", "min_child_weight", "reg_lambda", "n_threads", "seed"]}
-    return {"name": m.label, "kind": m.kind, "scope": m.scope, "target": MODEL_TARGETS[m.kind],
-            "params": {k: p[k] for k in used[m.kind]}}
-
-
-def _summary_md(manifest: dict, scores: pd.DataFrame, bt: pd.DataFrame, weights: pd.DataFrame) -> str:
-    inp, be, wf = manifest["input"], manifest["backend"], manifest["walk_forward"]
-    lines = [
-        "# AlphaPulse models report", "",
-        f"- run `{manifest['run_id']}` at {manifest['created_at']}",
-        f"- backend: **{be['name']}** ({be['reason']}), dtype {be['dtype']}",
-        f"- input: `{inp['path']}`: {inp['rows_accepted']:,} rows accepted, {inp['rows_rejected']:,} rejected; "
-        f"{inp['symbols']} symbols",
-        f"- target: forward return over {manifest['horizon_bars']} bars; {len(manifest['features'])} features "
-        f"known at each close: {', '.join(manifest['features'])}",
-        f"- walk-forward: {wf['steps']} steps, {'expanding' if wf['expanding'] else 'rolling'} train windows of "
-        f"{wf['train_bars']} bars, test windows of {wf['test_bars']}, purge {wf['purge_bars']}, validation "
-        f"{wf['validation_bars']}; out of sample {wf['oos_start']} .. {wf['oos_end']}",
-        "", "## Models", "",
-        markdown_table(pd.DataFrame([{"name": m["name"], "kind": m["kind"], "scope": m["scope"], "target": m["target"],
-                                      "params": ", ".join(f"{k}={v}" for k, v in m["params"].items())}
-                                     for m in manifest["models"]])),
-        "", "## Out-of-sample scores (all steps)", "",
-        "IC: Spearman rank correlation across symbols per date between the prediction and the realised forward "
-        "return; t over every date, and over every horizon-th date (non-overlapping targets); hit rate: same side "
-        "of the date's median.", "",
-    ]
-    allp = scores[scores["step"] == -1][["model", "kind", "scope", "ic_mean", "ic_std", "ic_tstat",
-                                          "ic_tstat_nonoverlap", "ic_positive", "hit_rate", "n_dates"]]
-    lines += [markdown_table(allp)]
-    lines += ["", f"## Signal backtest (ensemble `{manifest['signal']['ensemble']}`, long where its score > "
-                  f"{manifest['signal']['long_threshold']}, equal-weight portfolio)", "",
-              markdown_table(bt[["strategy", "total_return", "cagr", "ann_volatility", "sharpe", "max_drawdown",
-                                 "avg_long_fraction"]])]
-    last = weights[weights["step"] == weights["step"].max()]
-    if len(last):
-        lines += ["", "## Ensemble weights of the last step", "",
-                  markdown_table(last.pivot(index="model", columns="ensemble", values="weight").reset_index())]
-    if manifest["saved_models"]:
-        lines += ["", f"Saved models (last step): {', '.join(manifest['saved_models'])}"]
-    lines += stage_table_lines(manifest)
-    for name, rounds in (manifest.get("boosting_rounds") or {}).items():
-        lines += ["", f"Boosting rounds of `{name}` per step (early stopping on the validation slice): "
-                      + ", ".join("-" if r is None else str(r) for r in rounds) + "."]
-    fit = manifest.get("fit_seconds") or {}
-    if fit:
-        lines += ["", "Fit seconds per model (all steps): " + ", ".join(f"{k} {v:.3f}" for k, v in fit.items()) + "."]
-    return "\n".join(lines) + "\n"
-
-
-def report_stage(request: ModelsRequest, backend: Backend, loaded: LoadedBars, feats: Features, trained: Trained,
-                 ens: Ensembles, scores: pd.DataFrame, bt: pd.DataFrame, stages: dict, *,
-                 run_id: str | None = None, cached: bool = False,
-                 records: tuple[TaskRecord, ...] = ()) -> ModelsResult:
-    config = request.config
-    mc = config.models
-    predictions = predictions_frame(feats, trained, ens)
-    tables = {"predictions.parquet": predictions, "model_scores.parquet": scores,
-              "ensemble_weights.parquet": ens.weights, "backtest.parquet": bt}
-    if len(loaded.rejected):
-        tables["rejected.parquet"] = loaded.rejected
-    files = {}
-    last = trained.result.steps[-1]
-    window = {"start": str(feats.timestamps[last.split.train_start]),
-              "end": str(feats.timestamps[last.split.train_stop - 1])}
-    if mc.save_models:
-        for m in mc.models:
-            model = last.models.get(m.label)
-            if model is None:
-                continue
-            try:
-                files |= model_files(model, name=m.label, kind=m.kind, scope=m.scope, features=feats.names,
-                                     symbols=feats.symbols, config_hash=config.hash(), window=window)
-            except ValueError as e:  # a GPU model without a scikit-learn form: reported, not fatal
-                log.warning("model %s not saved: %s", m.label, e)
-    wf = mc.walk_forward
-    manifest = {
-        **run_record("models", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
-                     run_id=run_id),
-        "horizon_bars": mc.horizon_bars,
-        "features": feats.names,
-        "models": [_model_record(m) for m in mc.models],
-        "walk_forward": {"steps": len(trained.splits), "train_bars": wf.train_bars, "test_bars": wf.test_bars,
-                         "validation_bars": wf.validation_bars, "purge_bars": mc.purge(), "expanding": wf.expanding,
-                         "oos_start": str(feats.timestamps[trained.splits[0].test_start].date()),
-                         "oos_end": str(feats.timestamps[trained.splits[-1].test_stop - 1].date()),
-                         "splits": [vars(s) for s in trained.splits]},
-        "ensembles": mc.ensemble.methods,
-        "signal": mc.signal.model_dump(),
-        "backtest": bt.astype({"start": str, "end": str}).to_dict(orient="records"),
-        "scores": scores[scores["step"] == -1][["model", "ic_mean", "ic_tstat", "hit_rate"]].to_dict(orient="records"),
-        "saved_models": sorted(n for n in files if n.endswith(".json")),
-        "stages": dict(stages),
-        "fit_seconds": {m.label: round(sum(st.seconds.get(m.label, 0.0) for st in trained.result.steps), 4)
-                        for m in mc.models},
-        # boosting rounds each step's model kept (early stopping on the validation slice)
-        "boosting_rounds": {m.label: [st.rounds.get(m.label) for st in trained.result.steps]
-                            for m in mc.models if m.kind == "xgboost"},
-        "cached_compute": cached,
-    }
-    # cost per unit: out-of-sample predictions made (rows of predictions.parquet x models)
-    manifest.update(run_sections(config, stages, work=("million predictions", len(predictions) * len(mc.models) / 1e6),
-                                 records=records))
-    check_manifest(manifest)  # its declared shape, before anything is written
-    out = write_report(request.out_dir, tables=tables, manifest=manifest,
-                       summary=_summary_md(manifest, scores, bt, ens.weights), files=files)
-    return ModelsResult(out, manifest, tables)
 
 
 def compute_key(request: ModelsRequest, backend: Backend) -> str:

@@ -38,7 +38,7 @@ for the optimisers (HRP needs SciPy), the regimes' clustering (cuML on the GPU t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,18 +50,15 @@ from alphapulse.pipelines.runtime.cluster import resolve_cluster
 from alphapulse.pipelines.runtime.budget import check_portfolio
 from alphapulse.pipelines.config import Config, GpuConfig, PortfolioConfig
 from alphapulse.pipelines.errors import ConfigError, DataError
-from alphapulse.pipelines.runtime.cost import stage_table_lines
 from alphapulse.pipelines.data.load import InputFiles, LoadedBars, inspect_input, load_bars
 from alphapulse.pipelines.runtime.estimators import kmeans_model
 from alphapulse.pipelines.data.panel import bars_to_panel
-from alphapulse.pipelines.report.manifest import check_manifest
-from alphapulse.pipelines.report.write import check_out_dir, markdown_table, rejected_note, write_report
+from alphapulse.pipelines.portfolio.report import PortfolioResult, report_stage
+from alphapulse.pipelines.report.write import check_out_dir
 from alphapulse.pipelines.runtime.routing import route
-from alphapulse.pipelines.portfolio.walk_forward import WALK_FORWARD_TABLES, WalkForwardTables, walk_forward_stage
-from alphapulse.pipelines.portfolio.walk_forward import summary_lines as wf_summary_lines
+from alphapulse.pipelines.portfolio.walk_forward import walk_forward_stage
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
-from alphapulse.pipelines.runtime.stages import (StageTimer, TaskRecord, request_paths, run_record, run_sections,
-                                                 task_scope)
+from alphapulse.pipelines.runtime.stages import (StageTimer, TaskRecord, request_paths, task_scope)
 from alphapulse.transforms.arrays import to_host
 from alphapulse.transforms.covariance import COVARIANCE_ESTIMATORS
 from alphapulse.transforms.correlation import absorption_ratio, average_pairwise_correlation, rolling_corr
@@ -86,13 +83,6 @@ class PortfolioRequest:
     out_dir: Path
     backend: str = "auto"
     cluster: str | None = None
-
-
-@dataclass
-class PortfolioResult:
-    out_dir: Path
-    manifest: dict
-    tables: dict = field(repr=False)
 
 
 def prepare_portfolio(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
@@ -352,95 +342,6 @@ def risk_stage(rets: Returns, cov_annual: np.ndarray, weights: np.ndarray, pc: P
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
-
-
-def _summary_md(manifest: dict, t: dict) -> str:
-    inp, be, win = manifest["input"], manifest["backend"], manifest["window"]
-    lines = [
-        "# AlphaPulse portfolio report", "",
-        f"- run `{manifest['run_id']}` at {manifest['created_at']}",
-        f"- backend: **{be['name']}** ({be['reason']}), dtype {be['dtype']}",
-        f"- input: `{inp['path']}`: {inp['rows_accepted']:,} rows accepted, {inp['rows_rejected']:,} rejected"
-        f"{rejected_note(inp)}; "
-        f"{inp['symbols']} symbols",
-        f"- window: {win['start']} .. {win['end']}, {win['rows']} complete rows, {win['qualified']} symbols; "
-        f"covariance `{manifest['covariance']}`",
-    ]
-    ex = t["excluded.parquet"]
-    if len(ex):
-        lines += ["", f"## Excluded symbols ({len(ex)})", "", markdown_table(ex)]
-    lines += ["", "## Top holdings per method", ""]
-    w = t["weights.parquet"]
-    top = (w.sort_values(["method", "weight"], ascending=[True, False]).groupby("method", sort=False).head(5)
-           .assign(h=lambda d: d["symbol"] + " " + (100 * d["weight"]).map("{:.1f}%".format))
-           .groupby("method", sort=True)["h"].agg(", ".join).reset_index())
-    lines += [markdown_table(top.rename(columns={"h": "top 5"}))]
-    lines += ["", "## Fallback chains", "", markdown_table(t["fallbacks.parquet"])]
-    for note in manifest["notes"]:
-        lines.append(f"- {note}")
-    lines += ["", "## Value at risk of the ensemble (losses, fraction of value)", "", markdown_table(t["risk.parquet"])]
-    cs = t["correlation_summary.parquet"]
-    if len(cs):
-        lines += ["", "## Correlation (last 6 month ends)", "", markdown_table(cs.tail(6).astype({"date": str}))]
-    lines += ["", "## Regimes (0 = calmest)", "", markdown_table(t["regime_centres.parquet"])]
-    runs = t["regime_runs.parquet"]
-    dur = runs.groupby("regime")["bars"].agg(runs="count", mean_bars="mean", max_bars="max", total_bars="sum")
-    lines += ["", "Durations (runs of consecutive bars):", "",
-              markdown_table(dur.reset_index().astype({"mean_bars": float}))]
-    if "walk_forward" in manifest:
-        lines += wf_summary_lines(WalkForwardTables({k: t[k] for k in WALK_FORWARD_TABLES}, manifest["walk_forward"]))
-    lines += stage_table_lines(manifest)
-    return "\n".join(lines) + "\n"
-
-
-def report_stage(request: PortfolioRequest, backend: Backend, loaded: LoadedBars, rets: Returns, cov: np.ndarray,
-                 opt: Optimised, corr: tuple, regimes: tuple, risk: pd.DataFrame, stages: dict, *,
-                 run_id: str | None = None, records: tuple[TaskRecord, ...] = ()) -> PortfolioResult:
-    config = request.config
-    symbols = rets.qualified
-    n = len(symbols)
-    ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    sym = np.asarray(symbols, dtype=object)
-    cov_frame = pd.DataFrame({"symbol_i": sym[ii.ravel()], "symbol_j": sym[jj.ravel()], "cov": cov.ravel()})
-    feats, reg = regimes
-    reg_frame = feats.loc[reg.labels.index].assign(regime=reg.labels).reset_index()
-    reg_frame = reg_frame[["date", "regime", *feats.columns]]
-    tables = {
-        "covariance.parquet": cov_frame,
-        "weights.parquet": opt.weights,
-        "fallbacks.parquet": opt.chains,
-        "correlation.parquet": corr[0],
-        "correlation_summary.parquet": corr[1],
-        "regimes.parquet": reg_frame,
-        "regime_centres.parquet": reg.centres.reset_index(),
-        "regime_runs.parquet": reg.runs,
-        "risk.parquet": risk,
-        "excluded.parquet": rets.excluded_frame(),
-    }
-    if len(loaded.rejected):
-        tables["rejected.parquet"] = loaded.rejected
-    if opt.walk_forward is not None:
-        tables.update(opt.walk_forward.tables)
-    w = rets.window
-    manifest = {
-        **run_record("portfolio", backend=backend, config=config, data_path=request.data_path, loaded=loaded,
-                     run_id=run_id),
-        "covariance": config.portfolio.covariance,
-        "window": {"start": str(rets.timestamps[w.rows[0]].date()), "end": str(rets.timestamps[w.rows[-1]].date()),
-                   "rows": int(len(w.rows)), "qualified": n, "n_gap_rows_dropped": int(w.n_gap_rows_dropped)},
-        "excluded": {e.symbol: {"reason": e.reason, "detail": e.detail} for e in w.excluded},
-        "fallbacks": {m: list(g["tried"]) for m, g in opt.chains.groupby("method", sort=False)},
-        "regimes": {"n_dates": int(len(reg.labels)), "n_dropped_warmup": reg.n_dropped,
-                    "centres": reg.centres.reset_index().to_dict(orient="records")},
-        "notes": opt.notes,
-        "stages": dict(stages),
-    }
-    if opt.walk_forward is not None:
-        manifest["walk_forward"] = opt.walk_forward.manifest
-    manifest.update(run_sections(config, manifest["stages"], records=records))  # cost per run
-    check_manifest(manifest)  # its declared shape, before anything is written
-    out = write_report(request.out_dir, tables=tables, manifest=manifest, summary=_summary_md(manifest, tables))
-    return PortfolioResult(out, manifest, tables)
 
 
 def analyse(request: PortfolioRequest, backend: Backend, bars, timer: StageTimer):

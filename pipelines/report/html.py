@@ -26,8 +26,9 @@ Every value that comes from data or the manifest is HTML-escaped (a symbol calle
 is shown as text). A section that fails to render is replaced by a one-line note naming the
 error and the rest of the page is kept; :func:`minimal_page` is the fallback when even that fails.
 
-This module assembles the page (style sheet, title, sections in order); the sections are in
-:mod:`~alphapulse.pipelines.report.sections`, their HTML pieces in
+This module assembles the page (style sheet, title, sections in order); the common sections are in
+:mod:`~alphapulse.pipelines.report.sections`, each pipeline's in its ``report`` module
+(:mod:`~alphapulse.pipelines.report.spec`), their HTML pieces in
 :mod:`~alphapulse.pipelines.report.markup` and the tables they show in
 :mod:`~alphapulse.pipelines.report.views`.
 
@@ -45,7 +46,8 @@ from collections.abc import Mapping
 import pandas as pd
 
 from alphapulse.pipelines.report.markup import _e
-from alphapulse.pipelines.report.sections import SECTIONS
+from alphapulse.pipelines.report.sections import AFTER, BEFORE
+from alphapulse.pipelines.report.spec import all_specs, report_spec
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +105,12 @@ def render(manifest: dict, tables: Mapping[str, pd.DataFrame], files: Mapping[st
     -------
     The page, a self-contained HTML document (str).
     """
+    spec = report_spec(manifest.get("pipeline"))
+    # a report of another kind (a test's, another tool's): every pipeline's sections, each showing
+    # only where its tables are
+    own = spec.sections if spec is not None else tuple(s for sp in all_specs() for s in sp.sections)
     parts = []
-    for section in SECTIONS:
+    for section in (*BEFORE, *own, *AFTER):
         try:
             html_part = section(manifest, tables, files)
         except Exception as e:  # one broken section must not cost the page

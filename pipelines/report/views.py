@@ -83,21 +83,15 @@ def stage_rows(manifest: dict) -> list[dict]:
 
 
 def headline_table(manifest: dict, tables: Mapping[str, pd.DataFrame]) -> tuple[str, pd.DataFrame] | None:
-    """The run's main result as (title, frame): the indicator snapshot, the top backtest
-    combinations, the models' scores, the weights per method, or else the first table of the report."""
-    snap = _snapshot(tables)
-    if snap is not None:
-        return "Latest indicator values", snap
-    if "backtest_summary.parquet" in tables:
-        params = list((manifest.get("grid") or {}).get("parameters") or {})
-        return "Top combinations by portfolio Sharpe", top_combinations(tables["backtest_summary.parquet"], params)
-    if "model_scores.parquet" in tables:
-        return "Out-of-sample scores per model", model_scores(tables["model_scores.parquet"])
-    if "weights.parquet" in tables:
-        w = tables["weights.parquet"]
-        wide = w.pivot_table(index="symbol", columns="method", values="weight", aggfunc="last")
-        order = "ensemble" if "ensemble" in wide.columns else wide.columns[0]
-        return "Weights per method", wide.sort_values(order, ascending=False).reset_index()
+    """The run's main result as (title, frame): the pipeline's own headline
+    (:class:`~alphapulse.pipelines.report.spec.ReportSpec`), or else the first table of the report."""
+    from alphapulse.pipelines.report.spec import all_specs, report_spec
+
+    spec = report_spec(manifest.get("pipeline"))
+    for candidate in ([spec] if spec is not None else all_specs()):
+        head = candidate.headline(manifest, tables)
+        if head is not None:
+            return head
     for name, frame in tables.items():
         if name.endswith(".parquet") and name != "rejected.parquet":
             return name, frame

@@ -12,7 +12,7 @@ import yaml
 from alphapulse.pipelines.config import parse_config
 from alphapulse.pipelines.errors import ConfigError
 from alphapulse.pipelines.portfolio.pipeline import prepare_portfolio, run_portfolio
-from alphapulse.pipelines.report.sections import _weights_over_time
+from alphapulse.pipelines.portfolio.report import _weights_over_time
 from alphapulse.transforms.backtest.returns_metrics import metrics_from_returns
 from tests.pipelines.conftest import SAMPLE
 
