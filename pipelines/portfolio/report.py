@@ -48,6 +48,8 @@ def _summary_md(manifest: dict, t: dict) -> str:
         f"{inp['symbols']} symbols",
         f"- window: {win['start']} .. {win['end']}, {win['rows']} complete rows, {win['qualified']} symbols; "
         f"covariance `{manifest['covariance']}`",
+        "- effective holdings (1 / sum of squared weights): "
+        + ", ".join(f"{m} {n:g}" for m, n in manifest["effective_holdings"].items()),
     ]
     ex = t["excluded.parquet"]
     if len(ex):
@@ -113,6 +115,9 @@ def report_stage(request: PortfolioRequest, backend: Backend, loaded: LoadedBars
                    "rows": int(len(w.rows)), "qualified": n, "n_gap_rows_dropped": int(w.n_gap_rows_dropped)},
         "excluded": {e.symbol: {"reason": e.reason, "detail": e.detail} for e in w.excluded},
         "fallbacks": {m: list(g["tried"]) for m, g in opt.chains.groupby("method", sort=False)},
+        # 1 / sum(w^2): the number of equal holdings with the same concentration (n for equal weight)
+        "effective_holdings": {m: round(float(1.0 / (g["weight"] ** 2).sum()), 2)
+                               for m, g in opt.weights.groupby("method", sort=False)},
         "regimes": {"n_dates": int(len(reg.labels)), "n_dropped_warmup": reg.n_dropped,
                     "centres": reg.centres.reset_index().to_dict(orient="records")},
         "notes": opt.notes,
@@ -149,6 +154,10 @@ def _section_weights(m: dict, tables, files) -> str | None:
            .assign(h=lambda d: d["symbol"].astype(str) + " " + (100 * d["weight"]).map("{:.1f}%".format))
            .groupby("method", sort=True)["h"].agg(", ".join).reset_index().rename(columns={"h": "top 5"}))
     out = ["<h2>Weights</h2>", _img(_png(fig), "weights heatmap"), "<h3>Top holdings per method</h3>", _table(top)]
+    eff = m.get("effective_holdings") or {}
+    if eff:
+        out.append('<p class="note">effective holdings (1 / sum of squared weights): '
+                   + _e(", ".join(f"{k} {v:g}" for k, v in eff.items())) + "</p>")
     fb = tables.get("fallbacks.parquet")
     if fb is not None and len(fb):
         out.append("<h3>Fallback chains</h3>" + _table(fb))
@@ -323,6 +332,7 @@ def cli_lines(manifest: dict, out_dir) -> list[str]:
                  f"excluded: {', '.join(manifest['excluded']) or 'none'}")
     fell = {m: chain for m, chain in manifest["fallbacks"].items() if len(chain) > 1}
     lines.append("fallbacks: " + ("; ".join(f"{m}: {' -> '.join(c)}" for m, c in fell.items()) or "none"))
+    lines.append("effective holdings: " + ", ".join(f"{m} {n:g}" for m, n in manifest["effective_holdings"].items()))
     wf = manifest.get("walk_forward")
     if wf:
         dates = max((wf.get("rebalances") or {"": 0}).values())
