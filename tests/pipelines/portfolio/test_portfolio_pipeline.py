@@ -50,6 +50,22 @@ def test_weights_sum_to_one(report):
     assert w.groupby("method")["symbol"].count().nunique() == 1
 
 
+def test_effective_holdings_in_manifest_summary_and_page(report):
+    """A report field added in the pipeline's report module alone reaches the manifest, summary.md,
+    summary.html and the CLI (issue 15: one file per report field)."""
+    w = pd.read_parquet(report.out_dir / "weights.parquet")
+    want = {m: round(float(1.0 / (g["weight"] ** 2).sum()), 2) for m, g in w.groupby("method", sort=False)}
+    eff = report.manifest["effective_holdings"]
+    assert eff == want and set(eff) >= {"hrp", "ensemble"}
+    assert all(1.0 <= v <= report.manifest["window"]["qualified"] + 1e-9 for v in eff.values())
+    line = ", ".join(f"{m} {n:g}" for m, n in eff.items())
+    assert line in (report.out_dir / "summary.md").read_text()
+    assert line in (report.out_dir / "summary.html").read_text()
+    from alphapulse.pipelines.portfolio.report import cli_lines
+
+    assert f"effective holdings: {line}" in cli_lines(report.manifest, report.out_dir)
+
+
 def test_covariance_symmetric_psd(report):
     c = pd.read_parquet(report.out_dir / "covariance.parquet")
     m = c.pivot(index="symbol_i", columns="symbol_j", values="cov")
