@@ -25,7 +25,7 @@ from alphapulse.pipelines.data.load import LoadedBars
 from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.report.markup import _e, _figure, _fmt, _img, _kv, _margins, _png, _table
 from alphapulse.pipelines.report.spec import ReportSpec
-from alphapulse.pipelines.report.views import top_combinations
+from alphapulse.pipelines.report.views import run_lines, top_combinations
 from alphapulse.pipelines.report.write import format_value, markdown_table, rejected_note, write_report
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.cost import stage_table_lines
@@ -232,16 +232,10 @@ def _section_backtest(m: dict, tables, files) -> str | None:
 
 def cli_lines(manifest: dict, out_dir) -> list[str]:
     """The CLI's lines for this report (the stage times follow them)."""
-    lines: list[str] = []
-    import pandas as pd
-
     summary = pd.read_parquet(f"{out_dir}/backtest_summary.parquet")
-    inp, be, grid = manifest["input"], manifest["backend"], manifest["grid"]
-    lines.append(f"report: {out_dir}")
-    lines.append(f"backend: {be['name']} ({be['reason']}), {be['dtype']}; cluster: {manifest['cluster']['kind']}")
-    lines.append(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, "
-                 f"{inp['rows_rejected']:,} rejected; "
-                 f"{inp['symbols']} symbols x {inp['timestamps']} timestamps")
+    inp, grid = manifest["input"], manifest["grid"]
+    lines = run_lines(manifest, out_dir, backend_extra=f"; cluster: {manifest['cluster']['kind']}",
+                      rows_extra=f"; {inp['symbols']} symbols x {inp['timestamps']} timestamps")
     lines.append(f"strategy: {manifest['strategy']}; combinations: {grid['size']:,} in the grid, "
                  f"{grid['combinations_run']:,} run, {grid['skipped']:,} skipped as invalid")
     if summary is not None and len(summary):

@@ -16,7 +16,7 @@ from alphapulse.pipelines.data.load import LoadedBars, require_accepted
 from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.report.markup import _table
 from alphapulse.pipelines.report.spec import ReportSpec
-from alphapulse.pipelines.report.views import _snapshot
+from alphapulse.pipelines.report.views import _snapshot, run_lines
 from alphapulse.pipelines.report.write import markdown_table, write_report
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.cost import stage_table_lines
@@ -158,13 +158,8 @@ def _section_indicators(m: dict, tables, files) -> str | None:
 
 def cli_lines(manifest: dict, out_dir) -> list[str]:
     """The CLI's lines for this report (the stage times follow them)."""
-    lines: list[str] = []
-    inp, be = manifest["input"], manifest["backend"]
-    lines.append(f"report: {out_dir}")
-    lines.append(f"backend: {be['name']} ({be['reason']}), {be['dtype']}")
-    lines.append(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, "
-                 f"{inp['rows_rejected']:,} rejected"
-                 + (" (rejected.parquet)" if inp["rows_rejected"] else ""))
+    inp = manifest["input"]
+    lines = run_lines(manifest, out_dir, rows_extra=" (rejected.parquet)" if inp["rows_rejected"] else "")
     lines.append(f"symbols: {inp['symbols']}; indicator columns: {len(manifest['output']['columns']) - 2}; "
                  f"short histories: {len(manifest['short_history'])}")
     out, cluster = manifest.get("output", {}), manifest.get("cluster", {})

@@ -54,7 +54,7 @@ from alphapulse.pipelines.data.panel import bars_to_panel
 from alphapulse.pipelines.report.write import check_out_dir
 from alphapulse.pipelines.data.partitions import input_fingerprint
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
-from alphapulse.pipelines.runtime.stages import (StageTimer, TaskRecord, request_paths, result_key, task_scope)
+from alphapulse.pipelines.runtime.stages import StageTimer, TaskRecord, request_paths, result_key, scoped_task
 from alphapulse.transforms.backtest import engine as engine
 from alphapulse.transforms.arrays import namespace, to_host
 from alphapulse.transforms.models.batched import fit_knn, fit_logistic, fit_ridge
@@ -389,9 +389,7 @@ def analyse(request: ModelsRequest, backend: Backend, bars, timer: StageTimer):
 
 def analyse_task(request: ModelsRequest, backend: Backend, bars) -> tuple[tuple, TaskRecord]:
     """:func:`analyse` as one task (in-process or on a cluster's worker): its parts and its record."""
-    with task_scope() as (timer, record):
-        parts = analyse(request, backend, bars, timer)
-    return parts, record
+    return scoped_task(analyse, request, backend, bars)
 
 
 def _report(run: Run, state) -> ModelsResult:

@@ -18,7 +18,7 @@ from alphapulse.pipelines.models.estimators import MODEL_TARGETS, model_files
 from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.report.markup import _table
 from alphapulse.pipelines.report.spec import ReportSpec
-from alphapulse.pipelines.report.views import model_scores
+from alphapulse.pipelines.report.views import model_scores, run_lines
 from alphapulse.pipelines.report.write import markdown_table, write_report
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.cost import stage_table_lines
@@ -173,13 +173,8 @@ def _section_models(m: dict, tables, files) -> str | None:
 
 def cli_lines(manifest: dict, out_dir) -> list[str]:
     """The CLI's lines for this report (the stage times follow them)."""
-    lines: list[str] = []
-    inp, be, wf = manifest["input"], manifest["backend"], manifest["walk_forward"]
-    lines.append(f"report: {out_dir}")
-    lines.append(f"backend: {be['name']} ({be['reason']}), {be['dtype']}")
-    lines.append(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, "
-                 f"{inp['rows_rejected']:,} rejected; "
-                 f"{inp['symbols']} symbols; {len(manifest['features'])} features")
+    inp, wf = manifest["input"], manifest["walk_forward"]
+    lines = run_lines(manifest, out_dir, rows_extra=f"; {inp['symbols']} symbols; {len(manifest['features'])} features")
     lines.append(f"walk-forward: {wf['steps']} steps, out of sample {wf['oos_start']} .. {wf['oos_end']}")
     for s in manifest["scores"]:
         lines.append(f"  {s['model']:<20} IC {s['ic_mean']:+.4f} (t {s['ic_tstat']:+.2f}), "

@@ -58,7 +58,7 @@ from alphapulse.pipelines.report.write import check_out_dir
 from alphapulse.pipelines.runtime.routing import route
 from alphapulse.pipelines.portfolio.walk_forward import walk_forward_stage
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
-from alphapulse.pipelines.runtime.stages import (StageTimer, TaskRecord, request_paths, task_scope)
+from alphapulse.pipelines.runtime.stages import StageTimer, TaskRecord, request_paths, scoped_task
 from alphapulse.transforms.arrays import to_host
 from alphapulse.transforms.covariance import COVARIANCE_ESTIMATORS
 from alphapulse.transforms.correlation import absorption_ratio, average_pairwise_correlation, rolling_corr
@@ -371,9 +371,7 @@ def analyse(request: PortfolioRequest, backend: Backend, bars, timer: StageTimer
 
 def analyse_task(request: PortfolioRequest, backend: Backend, bars) -> tuple[tuple, TaskRecord]:
     """:func:`analyse` as one task (in-process or on a cluster's worker): its parts and its record."""
-    with task_scope() as (timer, record):
-        parts = analyse(request, backend, bars, timer)
-    return parts, record
+    return scoped_task(analyse, request, backend, bars)
 
 
 def _report(run: Run, state) -> PortfolioResult:

@@ -20,7 +20,7 @@ from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.report.markup import _e, _figure, _fmt, _img, _kv, _margins, _png, _table
 from alphapulse.pipelines.report.sections import MAX_HEATMAP_LABELS
 from alphapulse.pipelines.report.spec import ReportSpec
-from alphapulse.pipelines.report.views import correlation_matrix
+from alphapulse.pipelines.report.views import correlation_matrix, run_lines
 from alphapulse.pipelines.report.write import markdown_table, rejected_note, write_report
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.cost import stage_table_lines
@@ -321,13 +321,8 @@ def _section_regimes(m: dict, tables, files) -> str | None:
 
 def cli_lines(manifest: dict, out_dir) -> list[str]:
     """The CLI's lines for this report (the stage times follow them)."""
-    lines: list[str] = []
-    inp, be, win = manifest["input"], manifest["backend"], manifest["window"]
-    lines.append(f"report: {out_dir}")
-    lines.append(f"backend: {be['name']} ({be['reason']}), {be['dtype']}")
-    lines.append(f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, "
-                 f"{inp['rows_rejected']:,} rejected; "
-                 f"{inp['symbols']} symbols")
+    inp, win = manifest["input"], manifest["window"]
+    lines = run_lines(manifest, out_dir, rows_extra=f"; {inp['symbols']} symbols")
     lines.append(f"window: {win['start']} .. {win['end']} ({win['rows']} rows), {win['qualified']} symbols qualify; "
                  f"excluded: {', '.join(manifest['excluded']) or 'none'}")
     fell = {m: chain for m, chain in manifest["fallbacks"].items() if len(chain) > 1}

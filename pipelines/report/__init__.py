@@ -38,6 +38,7 @@ _EXPORTS = {
     "scratch_folder": "write",
     "all_specs": "spec",
     "report_spec": "spec",
+    "run_lines": "views",
     "ReportSpec": "spec",
     "stage_rows": "views",
     "SUMMARY": "write",

@@ -106,3 +106,12 @@ def model_scores(scores: pd.DataFrame) -> pd.DataFrame:
             if c in overall.columns] or list(overall.columns)
     order = "ic_mean" if "ic_mean" in overall else cols[0]
     return overall.sort_values(order, ascending=False)[cols].reset_index(drop=True)
+
+
+def run_lines(manifest: dict, out_dir, *, backend_extra: str = "", rows_extra: str = "") -> list[str]:
+    """The CLI's first lines for every report: the folder, the backend and why, the rows read."""
+    inp, be = manifest["input"], manifest["backend"]
+    return [f"report: {out_dir}",
+            f"backend: {be['name']} ({be['reason']}), {be['dtype']}{backend_extra}",
+            f"rows: {inp['rows_read']:,} read, {inp['rows_accepted']:,} accepted, {inp['rows_rejected']:,} rejected"
+            + rows_extra]

@@ -74,6 +74,7 @@ _EXPORTS = {
     "stage_table_lines": "cost",
     "StageError": "stages",
     "StageTimer": "stages",
+    "scoped_task": "stages",
     "task_scope": "stages",
     "TaskRecord": "stages",
     "tracking": "stages",

@@ -309,6 +309,14 @@ def task_scope(**tags):
             record.cpu_seconds = {k: v for k, v in tracker.cpu.items() if k in tracker.top_level}
 
 
+def scoped_task(fn, *args):
+    """``fn(*args, timer)`` as one task under :func:`task_scope`: ``(its result, its TaskRecord)``,
+    the same whether it ran in the run's process or on a worker."""
+    with task_scope() as (timer, record):
+        result = fn(*args, timer)
+    return result, record
+
+
 def run_sections(config=None, stages: dict | None = None, *, work: tuple[str, float] | None = None,
                  records: list | tuple = ()) -> dict:
     """The current run's manifest sections (:meth:`RunTracker.sections`), closing the run; a report
