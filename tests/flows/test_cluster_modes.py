@@ -128,7 +128,7 @@ def test_cli_cluster_errors_are_one_line(argv, message, tmp_path, capsys):
     assert err.startswith("alphapulse: error: ") and message in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("pipeline", ["daily", "backtest", "portfolio", "models"])
+@pytest.mark.parametrize("pipeline", ["daily", "backtest", "portfolio", "portfolio --walk-forward", "models"])
 def test_every_pipeline_on_a_cluster_without_prefect_matches_in_process(pipeline, tmp_path, capsys):
     """``alphapulse <pipeline> --no-prefect --cluster processes``: the remote stages (daily's
     partitions, the backtest's symbol blocks, the portfolio's and the models' analysis) run on a
@@ -136,7 +136,8 @@ def test_every_pipeline_on_a_cluster_without_prefect_matches_in_process(pipeline
     from alphapulse.flows.cli.dispatch import main
 
     cfg = config_file(tmp_path / "cfg.yaml", bars_per_partition=20_000, columns={"timestamp": "date", "symbol": "Name"})
-    extra = ["--grid", "fast=5:15:5,slow=30:50:20"] if pipeline == "backtest" else []
+    pipeline, *extra = pipeline.split()
+    extra += ["--grid", "fast=5:15:5,slow=30:50:20"] if pipeline == "backtest" else []
     outs = {}
     for mode in ("none", "processes"):
         out = tmp_path / mode
@@ -146,6 +147,8 @@ def test_every_pipeline_on_a_cluster_without_prefect_matches_in_process(pipeline
         outs[mode] = out
     a, b = report_bytes(outs["none"]), report_bytes(outs["processes"])
     assert len(a) >= 2 and a == b
+    if extra == ["--walk-forward"]:
+        assert {"rebalance_weights.parquet", "wf_returns.parquet", "wf_metrics.parquet"} <= set(a)
     manifests = [json.loads((outs[m] / "manifest.json").read_text()) for m in ("none", "processes")]
     assert "cluster_start" in manifests[1]["stages"] and "cluster_start" not in manifests[0]["stages"]
     if pipeline in ("daily", "backtest"):

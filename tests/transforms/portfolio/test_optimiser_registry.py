@@ -23,7 +23,8 @@ BOX = dict(min_weights=0.0, max_weights=0.4, max_iterations=100)
 DIRECT = {
     "min_variance": lambda S, mu: pf.min_variance_weights(S, **BOX),
     "max_sharpe": lambda S, mu: pf.max_sharpe_weights(mu, S, risk_free_rate=0.01, **BOX),
-    "hrp": lambda S, mu: pf.hrp_weights(S, linkage_method="single", min_weights=0.0, max_weights=0.4),
+    # HRP runs on the host (SciPy's linkage): the registry's entry copies a device covariance there
+    "hrp": lambda S, mu: pf.hrp_weights(host(S), linkage_method="single", min_weights=0.0, max_weights=0.4),
     "risk_parity": lambda S, mu: pf.risk_budget_weights(S, risk_budgets=None, **BOX),
     "efficient_return": lambda S, mu: pf.efficient_return_weights(mu, S, target_return=0.05, **BOX),
     "efficient_risk": lambda S, mu: pf.efficient_risk_weights(mu, S, target_volatility=0.1, **BOX),
