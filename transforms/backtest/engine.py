@@ -89,7 +89,7 @@ TRADE_ON = {"open": 0, "close": 1}
 ACC = ("bars", "returns", "sum_r", "sum_r2", "sum_down2", "sum_log1p", "final_equity", "max_drawdown",
        "max_drawdown_bars", "trades", "wins", "gross_profit", "gross_loss", "sum_trade_return",
        "bars_in_market", "traded_value", "sum_equity", "sum_win_return", "sum_loss_return", "sum_log_trade",
-       "open_trades", "open_trade_return", "closed_trade_bars")
+       "open_trades", "open_trade_return", "closed_trade_bars", "position", "next_position", "state_bar")
 """Per-series accumulators, in column order of the kernel's output.
 
 - ``bars``: the series' bars; ``returns``: its bar returns (``bars - 1``: none on the first bar);
@@ -107,12 +107,11 @@ ACC = ("bars", "returns", "sum_r", "sum_r2", "sum_down2", "sum_log1p", "final_eq
   ``sum_equity``: sum of the closing equity;
 - ``open_trades`` (0 or 1) and ``open_trade_return``: the trade open at the end (0 when flat), so
   that metrics can leave it out as backtesting.py does; ``closed_trade_bars``: bars from a closed
-  trade's entry bar to its exit bar, both included, over the closed trades (backtesting.py's
-  exposure).
+  trade's entry bar to its exit bar, both included, over the closed trades (backtesting.py's exposure);
+- ``position`` (held at the last close), ``next_position`` (asked for by the signal at that close,
+  held after the next bar's fill) and ``state_bar`` (the bar the held position, or flatness, began
+  on: 0 if never traded): the daily signals (:mod:`alphapulse.transforms.backtest.signals`).
 """
-(A_BARS, A_RETURNS, A_SUM_R, A_SUM_R2, A_SUM_DOWN2, A_SUM_LOG1P, A_FINAL, A_MAX_DD, A_MAX_DD_BARS, A_TRADES,
- A_WINS, A_GROSS_PROFIT, A_GROSS_LOSS, A_SUM_TRADE_RET, A_IN_MARKET, A_TRADED, A_SUM_EQUITY, A_SUM_WIN_RET,
- A_SUM_LOSS_RET, A_SUM_LOG_TRADE, A_OPEN_TRADES, A_OPEN_TRADE_RET, A_CLOSED_TRADE_BARS) = range(len(ACC))
 
 _f64 = np.float64  # read every stored value as float64 (float32 panels compute in float64)
 
@@ -144,7 +143,7 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
     entry_px = 0.0  # entry fill price (slippage included): the stops' reference
     entry_cost = 0.0  # cash paid (long) or received (short) at entry, commission included
     entry_gross = 0.0  # shares * entry fill price: the denominator of the trade's return
-    entry_bar = 0
+    entry_bar = state_bar = 0  # the entry's bar; the bar the current position (or flatness) began on
     last_counted = -1  # last bar counted in closed_trade_bars
     prev_eq = 1.0
     ruined = False
@@ -239,7 +238,7 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
                     closed_bars += i - entry_bar + (0 if entry_bar == last_counted else 1)
                     last_counted = i
                     shares = 0.0
-                    pos = 0
+                    pos, state_bar = 0, i
                 if do_entry:
                     if desired == 1:
                         fill = px * (1.0 + slippage)
@@ -260,7 +259,7 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
                     traded += value
                     entry_px = fill
                     entry_gross = value
-                    entry_bar = i
+                    entry_bar = state_bar = i
                     pos = desired
 
         # mark to market at the close
@@ -284,7 +283,7 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
                 closed_bars += i - entry_bar + (0 if entry_bar == last_counted else 1)
                 last_counted = i
                 shares = 0.0
-                pos = 0
+                pos, state_bar = 0, i
             cash = 0.0
             eq = 0.0
             ruined = True
@@ -397,6 +396,9 @@ def _backtest_series(j, n_sym, open_, high, low, close, n, bank, legs, levels, t
     acc[j, 20] = 1.0 if pos != 0 else 0.0
     acc[j, 21] = open_ret
     acc[j, 22] = closed_bars
+    acc[j, 23] = pos
+    acc[j, 24] = desired
+    acc[j, 25] = state_bar
 
 
 def run_backtest(prices: dict, n, *, bank, legs, levels, mode: int, targets=None, direction: str = "long",
