@@ -162,6 +162,7 @@ def report_stage(request: BacktestRequest, backend: Backend, loaded: LoadedBars,
     manifest["input"]["timestamps"] = prepared.shape[0]
     manifest.update({
         "strategy": request.strategy.name,
+        "strategy_ref": request.strategy_ref,
         "grid": {"source": request.grid_source, "parameters": request.grid, "size": request.grid_size,
                  "sampled": bt.random_sample if bt.random_sample and bt.random_sample < request.grid_size else None,
                  "seed": bt.seed, "combinations_run": len(request.plan.combos),

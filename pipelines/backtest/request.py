@@ -7,15 +7,14 @@ paths), which the CLI runs before Prefect starts.
 """
 from __future__ import annotations
 
-import importlib
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from alphapulse.pipelines.config.grid import GridError, check_grid, expand_grid, grid_size, parse_grid, parse_values
 from alphapulse.pipelines.config.schema import Config
+from alphapulse.pipelines.config.strategies import ENTRY_POINTS, resolve_strategy  # noqa: F401  (re-exported)
 from alphapulse.pipelines.data.load import InputFiles, inspect_input
 from alphapulse.pipelines.errors import ArgumentError
 from alphapulse.pipelines.report.write import check_out_dir
@@ -43,54 +42,10 @@ class BacktestRequest:
     plan: Plan
     backend: str = "auto"
     cluster: str | None = None
-
-
-ENTRY_POINTS = "alphapulse.strategies"
-"""The entry-point group a package registers its strategies under (``name = "pkg.module:attr"``)."""
-
-_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-def _entry_points() -> dict:
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS)}
-
-
-def resolve_strategy(ref: str | Strategy) -> Strategy:
-    """The strategy ``ref`` names: a :class:`Strategy`, a built-in's name, ``package.module:name``
-    (imported), or the name of an entry point of the group :data:`ENTRY_POINTS`. A strategy that
-    is not built in is checked against the protocol
-    (:func:`~alphapulse.transforms.backtest.strategies.check_strategy`: types, defaults, a signal's
-    shape, errors and look-ahead). One-line :class:`ArgumentError` otherwise."""
-    if isinstance(ref, Strategy):
-        strategy = ref
-    elif ref in STRATEGIES:
-        return STRATEGIES[ref]
-    elif isinstance(ref, str) and _REF.match(ref):
-        module, attr = ref.split(":")
-        try:
-            strategy = getattr(importlib.import_module(module), attr)
-        except ImportError as e:
-            raise ArgumentError(f"strategy {ref!r}: cannot import {module!r}: {e}") from None
-        except AttributeError:
-            raise ArgumentError(f"strategy {ref!r}: module {module!r} has no {attr!r}") from None
-    elif isinstance(ref, str) and ref in _entry_points():
-        try:
-            strategy = _entry_points()[ref].load()
-        except Exception as e:  # a broken plug-in names itself, it does not crash the CLI
-            raise ArgumentError(f"strategy {ref!r} (entry point of {ENTRY_POINTS}): {type(e).__name__}: {e}") from None
-    else:
-        import difflib
-
-        known = [*STRATEGIES, *_entry_points()]
-        close = difflib.get_close_matches(str(ref), known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ArgumentError(f"unknown strategy {ref!r}{hint}; known: {', '.join(known)}, or package.module:name")
-    try:
-        return check_strategy(strategy)
-    except StrategyError as e:
-        raise ArgumentError(f"{ref if isinstance(ref, str) else strategy.name!r}: {e}") from None
+    strategy_ref: str | None = None
+    """How the strategy was named (a built-in's name, ``package.module:name`` or a plug-in's name), so
+    that a report's strategy can be found again (the daily signals' ``from_report``); None for a
+    :class:`Strategy` object."""
 
 
 def prepare_backtest_request(config: Config, *, strategy: str | Strategy | None = None,
@@ -146,7 +101,9 @@ def prepare_backtest_request(config: Config, *, strategy: str | Strategy | None 
     if isinstance(cluster, str) and cluster.lower() == "none":
         cluster = None
     check_cluster_spec(cluster)
-    return BacktestRequest(config, None, None, None, strat, values, source, grid_size(values), plan, backend, cluster)
+    ref = strategy or bt.strategy
+    return BacktestRequest(config, None, None, None, strat, values, source, grid_size(values), plan, backend, cluster,
+                           ref if isinstance(ref, str) else None)
 
 
 def prepare_backtest(config: Config, *, data_path: str | None = None, out_dir: str | None = None,

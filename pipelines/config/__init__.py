@@ -1,7 +1,7 @@
 """The validated, frozen run configuration read from YAML, and parameter grids.
 
 Modules: ``schema`` (the root :class:`Config` and the common blocks), ``backtest``,
-``portfolio`` and ``models`` (those pipelines' blocks), ``indicators`` (the indicators block's
+``portfolio``, ``models`` and ``signals`` (those pipelines' blocks), ``indicators`` (the indicators block's
 syntax), ``base`` (the frozen model base), ``load`` (reading YAML, bounds, renamed keys, error
 messages) and ``grid`` (parameter grids).
 
@@ -57,12 +57,18 @@ _EXPORTS = {
     "PortfolioConfig": "portfolio",
     "PortfolioWalkForwardConfig": "portfolio",
     "RENAMED_KEYS": "load",
+    "resolve_strategy": "strategies",
+    "ENTRY_POINTS": "strategies",
     "RegimeConfig": "portfolio",
     "ReportConfig": "schema",
     "SELECTION_METRICS": "backtest",
+    "MAX_SIGNAL_SETS": "signals",
+    "SignalsConfig": "signals",
+    "SignalStrategyConfig": "signals",
     "STANDARD_COLUMNS": "schema",
     "ViewConfig": "portfolio",
     "WalkForwardConfig": "backtest",
+    "with_block": "load",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

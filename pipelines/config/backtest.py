@@ -4,13 +4,12 @@ Implements :class:`BacktestConfig`, :class:`WalkForwardConfig` and :data:`SELECT
 """
 from __future__ import annotations
 
-import re
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, StrictFloat, StrictInt, ValidationInfo, field_validator
 
 from alphapulse.pipelines.config.base import MAX_COST_BPS, Frozen, suggest
+from alphapulse.pipelines.config.strategies import known_reference
 from alphapulse.pipelines.config.grid import MAX_COMBINATIONS, GridError, check_grid, parse_values
 from alphapulse.pipelines.runtime.cluster import check_cluster_spec
 from alphapulse.transforms.backtest.strategies import STRATEGIES
@@ -33,15 +32,6 @@ class WalkForwardConfig(Frozen):
 
 
 _GridValue = Union[StrictInt, StrictFloat, str, list[Union[StrictInt, StrictFloat, str]]]
-
-
-_STRATEGY_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-def _plugin_names() -> set[str]:
-    from importlib.metadata import entry_points
-
-    return {ep.name for ep in entry_points(group="alphapulse.strategies")}
 
 
 class BacktestConfig(Frozen):
@@ -77,7 +67,7 @@ class BacktestConfig(Frozen):
     def _strategy(cls, v):
         # a module reference or a plug-in is imported (and checked) when a run asks for it, never
         # while a config is read
-        if v not in STRATEGIES and not _STRATEGY_REF.match(v) and v not in _plugin_names():
+        if not known_reference(v):
             raise ValueError(f"unknown strategy {v!r}{suggest(v, STRATEGIES)}; known: {', '.join(STRATEGIES)}, "
                              "package.module:name, or an entry point of the group alphapulse.strategies")
         return v

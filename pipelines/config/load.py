@@ -131,6 +131,14 @@ def parse_config(data: dict | None, *, source: str = "config") -> Config:
         raise ConfigError(_format_errors(err, source)) from None
 
 
+def with_block(config: Config, key: str, block: dict, *, source: str) -> Config:
+    """``config`` with its top-level block ``key`` replaced by ``block`` (a mapping, validated as a
+    config's would be; errors name ``source``), e.g. a flow parameter's ``signals``."""
+    if not isinstance(block, dict):
+        raise ConfigError(f"{source}: expected a mapping for {key}, got {type(block).__name__}")
+    return parse_config({**config.model_dump(mode="json"), key: block}, source=source)
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Read and validate a YAML config; ``None`` gives the shipped default config.
 

@@ -25,6 +25,7 @@ from alphapulse.pipelines.config.base import Frozen, suggest
 from alphapulse.pipelines.config.indicators import check_indicator_block, indicator_specs
 from alphapulse.pipelines.config.models import ModelsConfig
 from alphapulse.pipelines.config.portfolio import PortfolioConfig
+from alphapulse.pipelines.config.signals import SignalsConfig
 from alphapulse.pipelines.gpu.status import MAX_SAMPLE_INTERVAL_S, MIN_SAMPLE_INTERVAL_S
 from alphapulse.pipelines.runtime.cluster import check_cluster_spec
 from alphapulse.transforms.indicators.registry import IndicatorSpec
@@ -157,6 +158,7 @@ class Config(Frozen):
     backtest: BacktestConfig = BacktestConfig()
     portfolio: PortfolioConfig = PortfolioConfig()
     models: ModelsConfig = ModelsConfig()
+    signals: SignalsConfig = SignalsConfig()
 
     @field_validator("indicators")
     @classmethod

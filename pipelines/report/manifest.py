@@ -114,6 +114,8 @@ class GridRecord(_Part):
 class BacktestManifest(Manifest):
     pipeline: Literal["backtest"]
     strategy: str
+    strategy_ref: str | None = Field(None, description="how the strategy was named: a built-in, package.module:name "
+                                                       "or a plug-in (null: a Strategy object from Python)")
     grid: GridRecord
     execution: dict[str, Any]
     execution_summary: str
