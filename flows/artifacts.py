@@ -11,7 +11,9 @@
   (:func:`alphapulse.pipelines.report.views.headline_table`: the latest indicator values, the top backtest
   combinations, the models' scores, the weights per method; for another pipeline ``main_table``
   or its first table);
-- ``<key>-alerts`` (markdown), only when the run raised alerts (e.g. a GPU out of memory).
+- ``<key>-alerts`` (markdown), only when the run raised alerts (e.g. a GPU out of memory);
+- the pipeline's own tables (``ReportSpec.artifacts``), e.g. ``daily-signals``: today's entries and
+  exits, best record first.
 """
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def publish_report_artifacts(out_dir, *, key: str, main_table: str | None = None
 
     Returns
     -------
-    dict: artifact name (``summary``, ``stages``, ``results``, ``alerts``) -> artifact id. A failure
+    dict: artifact name (``summary``, ``stages``, ``results``, the pipeline's own, ``alerts``) -> artifact id. A failure
     of the Prefect API is logged, not raised: the report is already written.
     """
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -113,6 +115,15 @@ def publish_report_artifacts(out_dir, *, key: str, main_table: str | None = None
     if head is not None and len(head[1].columns):
         jobs.append(("results", create_table_artifact,
                      {"table": table_rows(head[1]), "description": f"{head[0]} (first {RESULT_ROWS} rows): {what}"}))
+    spec = report_spec(manifest.get("pipeline"))
+    try:
+        extra = spec.artifacts(manifest, out) if spec is not None and spec.artifacts is not None else []
+    except Exception as e:  # an unreadable table costs its artifact, not the run
+        log.warning("Prefect artifacts of %s not built: %s: %s", out, type(e).__name__, e)
+        extra = []
+    for name, description, frame in extra:
+        jobs.append((name, create_table_artifact, {"table": table_rows(frame, max_rows=RESULT_ROWS),
+                                                   "description": f"{description}: {what}"}))
     if alerts:
         jobs.append(("alerts", create_markdown_artifact,
                      {"markdown": f"# {len(alerts)} alert(s)\n\n{_alerts_md(alerts)}\n", "description": what}))

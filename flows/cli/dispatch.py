@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="an indicator store to continue: compute and append only the bars newer than each "
                         "symbol's stored state (a new or empty folder: a full run that starts the store); the "
                         "report's indicators.parquet then holds this run's rows")
+    d.add_argument("--signals-from", metavar="DIR",
+                   help="a backtest report folder: signal its top combinations (signals.top in the config), "
+                        "with that report's execution settings and each symbol's record from it")
     add_run_options(d)
 
     b = sub.add_parser("backtest", help="one strategy over every (symbol, parameter combination) -> report",
@@ -191,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "backtest":
             manifest, out_dir = run_pipeline_command("backtest", args, strategy=args.strategy, grid=args.grid,
                                                      flow_options={"strategy": args.strategy, "grid": args.grid})
-        elif args.command == "daily" and args.store is not None:
-            manifest, out_dir = run_pipeline_command("daily", args, store=args.store,
-                                                     flow_options={"store": args.store})
+        elif args.command == "daily":
+            manifest, out_dir = run_pipeline_command("daily", args, store=args.store, signals_from=args.signals_from,
+                                                     flow_options={"store": args.store,
+                                                                   "signals_from": args.signals_from})
         elif args.command == "portfolio" and args.walk_forward:
             manifest, out_dir = run_pipeline_command("portfolio", args, walk_forward=True,
                                                      flow_options={"walk_forward": True})

@@ -28,6 +28,7 @@ from alphapulse.pipelines.data import frames as frames
 from alphapulse.pipelines.data.load import DataError, LoadedBars, load_bars
 from alphapulse.pipelines.data.panel import bars_to_panel, panel_to_frame
 from alphapulse.pipelines.report.write import _write_lock, scratch_folder
+from alphapulse.pipelines.runtime.backend import cpu_backend
 from alphapulse.pipelines.runtime.budget import check_daily
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
 from alphapulse.pipelines.runtime.stages import StageTimer, stage_errors
@@ -147,20 +148,40 @@ def _update(run: Run, state):
                         data=request.data_path, timer=run.timer)
 
 
+def whole_histories(bars: pd.DataFrame, stored: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The bars of the symbols whose every stored bar is in ``bars`` (what signals and breadth need:
+    a position depends on the whole history), and the others with the reason."""
+    counts = bars.groupby("symbol", sort=True).size()
+    seen = stored.set_index("symbol")["seen"] if len(stored) else pd.Series(dtype="int64")
+    have = counts.reindex(seen.index).fillna(0).astype("int64")
+    partial = have[have < seen]
+    skipped = {str(k): (f"the input holds {int(v):,} of its {int(seen[k]):,} stored bars (a signal reads the whole "
+                        "history)" if v else "stored, not in this run's input") for k, v in partial.items()}
+    return (bars[~bars["symbol"].isin(list(partial.index))] if skipped else bars), skipped
+
+
 def _report(run: Run, state):
     from alphapulse.pipelines.daily.pipeline import PartitionResult, report_stage
+    from alphapulse.pipelines.daily.signals import signals_stage
 
     request, loaded = run.request, state.load_validate
     indicators, section, stored = state.update
     need = max(lookback(s) for s in request.config.indicator_specs()) + 1
     latest = indicators.groupby("symbol", sort=True).tail(1).reset_index(drop=True)
+    signals, skipped = None, {}
+    if request.signals is not None:
+        with run.timer.stage("signals"), stage_errors("signals", request.data_path):
+            bars, skipped = whole_histories(frames.to_host(loaded.bars), stored)
+            if len(bars):  # on the host, as the store: a day's run is far below the GPU's break-even
+                signals = signals_stage(bars, request.signals, cpu_backend("the store computes on the host",
+                                                                           precision=str(run.backend.dtype)))
     with scratch_folder(request.out_dir, "parts") as scratch:  # the run's own part file, linked into the report
         path = scratch / "part-00000.parquet"
         indicators.to_parquet(path, index=False)
         part = PartitionResult(0, True, str(path), int(len(indicators)), [str(c) for c in indicators.columns],
-                               loaded.rejected, loaded.stats, _short(stored, need), latest)
+                               loaded.rejected, loaded.stats, _short(stored, need), latest, signals=signals)
         return report_stage(request, run.backend, [part], run.timer.seconds, run_id=run.run_id, cluster=run.cluster,
-                            incremental=section)
+                            incremental=section, signals_skipped=skipped)
 
 
 DAILY_INCREMENTAL = Pipeline("daily", None, (

@@ -28,6 +28,7 @@ from alphapulse.pipelines.data import frames as frames
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.budget import check_daily
 from alphapulse.pipelines.runtime.cluster import resolve_cluster
+from alphapulse.pipelines.config.load import with_block
 from alphapulse.pipelines.config.schema import Config
 from alphapulse.pipelines.errors import ConfigError
 from alphapulse.pipelines.data.load import DataError, InputFiles, LoadedBars, inspect_input, load_bars
@@ -35,6 +36,7 @@ from alphapulse.pipelines.runtime.oom import chunked_columns
 from alphapulse.pipelines.data.panel import bars_to_panel, panel_to_frame
 from alphapulse.pipelines.data.partitions import Partition, load_partition, plan_partitions
 from alphapulse.pipelines.daily.report import DailyResult, report_stage
+from alphapulse.pipelines.daily.signals import PartitionSignals, SignalsRequest, prepare_signals, signals_stage
 from alphapulse.pipelines.report.write import check_out_dir
 from alphapulse.pipelines.runtime.routing import route
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
@@ -57,6 +59,8 @@ class DailyRequest:
     cluster: str | None = None
     store: Path | None = None
     """An indicator store to continue (``alphapulse.pipelines.daily.store``): compute the new bars only."""
+    signals: SignalsRequest | None = None
+    """The ``signals:`` block resolved (:func:`~alphapulse.pipelines.daily.signals.prepare_signals`)."""
 
 
 @dataclass
@@ -73,6 +77,7 @@ class PartitionResult:
     short : symbols with fewer bars than the longest lookback + 1 -> bars
     latest : the last row of each of its symbols (``summary.md`` shows the first 20, ``summary.html``
         the first 100)
+    signals : its signals, chart candidates and breadth counts (:mod:`alphapulse.pipelines.daily.signals`)
     record : its stages' seconds (load_validate, indicators, write_part), routing decisions and GPU
         alerts (``alphapulse.pipelines.runtime.routing``, ``alphapulse.pipelines.runtime.oom``), carried
         back from wherever it ran for the run's manifest
@@ -88,18 +93,28 @@ class PartitionResult:
     short: dict = field(repr=False)
     latest: pd.DataFrame = field(repr=False)
     record: TaskRecord = field(default_factory=TaskRecord)
+    signals: PartitionSignals | None = field(default=None, repr=False)
 
 
 def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str | None = None,
                   backend: str = "auto", cluster: str | None = "config",
-                  store: str | Path | None = None) -> DailyRequest:
+                  store: str | Path | None = None, signals: dict | None = None,
+                  signals_from: str | None = None) -> DailyRequest:
     """Resolve paths from arguments and config, and check them cheaply (headers, not data).
 
     ``cluster``: where the flow's tasks run (see :mod:`alphapulse.pipelines.runtime.cluster`); "config" takes
     ``cluster.address``. ``store``: an indicator store folder to continue incrementally (new, empty or a
-    store; see :mod:`alphapulse.pipelines.daily.incremental`). Raises an input error (``ArgumentError``,
+    store; see :mod:`alphapulse.pipelines.daily.incremental`). ``signals``: a ``signals:`` block replacing
+    the config's (a flow or deployment parameter); ``signals_from``: a backtest report folder whose top
+    combinations to signal (the CLI's ``--signals-from``; the config's ``signals.top``). Both are
+    recorded in the manifest's config. Raises an input error (``ArgumentError``,
     ``ConfigError``, ``DataError``, ``ReportError``) with a one-line message.
     """
+    if signals is not None:
+        config = with_block(config, "signals", signals, source="the signals parameter")
+    if signals_from is not None:
+        block = {**config.signals.model_dump(mode="json"), "from_report": str(signals_from)}
+        config = with_block(config, "signals", block, source="--signals-from")
     data_path, out_dir = request_paths(config, data_path=data_path, out_dir=out_dir,
                                        default_out_dir=config.report.out_dir, out_key="report.out_dir", backend=backend)
     if not config.indicator_specs():
@@ -111,7 +126,7 @@ def prepare_daily(config: Config, *, data_path: str | None = None, out_dir: str 
         from alphapulse.pipelines.daily.store import check_store
 
         store = check_store(store, inputs=[data_path], out_dir=out)
-    return DailyRequest(config, inputs, str(data_path), out, backend, cluster, store)
+    return DailyRequest(config, inputs, str(data_path), out, backend, cluster, store, prepare_signals(config))
 
 
 def load_stage(request: DailyRequest, backend: Backend) -> LoadedBars:
@@ -129,7 +144,7 @@ def partition_key(request: DailyRequest, backend: Backend, part: Partition) -> s
     """What a partition's results depend on: the config, the backend and dtype, the files'
     fingerprint (path, size, mtime) with the partition's symbols, and the code. The flow's cache key."""
     return result_key(request.config.hash(), backend.name, str(backend.dtype), part.fingerprint,
-                      "whole" if part.whole else "part",
+                      "whole" if part.whole else "part", request.signals.fingerprint() if request.signals else "",
                       roots=("alphapulse.pipelines.daily.pipeline",))
 
 
@@ -166,12 +181,16 @@ def compute_partition(request: DailyRequest, backend: Backend, part: Partition, 
             indicators = indicators_stage(loaded.bars, request.config, backend)
             short = short_history(loaded.bars, request.config.indicator_specs())
             latest = indicators.sort_values("timestamp").groupby("symbol", sort=True).tail(1).sort_values("symbol")
+        signals = None
+        if request.signals is not None:
+            with timer.stage("signals"), stage_errors("signals", where):
+                signals = signals_stage(loaded.bars, request.signals, backend)
         del loaded.bars
         with timer.stage("write_part"), stage_errors("write", where):
             _write_part(indicators, Path(dest))
     return PartitionResult(part.index, part.whole, str(dest), int(len(indicators)),
                            [str(c) for c in indicators.columns], loaded.rejected, loaded.stats, short,
-                           latest.reset_index(drop=True), record)
+                           latest.reset_index(drop=True), record, signals)
 
 
 def short_history(bars, specs) -> dict[str, int]:

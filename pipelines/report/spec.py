@@ -35,6 +35,8 @@ class ReportSpec:
     headline : ``(manifest, tables) -> (title, frame) | None``: the run's main result (the
         Prefect results artifact)
     main_table : the parquet file ``headline`` reads
+    artifacts : ``(manifest, out_dir) -> [(name, description, frame)]``: further Prefect table
+        artifacts (``<key>-<name>``), e.g. the daily run's signals
     """
 
     pipeline: str
@@ -42,6 +44,7 @@ class ReportSpec:
     cli_lines: Callable[[dict, object], list[str]]
     headline: Callable[[dict, Mapping[str, pd.DataFrame]], tuple[str, pd.DataFrame] | None]
     main_table: str | None = None
+    artifacts: Callable[[dict, object], list] | None = None
 
 
 def report_spec(pipeline) -> ReportSpec | None:

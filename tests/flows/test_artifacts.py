@@ -31,12 +31,23 @@ def test_daily_flow_publishes_summary_stage_and_result_tables(prefect_ephemeral,
 
     from alphapulse.flows.daily import daily_flow
 
+    signals = {"strategies": [{"strategy": "sma_cross", "params": {"fast": 3, "slow": 8}},
+                              {"strategy": "rsi_reversion", "params": {"period": 14, "lower": 30, "upper": 70}}]}
     state = daily_flow(data_path=str(SAMPLE), out_dir=str(tmp_path / "rep"), backend="cpu", cluster=None,
-                       return_state=True)
+                       signals=signals, return_state=True)
     assert state.type == StateType.COMPLETED, state.message
     out = Path(state.result())
     arts = _artifacts(state.state_details.flow_run_id)
-    assert {"daily-summary", "daily-stages", "daily-results"} <= set(arts)
+    assert {"daily-summary", "daily-stages", "daily-results", "daily-signals"} <= set(arts)
+
+    # today's entries and exits (the flow's signals parameter, not the config's), as signals.parquet has them
+    today = pd.read_parquet(out / "signals.parquet")
+    today = today[(today["timestamp"] == today["timestamp"].max()) & today["action"].isin(["enter", "exit"])]
+    moves = _table(arts["daily-signals"])
+    assert len(today) >= 3 and len(moves) == len(today)
+    assert sorted(zip(moves["symbol"], moves["strategy"], moves["action"])) == \
+        sorted(zip(today["symbol"], today["strategy"], today["action"]))
+    assert "fast=3 slow=8" in set(moves["combo"])
     md = arts["daily-summary"]
     assert md.type == "markdown" and (out / "summary.md").read_text() in md.data
     assert str(out / "summary.html") in md.data and (out / "summary.html").is_file()

@@ -23,15 +23,16 @@ def daily_run(tmp_path_factory):
 
 def test_report_files_and_manifest(daily_run):
     out = daily_run.out_dir
-    assert sorted(p.name for p in out.iterdir()) == ["indicators.parquet", "manifest.json", "rejected.parquet",
-                                                  "summary.html", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["breadth.parquet", "indicators.parquet", "manifest.json",
+                                                     "rejected.parquet", "signals.parquet",
+                                                     "summary.html", "summary.md"]
     m = json.loads((out / "manifest.json").read_text())
     assert m["backend"]["name"] == "cpu" and m["backend"]["reason"]
     assert m["config_hash"] == load_config().hash()
     assert (m["input"]["rows_read"], m["input"]["rows_accepted"], m["input"]["rows_rejected"]) == (58100, 58084, 16)
     assert m["files"]["rejected.parquet"]["rows"] == 16
     assert m["files"]["indicators.parquet"]["rows"] == 58084
-    assert set(m["stages"]) == {"backend", "plan", "load_validate", "indicators", "write_part"}
+    assert set(m["stages"]) == {"backend", "plan", "load_validate", "indicators", "signals", "write_part"}
     assert {"numpy", "pandas", "prefect", "dask", "numba"} <= set(m["versions"])
     # APTV has 44 bars: fewer than SMA-50 needs, so it is listed, not silently NaN
     assert m["short_history"] == {"APTV": 44}

@@ -289,7 +289,8 @@ def test_run_detail_has_manifest_and_files(client, roots):
     on_disk = json.loads((roots[0] / "daily" / "manifest.json").read_text())
     assert d["manifest"] == on_disk
     names = {f["name"]: f["bytes"] for f in d["files"]}
-    assert set(names) == {"indicators.parquet", "rejected.parquet", "manifest.json", "summary.md", "summary.html"}
+    assert set(names) == {"indicators.parquet", "rejected.parquet", "manifest.json", "summary.md", "summary.html",
+                          "signals.parquet", "breadth.parquet"}
     assert names["indicators.parquet"] == (roots[0] / "daily" / "indicators.parquet").stat().st_size
     page = client.get("/runs/daily/summary.html")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -21,7 +21,9 @@ from alphapulse.pipelines.portfolio.pipeline import prepare_portfolio, run_portf
 from tests.pipelines.conftest import ROOT, SAMPLE
 
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "h3", "p", "div", "b", "span",
-                "table", "thead", "tbody", "tr", "th", "td", "img", "ul", "li"}
+                "table", "thead", "tbody", "tr", "th", "td", "img", "ul", "li", "a",
+                # inline SVG charts: shapes and text only (no <use>, <image> or <foreignObject>)
+                "svg", "rect", "text", "polyline", "polygon", "path"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -73,6 +75,8 @@ class Page(HTMLParser):
 def assert_self_contained(text: str) -> Page:
     page = Page(text)
     assert page.tags <= ALLOWED_TAGS, page.tags - ALLOWED_TAGS  # no script, link, iframe, object, ...
+    for href in re.findall(r'<a\s+href="([^"]*)"', text):
+        assert href and ":" not in href and not href.startswith(("/", ".")), href  # a file of the report folder
     for a in page.imgs:
         assert a["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(a["src"][22:])[:8] == PNG
