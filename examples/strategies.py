@@ -19,7 +19,7 @@ after the one it decides for (AlphaPulse refuses one that does).
 from __future__ import annotations
 
 from alphapulse.transforms.arrays import namespace
-from alphapulse.transforms.backtest.strategies import signal_strategy
+from alphapulse.transforms.backtest.strategies import rule_strategy, signal_strategy
 
 
 def _pullback(panel, *, trend: int, rsi_period: int, entry: float):
@@ -53,6 +53,17 @@ sma_cross_signal = signal_strategy(
     indicators=lambda c: {"fast": ("sma", {"period": c["fast"]}, "sma"), "slow": ("sma", {"period": c["slow"]}, "sma")},
     check=lambda c: None if c["fast"] < c["slow"] else "fast >= slow")
 """The built-in ``sma_cross`` rule written as a signal: the same trades, through the signal path."""
+
+
+def _sma_legs(c):
+    fast, slow = ("sma", {"period": c["fast"]}, "sma"), ("sma", {"period": c["slow"]}, "sma")
+    return [fast, slow, slow, slow, slow]  # x = the fast line; every level the slow one: a cross
+
+
+sma_cross_rule = rule_strategy("sma_cross", params={"fast": int, "slow": int}, defaults={"fast": 10, "slow": 50},
+                               rule="follow", legs=_sma_legs,
+                               check=lambda c: None if c["fast"] < c["slow"] else "fast >= slow")
+"""``sma_cross`` written by a user as a rule (the engine's fused kernel, as the built-in): byte-identical reports."""
 
 
 def _peek(panel, *, days: int):

@@ -143,7 +143,7 @@ def _load(run: Run, state) -> LoadedBars:
 def _update(run: Run, state):
     request, config = run.request, run.request.config
     bars = frames.to_host(state.load_validate.bars)
-    check_daily(config, bars)
+    check_daily(config, bars, request.signals)
     return update_store(Path(request.store), bars, config.indicator_specs(), dtype=run.backend.dtype,
                         data=request.data_path, timer=run.timer)
 

@@ -176,7 +176,8 @@ def compute_partition(request: DailyRequest, backend: Backend, part: Partition, 
                 loaded = load_stage(request, backend)
             else:
                 loaded = load_partition(request.inputs, part, lib=backend.frames)
-        check_daily(request.config, loaded.bars)  # outside stage_errors: over the means is the config's, exit 2
+        # outside stage_errors: over the means is the config's, exit 2
+        check_daily(request.config, loaded.bars, request.signals)
         with timer.stage("indicators"), stage_errors("indicators", where):
             indicators = indicators_stage(loaded.bars, request.config, backend)
             short = short_history(loaded.bars, request.config.indicator_specs())

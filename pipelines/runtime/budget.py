@@ -139,25 +139,37 @@ def _count(frame, column: str) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def daily_needs(*, rows: int, timestamps: int, symbols: int, inputs: int, outputs: int) -> list[Need]:
+def daily_needs(*, rows: int, timestamps: int, symbols: int, inputs: int, outputs: int,
+                signal_series: int = 0) -> list[Need]:
     """One partition: ``inputs`` price panels and ``outputs`` indicator panels (timestamps x
     symbols each, three more for an indicator's temporaries), and the rows x (outputs + 2) frame
-    three times (built, sorted for the latest rows, and converted for parquet)."""
+    three times (built, sorted for the latest rows, and converted for parquet). Then the signals
+    and breadth (``alphapulse.pipelines.daily.signals``), one parameter set's strategy at a time:
+    the five price panels and their compacted copies, the row index, the set's
+    ``signal_series`` indicator panels, the positions panel, breadth's four indicators and three
+    temporaries."""
     cells = timestamps * symbols
     nbytes = ITEM * (cells * (inputs + outputs + 3) + 3 * rows * (outputs + 2))
-    return [Need(f"indicators: {outputs:,} output columns x {rows:,} bars ({timestamps:,} timestamps x {symbols:,} "
-                 f"symbols)", nbytes, "(inputs + columns + 3) panels of timestamps x symbols and 3 copies of the "
-                 "bars x columns frame, x 8 B; fewer indicators, or a smaller data.bars_per_partition", plural=True)]
+    needs = [Need(f"indicators: {outputs:,} output columns x {rows:,} bars ({timestamps:,} timestamps x {symbols:,} "
+                  f"symbols)", nbytes, "(inputs + columns + 3) panels of timestamps x symbols and 3 copies of the "
+                  "bars x columns frame, x 8 B; fewer indicators, or a smaller data.bars_per_partition", plural=True)]
+    panels = 18 + max(signal_series, 2)
+    needs.append(Need(f"signals and breadth: {panels} panels of {timestamps:,} timestamps x {symbols:,} symbols",
+                      ITEM * cells * panels, "(18 + the largest strategy's indicator series) panels x 8 B; fewer "
+                      "indicator series in one signals strategy, or a smaller data.bars_per_partition", plural=True))
+    return needs
 
 
-def check_daily(config: Config, bars) -> None:
-    """:func:`daily_needs` of a loaded partition (``bars``: its long frame) against the means."""
+def check_daily(config: Config, bars, signals=None) -> None:
+    """:func:`daily_needs` of a loaded partition (``bars``: its long frame) against the means;
+    ``signals``: the run's resolved signals (``alphapulse.pipelines.daily.signals.SignalsRequest``)."""
     from alphapulse.transforms.indicators.registry import INDICATORS
 
     specs = config.indicator_specs()
     inputs = len({i for s in specs for i in INDICATORS[s.name].inputs} | {"close"})
+    series = max((len(s.plan.bank) for s in signals.sets), default=0) if signals is not None else 0
     check(daily_needs(rows=len(bars), timestamps=_count(bars, "timestamp"), symbols=_count(bars, "symbol"),
-                      inputs=inputs, outputs=sum(len(s.column_names()) for s in specs)),
+                      inputs=inputs, outputs=sum(len(s.column_names()) for s in specs), signal_series=series),
           config.budget, pipeline="daily")
 
 

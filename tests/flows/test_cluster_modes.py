@@ -64,7 +64,8 @@ def test_daily_flow_same_bytes_in_every_mode(prefect_ephemeral, tmp_path):
             reports[mode] = out
     files = {mode: report_bytes(out) for mode, out in reports.items()}
     first = files["none"]
-    assert sorted(first) == [f"indicators/part-{i:05d}.parquet" for i in range(5)] + ["rejected.parquet"]
+    assert sorted(first) == ["breadth.parquet", *(f"indicators/part-{i:05d}.parquet" for i in range(5)),
+                             "rejected.parquet", "signals.parquet"]
     for mode, got in files.items():
         assert got == first, mode
     kinds = [json.loads((tmp_path / f"rep{i}" / "manifest.json").read_text())["cluster"]["kind"] for i in range(3)]

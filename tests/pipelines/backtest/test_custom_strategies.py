@@ -44,6 +44,16 @@ def test_a_signal_strategy_equal_to_sma_cross_gives_its_report(tmp_path):
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
 
 
+def test_a_user_rule_equal_to_sma_cross_gives_byte_identical_tables(tmp_path):
+    """``examples.strategies:sma_cross_rule`` is ``sma_cross`` written by a user with the protocol."""
+    builtin = _run(tmp_path, "builtin", "sma_cross", walk_forward={"train_bars": 504, "test_bars": 252})
+    mine = _run(tmp_path, "mine", "examples.strategies:sma_cross_rule",
+                walk_forward={"train_bars": 504, "test_bars": 252})
+    assert mine.manifest["strategy_ref"] == "examples.strategies:sma_cross_rule"
+    for name in (*TABLES, "sharpe_heatmap.png"):
+        assert (builtin.out_dir / name).read_bytes() == (mine.out_dir / name).read_bytes(), name
+
+
 def test_the_example_strategy_runs_from_the_cli_and_the_config(tmp_path, capsys):
     from alphapulse.flows.cli.dispatch import main
 
