@@ -26,7 +26,7 @@ if (not (_source_tree / "alphapulse" / "transforms").exists()
     __path__.append(str(_source_tree))
 del _source_tree
 
-_EXPORTS = {name: "research" for name in ("load_config", "indicators", "backtest", "optimise", "run",
+_EXPORTS = {name: "research" for name in ("load_config", "indicators", "signals", "backtest", "optimise", "run",
                                           "BacktestResult", "Optimisation", "PIPELINES")}
 __all__ = sorted(_EXPORTS) + ["__version__"]
 __getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

@@ -10,6 +10,8 @@ frames on the host:
 - :func:`indicators`: long bars in, long indicators out (``timestamp, symbol, sma_20, ...``);
 - :func:`backtest`: one strategy over every symbol and parameter combination
   (:class:`BacktestResult` with its frames);
+- :func:`signals`: each strategy's position for the next bar, per symbol (the daily run's
+  ``signals.parquet``);
 - :func:`optimise`: one optimiser through the fallback chain on a returns frame
   (:class:`Optimisation`: labelled weights and the chain taken);
 - :func:`run`: a whole pipeline from a file to a report folder, as ``alphapulse <pipeline>``
@@ -30,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["load_config", "indicators", "backtest", "optimise", "run", "BacktestResult", "Optimisation", "PIPELINES"]
+__all__ = ["load_config", "indicators", "signals", "backtest", "optimise", "run", "BacktestResult", "Optimisation",
+           "PIPELINES"]
 
 PIPELINES = ("daily", "backtest", "portfolio", "models")
 
@@ -114,6 +117,46 @@ def indicators(bars, spec: dict | None = None, *, config=None, backend: str = "a
     be = _backend(cfg, backend)
     loaded = _bars(bars, cfg, be, rejected=rejected, what="bars")
     out = indicators_stage(loaded.bars, cfg, be)
+    out.attrs["rejected"] = loaded.rejected
+    return out
+
+
+def signals(bars, strategies: list | None = None, *, from_report=None, top: int = 3, config=None,
+            backend: str = "auto", rejected: str = "raise") -> pd.DataFrame:
+    """Each strategy's position for the bar after each symbol's last one, as the daily run writes
+    ``signals.parquet`` (:mod:`alphapulse.pipelines.daily.signals`): the backtest engine's own
+    decision over each symbol's whole history.
+
+    Parameters
+    ----------
+    bars : long frame as :func:`indicators` takes
+    strategies : fixed parameter sets, e.g. ``[{"strategy": "sma_cross", "params": {"fast": 20,
+        "slow": 50}}]`` (a built-in, ``package.module:name`` or a plug-in); they trade with the
+        config's ``backtest:`` execution settings. None: the config's ``signals.strategies``
+    from_report : a backtest report folder whose ``top`` combinations to signal, with its
+        execution settings and each symbol's record from it
+    config, backend, rejected : as :func:`indicators`
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``timestamp, symbol, strategy, combo``, the parameters, ``position`` (1, -1, 0), ``action``
+        (enter, exit, hold, flat), ``since``, ``source``, ``report_rank`` and the record columns;
+        one row per (symbol, parameter set), in that order.
+    """
+    from alphapulse.pipelines.daily.signals import combine_signals, prepare_signals, signals_stage
+
+    cfg = load_config(config)
+    block = cfg.signals.model_dump(mode="json")
+    if strategies is not None:
+        block["strategies"] = list(strategies)
+    if from_report is not None:
+        block.update(from_report=str(from_report), top=top)
+    cfg = _with_block(cfg, "signals", {**block, "charts": 0})
+    request = prepare_signals(cfg)
+    be = _backend(cfg, backend)
+    loaded = _bars(bars, cfg, be, rejected=rejected, what="bars")
+    out, _, _ = combine_signals([signals_stage(loaded.bars, request, be)], request)
     out.attrs["rejected"] = loaded.rejected
     return out
 

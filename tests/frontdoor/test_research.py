@@ -183,3 +183,18 @@ def test_backtest_errors_name_what_is_wrong(bars, config):
 def test_run_knows_its_pipelines(tmp_path):
     with pytest.raises(ValueError, match="unknown pipeline 'dayly': expected one of daily, backtest"):
         ap.run("dayly", data=SAMPLE, out=tmp_path / "x")
+
+
+def test_signals_equal_the_daily_report(bars, config, tmp_path):
+    report = ap.run("daily", data=SAMPLE, out=tmp_path / "daily", config=config, backend="cpu")
+    written = pd.read_parquet(report.out_dir / "signals.parquet")
+    got = ap.signals(bars, config=config, backend="cpu", rejected="keep")
+    pd.testing.assert_frame_equal(got, written, check_exact=True)
+    assert len(got.attrs["rejected"]) == 16
+    one = ap.signals(bars, [{"strategy": "sma_cross", "params": {"fast": 20, "slow": 50}}], config=config,
+                     backend="cpu", rejected="keep")
+    mine = written[written["strategy"] == "sma_cross"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(one, mine[one.columns].astype(one.dtypes.to_dict()), check_exact=True)
+    with pytest.raises(ConfigError, match="fast >= slow"):
+        ap.signals(bars, [{"strategy": "sma_cross", "params": {"fast": 50, "slow": 20}}], config=config,
+                   rejected="keep")
