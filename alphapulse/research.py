@@ -152,8 +152,13 @@ def signals(bars, strategies: list | None = None, *, from_report=None, top: int 
         block["strategies"] = list(strategies)
     if from_report is not None:
         block.update(from_report=str(from_report), top=top)
-    cfg = _with_block(cfg, "signals", {**block, "charts": 0})
+    cfg = _with_block(cfg, "signals", {**block, "charts": 0, "breadth": False})
     request = prepare_signals(cfg)
+    if request is None:
+        from alphapulse.pipelines.config import ConfigError
+
+        raise ConfigError("signals: no strategies (give strategies=[...] or from_report=..., or set "
+                          "signals.strategies)")
     be = _backend(cfg, backend)
     loaded = _bars(bars, cfg, be, rejected=rejected, what="bars")
     out, _, _ = combine_signals([signals_stage(loaded.bars, request, be)], request)

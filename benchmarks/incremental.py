@@ -86,10 +86,12 @@ def phase(name: str, root: Path) -> dict:
     elif name == "incremental":
         update_store(root / "store-run", pd.read_parquet(root / "day.parquet"), specs, dtype=np.dtype(np.float64))
     elif name in ("full_run", "incremental_run"):
-        from alphapulse.pipelines.config import load_config
+        from alphapulse.pipelines.config import load_config, with_block
         from alphapulse.pipelines.daily import prepare_daily, run_daily
 
-        config = load_config()
+        # indicators only, as the store's figure is about: signals and breadth read whole histories
+        # (a day's input gets none), so they would add to the full run alone
+        config = with_block(load_config(), "signals", {"strategies": [], "breadth": False}, source="benchmark")
         t0 = time.perf_counter()
         if name == "full_run":
             run_daily(prepare_daily(config, data_path=str(root / "all.parquet"), out_dir=str(root / "report-full"),

@@ -55,6 +55,7 @@ class SignalsConfig(Frozen):
     top: int = Field(3, ge=1, le=MAX_SIGNAL_SETS, description="combinations taken from from_report, by rank")
     charts: int = Field(12, ge=0, le=100, description="entries and exits charted on summary.html, best record first")
     chart_bars: int = Field(120, ge=10, le=2000, description="bars of history in each chart")
+    breadth: bool = Field(True, description="market breadth per bar: breadth.parquet and a section of summary.html")
     breadth_bars: int = Field(504, ge=10, le=100_000, description="bars of market breadth on summary.html")
 
     @field_validator("from_report")

@@ -26,7 +26,7 @@ from alphapulse.pipelines.report.markup import _e, _table
 from alphapulse.pipelines.report.spec import ReportSpec
 from alphapulse.pipelines.report.svg import line_chart, stacked_chart
 from alphapulse.pipelines.report.views import _snapshot, run_lines
-from alphapulse.pipelines.report.write import markdown_table, write_report
+from alphapulse.pipelines.report.write import format_value, markdown_table, write_report
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.cost import stage_table_lines
 from alphapulse.pipelines.runtime.stages import run_record, run_sections
@@ -101,7 +101,7 @@ def _breadth_md(breadth: pd.DataFrame | None) -> list[str]:
         return []
     last = breadth.iloc[-1]
     pct = lambda k: "n/a" if pd.isna(last[f"share_{k}"]) else f"{last[f'share_{k}']:.0%}"  # noqa: E731
-    return ["", f"## Market breadth on {last['timestamp']} (see `breadth.parquet`)", "",
+    return ["", f"## Market breadth on {format_value(last['timestamp'])} (see `breadth.parquet`)", "",
             f"- above the 50-bar average: {pct('above_sma50')}; above the 200-bar average: {pct('above_sma200')}",
             f"- RSI(14) < 30: {pct('rsi_lt30')}, 30-50: {pct('rsi_30_50')}, 50-70: {pct('rsi_50_70')}, "
             f">= 70: {pct('rsi_ge70')}",
@@ -223,8 +223,9 @@ def report_stage(request: DailyRequest, backend: Backend, parts: list[PartitionR
     if request.signals is not None:
         if market:
             signals, breadth, charts = combine_signals(market, request.signals)
-            tables["breadth.parquet"] = breadth
-            manifest["breadth"] = {"rows": int(len(breadth)), "page_bars": request.signals.breadth_bars}
+            if breadth is not None:
+                tables["breadth.parquet"] = breadth
+                manifest["breadth"] = {"rows": int(len(breadth)), "page_bars": request.signals.breadth_bars}
         else:  # every symbol skipped (a store run given only new bars): said so, not left out
             signals, charts = empty_signals(request.signals), []
         if request.signals.sets:

@@ -79,6 +79,7 @@ class SignalsRequest:
     charts: int = 12
     chart_bars: int = 120
     breadth_bars: int = 504
+    breadth: bool = True
 
     def fingerprint(self) -> str:
         """What the signals depend on beyond the config: the report's run (the partition cache key)."""
@@ -91,7 +92,7 @@ class PartitionSignals:
 
     frame: pd.DataFrame
     charts: list
-    breadth: pd.DataFrame
+    breadth: pd.DataFrame | None
 
 
 def _label(combo: dict) -> str:
@@ -140,11 +141,14 @@ def _engine(bt) -> dict:
             "stop_loss": bt.stop_loss or 0.0, "take_profit": bt.take_profit or 0.0}
 
 
-def prepare_signals(config: Config) -> SignalsRequest:
-    """The ``signals:`` block resolved (no sets when it asks for none: the breadth is still drawn).
-    One-line ``ConfigError`` naming the entry for a strategy that does not resolve or keep the protocol, a parameter set
-    the strategy refuses, or a ``from_report`` folder that is not a backtest report."""
+def prepare_signals(config: Config) -> SignalsRequest | None:
+    """The ``signals:`` block resolved (no sets when it asks for none and only the breadth is
+    drawn; None when it asks for neither). One-line ``ConfigError`` naming the entry for a
+    strategy that does not resolve or keep the protocol, a parameter set the strategy refuses, or a
+    ``from_report`` folder that is not a backtest report."""
     cfg = config.signals
+    if not cfg.enabled and not cfg.breadth:
+        return None
     sets, order = [], {}
     for i, entry in enumerate(cfg.strategies):
         where = f"signals.strategies[{i}]"
@@ -162,7 +166,8 @@ def prepare_signals(config: Config) -> SignalsRequest:
         report_set, records, report = read_backtest_report(cfg.from_report, top=cfg.top)
         sets.append(report_set)
     params = tuple(dict.fromkeys(p for s in sets for p in s.strategy.params))
-    return SignalsRequest(tuple(sets), params, records, report, cfg.charts, cfg.chart_bars, cfg.breadth_bars)
+    return SignalsRequest(tuple(sets), params, records, report, cfg.charts, cfg.chart_bars, cfg.breadth_bars,
+                          cfg.breadth)
 
 
 def _read_manifest(path: Path) -> dict:
@@ -270,8 +275,10 @@ def signals_stage(bars, request: SignalsRequest, backend: Backend) -> PartitionS
     timestamps = frames.to_host(panel.timestamps)
     timestamps = pd.DatetimeIndex(np.asarray(timestamps)) if not isinstance(timestamps, pd.Index) else timestamps
     symbols = np.asarray(frames.to_host(panel.symbols), dtype=object)
-    counts = breadth_counts(panel.fields["high"], panel.fields["low"], panel.fields["close"])
-    breadth = pd.DataFrame({"timestamp": timestamps, **{k: _host(counts[k]) for k in BREADTH_COUNTS}})
+    breadth = None
+    if request.breadth:
+        counts = breadth_counts(panel.fields["high"], panel.fields["low"], panel.fields["close"])
+        breadth = pd.DataFrame({"timestamp": timestamps, **{k: _host(counts[k]) for k in BREADTH_COUNTS}})
     n_rows, n_sym = panel.shape
     tail = min(request.chart_bars, n_rows) if request.charts else 0
     parts, charts = [], []
@@ -375,7 +382,8 @@ def _chart_candidates(frame, request, *, panel, timestamps, symbols, tail, n_row
 
 def combine_signals(parts: list[PartitionSignals], request: SignalsRequest) -> tuple[pd.DataFrame, pd.DataFrame, list]:
     """``signals.parquet``'s frame (every partition's rows, in (symbol, parameter set) order),
-    ``breadth.parquet``'s (counts summed over partitions per bar, with the shares) and the best
+    ``breadth.parquet``'s (counts summed over partitions per bar, with the shares; None when
+    ``signals.breadth`` is off) and the best
     ``request.charts`` charts of entries and exits on the input's last bar."""
     frames_ = [p.frame for p in parts if len(p.frame)]
     signals = pd.concat(frames_, ignore_index=True) if frames_ else empty_signals(request)
@@ -388,11 +396,12 @@ def combine_signals(parts: list[PartitionSignals], request: SignalsRequest) -> t
         for p in request.params:  # nullable: a strategy without the parameter leaves it null
             kinds = {s.strategy.params[p] for s in request.sets if p in s.strategy.params}
             signals[p] = signals[p].astype("Int64" if kinds == {int} else "Float64")
-    breadth = pd.concat([p.breadth for p in parts], ignore_index=True).groupby("timestamp", sort=True).sum()
-    breadth = breadth.reset_index()
-    shares = breadth_shares(breadth)
-    for k, v in shares.items():
-        breadth[f"share_{k}"] = v
+    breadth = None
+    if request.breadth:
+        breadth = pd.concat([p.breadth for p in parts], ignore_index=True).groupby("timestamp", sort=True).sum()
+        breadth = breadth.reset_index()
+        for k, v in breadth_shares(breadth).items():
+            breadth[f"share_{k}"] = v
     last = signals["timestamp"].max() if len(signals) else None
     charts = [c for p in parts for c in p.charts if last is not None and c["timestamps"][-1] == last]
     charts.sort(key=lambda c: (-(c["record"] if np.isfinite(c["record"]) else -np.inf), c["symbol"], c["strategy"],

@@ -239,3 +239,13 @@ def test_a_strategy_of_ones_own_signals_as_the_built_in_it_copies(tmp_path):
     builtin = signals[signals["strategy"] == "sma_cross"][cols].reset_index(drop=True)
     pd.testing.assert_frame_equal(mine, builtin)
     assert (mine["position"] != 0).sum() > 10
+
+
+def test_signals_and_breadth_can_be_off(tmp_path):
+    only = _daily(tmp_path, "b", _config(strategies=[]))
+    assert (only.out_dir / "breadth.parquet").exists() and not (only.out_dir / "signals.parquet").exists()
+    assert "signals" not in only.manifest and "Market breadth" in (only.out_dir / "summary.html").read_text()
+    neither = _daily(tmp_path, "n", _config(strategies=[], breadth=False))
+    assert {p.name for p in neither.out_dir.iterdir()} == {"indicators.parquet", "rejected.parquet", "manifest.json",
+                                                          "summary.md", "summary.html"}
+    assert "signals" not in neither.manifest["stages"]
