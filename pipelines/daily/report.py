@@ -89,10 +89,10 @@ def _moves_view(moves: pd.DataFrame) -> pd.DataFrame:
     """The columns a person reads of ranked entries and exits."""
     view = moves[["symbol", "action", "position", "strategy", "combo", "since"]].copy()
     view["record"] = record_key(moves).to_numpy()
-    for c in ("oos_windows", "bt_trades"):
+    for c in ("record_source", "oos_windows", "bt_trades"):
         view[c] = moves[c].to_numpy()
     if view["record"].isna().all():  # no report behind these sets: no record columns to show
-        view = view.drop(columns=["record", "oos_windows", "bt_trades"])
+        view = view.drop(columns=["record", "record_source", "oos_windows", "bt_trades"])
     return view.reset_index(drop=True)
 
 
@@ -292,7 +292,8 @@ def _section_signals(m: dict, tables, files) -> str | None:
            f'<p class="note">{_counted(acts)}; position is what the backtest engine holds after the next bar\'s '
            f"fill. Ranked by each parameter "
            f"set's record on the symbol: the mean out-of-sample Sharpe of the report's walk-forward where it chose "
-           f"the set, else its whole-period Sharpe. Every symbol in "
+           f"the set, else its whole-period Sharpe (a fixed set's: its backtest over this input, in sample). Every "
+           f"symbol in "
            f'<a href="signals.parquet">signals.parquet</a>.</p>']
     if sec.get("report"):
         r = sec["report"]
@@ -387,7 +388,7 @@ def artifacts(manifest: dict, out_dir) -> list[tuple[str, str, pd.DataFrame]]:
     if not manifest.get("signals"):
         return []
     cols = ["timestamp", "symbol", "strategy", "combo", "position", "action", "since", "oos_windows", "oos_sharpe",
-            "bt_sharpe", "bt_trades"]
+            "bt_sharpe", "bt_trades", "record_source"]
     signals = pd.read_parquet(Path(out_dir) / "signals.parquet", columns=cols,
                               filters=[("action", "in", ["enter", "exit"])])
     moves = rank_actions(signals[signals["timestamp"] == signals["timestamp"].max()]) if len(signals) else signals

@@ -12,11 +12,13 @@ parameter (null where the strategy has no such parameter), ``position`` (held af
 bar's fill: 1 long, -1 short, 0 flat), ``action`` (``enter``, ``exit``, ``hold``, ``flat``: see
 :data:`~alphapulse.transforms.backtest.signals.ACTIONS`), ``since`` (the bar the state began on:
 the last bar for an ``enter`` or ``exit``, else the fill that began the position or the flatness,
-or the symbol's first bar if it never traded), ``source`` (``config`` or ``report``), ``report_rank`` and the
-parameter set's record on this symbol from the report: ``bt_sharpe``, ``bt_total_return``,
-``bt_trades`` (the report's whole-period backtest) and ``oos_windows``, ``oos_sharpe`` (mean),
-``oos_total_return`` (compounded) over the walk-forward windows in which the report chose this
-parameter set for this symbol. Rows are in (symbol, parameter set) order; ``rank_actions`` ranks
+or the symbol's first bar if it never traded), ``source`` (``config`` or ``report``),
+``report_rank`` and the parameter set's record on this symbol (``record_source``): from the
+report, ``bt_sharpe``, ``bt_total_return``, ``bt_trades`` (its whole-period backtest) and
+``oos_windows``, ``oos_sharpe`` (mean), ``oos_total_return`` (compounded) over the walk-forward
+windows in which it chose this parameter set for this symbol; for a fixed set (``this run``), the
+``bt_`` columns of the engine's run over this input that gave the signal (in sample: the history
+the signal reads), ``oos_windows`` 0. Rows are in (symbol, parameter set) order; ``rank_actions`` ranks
 the day's entries and exits by that record.
 
 The positions are the backtest engine's own (:mod:`alphapulse.transforms.backtest.signals`): run
@@ -44,6 +46,7 @@ from alphapulse.pipelines.report.write import format_value
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.transforms.arrays import to_host as _host
 from alphapulse.transforms.backtest.engine import TARGET
+from alphapulse.transforms.backtest.metrics import metrics_from_acc
 from alphapulse.transforms.backtest.signals import latest_signals, signal_actions
 from alphapulse.transforms.backtest.strategies import PRICES, Plan, Strategy, StrategyError, check_strategy
 from alphapulse.transforms.breadth import BREADTH_COUNTS, breadth_counts, breadth_shares
@@ -66,6 +69,7 @@ class SignalSet:
     source: str  # "config" or "report"
     report_combo_ids: tuple[int, ...] = ()
     report_ranks: tuple[int, ...] = ()
+    metrics: dict = field(default_factory=lambda: {"periods_per_year": 252.0, "definitions": "alphapulse"})
 
 
 @dataclass(frozen=True)
@@ -159,8 +163,9 @@ def prepare_signals(config: Config) -> SignalsRequest | None:
         strategy, combos = entries[0][1], [c for _, _, c in entries]
         unique = list({_label(c): c for c in combos}.values())  # a set listed twice is signalled once
         plan = _plan(strategy, unique, entries[0][0])
-        sets.append(SignalSet(strategy, ref, plan, tuple(_label(c) for c in plan.combos), _engine(config.backtest),
-                              "config"))
+        bt = config.backtest
+        sets.append(SignalSet(strategy, ref, plan, tuple(_label(c) for c in plan.combos), _engine(bt), "config",
+                              metrics={"periods_per_year": bt.periods_per_year, "definitions": bt.definitions}))
     records, report = None, None
     if cfg.from_report is not None:
         report_set, records, report = read_backtest_report(cfg.from_report, top=cfg.top)
@@ -221,7 +226,11 @@ def read_backtest_report(folder: str | Path, *, top: int) -> tuple[SignalSet, pd
                                                        "slippage_bps", "stop_loss", "take_profit")
                  if k in manifest["execution"]}
     labels = tuple(_label(c) for c in plan.combos)
-    signal_set = SignalSet(strategy, ref, plan, labels, execution, "report", ids, tuple(int(r) for r in best["rank"]))
+    ex = manifest["execution"]
+    metrics = {"periods_per_year": float(ex.get("periods_per_year", 252.0)),
+               "definitions": ex.get("definitions", "alphapulse")}
+    signal_set = SignalSet(strategy, ref, plan, labels, execution, "report", ids, tuple(int(r) for r in best["rank"]),
+                           metrics)
     records = _records(path, ids, labels, strategy.name)
     info = {"path": str(path), "run_id": manifest["run_id"], "strategy": strategy.name, "strategy_ref": ref,
             "execution": execution, "top": len(ids), "combo_ids": list(ids)}
@@ -287,6 +296,8 @@ def signals_stage(bars, request: SignalsRequest, backend: Backend) -> PartitionS
         position, nxt = _host(sig.position), _host(sig.next_position)
         since, last = _host(sig.since_row), _host(sig.last_row)
         actions = signal_actions(position, nxt)
+        own = {k: _host(v).reshape(len(s.labels), n_sym) for k, v in
+               metrics_from_acc(sig.acc, **s.metrics).items() if k in ("sharpe", "total_return", "trades")}
         for c, label in enumerate(s.labels):
             at = np.where(last >= 0, last, 0)
             moving = (actions[c] == "enter") | (actions[c] == "exit")
@@ -296,6 +307,10 @@ def signals_stage(bars, request: SignalsRequest, backend: Backend) -> PartitionS
                                  "position": nxt[c].astype(np.int8), "action": actions[c],
                                  "since": since_ts.astype("datetime64[ns]"), "source": s.source,
                                  "report_rank": s.report_ranks[c] if s.report_ranks else pd.NA,
+                                 "record_source": "this run",
+                                 "bt_sharpe": own["sharpe"][c], "bt_total_return": own["total_return"][c],
+                                 "bt_trades": own["trades"][c], "oos_windows": 0.0, "oos_sharpe": np.nan,
+                                 "oos_total_return": np.nan,
                                  "_set": set_index, "_combo": c, "_last": last})
             parts.append(part[last >= 0])
     if not parts:
@@ -315,20 +330,26 @@ def empty_signals(request: SignalsRequest) -> pd.DataFrame:
                          **{p: pd.Series([], dtype="Float64") for p in request.params},
                          "position": pd.Series([], dtype=np.int8), "action": pd.Series([], dtype=object),
                          "since": pd.Series([], dtype="datetime64[ns]"), "source": pd.Series([], dtype=object),
-                         "report_rank": pd.Series([], dtype="Int64"),
+                         "report_rank": pd.Series([], dtype="Int64"), "record_source": pd.Series([], dtype=object),
                          **{c: pd.Series([], dtype=np.float64) for c in RECORD_COLUMNS}})
 
 
 def attach_records(frame: pd.DataFrame, request: SignalsRequest) -> pd.DataFrame:
-    """``frame`` with the report's record columns (:data:`RECORD_COLUMNS`; NaN where there is none)."""
-    if request.records is not None and len(frame):
-        rec = request.records[["symbol", "strategy", "combo", *RECORD_COLUMNS]]
-        keyed = frame.assign(_row=np.arange(len(frame)))
-        merged = keyed.merge(rec.assign(source="report"), on=["symbol", "strategy", "combo", "source"], how="left")
-        frame = merged.sort_values("_row").drop(columns="_row").reset_index(drop=True)
-    else:
-        frame = frame.assign(**{c: np.nan for c in RECORD_COLUMNS})
-    return frame
+    """``frame`` (with this run's record in :data:`RECORD_COLUMNS`) with the report's record in
+    place of it on the report's rows (``record_source`` ``report``); a symbol the report did not
+    test keeps NaN."""
+    if request.records is None or not len(frame):
+        return frame
+    rec = request.records[["symbol", "strategy", "combo", *RECORD_COLUMNS]].assign(source="report")
+    keyed = frame.drop(columns=list(RECORD_COLUMNS)).assign(_row=np.arange(len(frame)))
+    merged = keyed.merge(rec, on=["symbol", "strategy", "combo", "source"], how="left").sort_values("_row")
+    merged = merged.drop(columns="_row").reset_index(drop=True)
+    report = (merged["source"] == "report").to_numpy()
+    out = frame.copy()
+    for c in RECORD_COLUMNS:
+        out[c] = np.where(report, merged[c].to_numpy(dtype=np.float64), frame[c].to_numpy(dtype=np.float64))
+    out["record_source"] = np.where(report, "report", frame["record_source"].to_numpy(dtype=object))
+    return out
 
 
 def record_key(frame: pd.DataFrame) -> pd.Series:

@@ -42,6 +42,9 @@ class Signals:
         at each close over the panel's last ``tail_bars`` rows (NaN where the symbol has no bar)
     tail_series : float array of shape (n_bank, tail_bars, n_symbols): the plan's indicator series
         (``plan.bank`` order) over the same rows, at the panel's rows (NaN where no bar)
+    acc : float64 array of shape (n_combinations * n_symbols, len(ACC)): the engine's accumulators
+        of each whole history (series ``c * n_symbols + s``), for its metrics
+        (:func:`~alphapulse.transforms.backtest.metrics.metrics_from_acc`)
     """
 
     position: object
@@ -50,6 +53,7 @@ class Signals:
     last_row: object
     tail_positions: object
     tail_series: object
+    acc: object
 
 
 def latest_signals(bars: dict, *, strategy: Strategy, plan: Plan, engine: dict, tail_bars: int = 0) -> Signals:
@@ -76,8 +80,9 @@ def latest_signals(bars: dict, *, strategy: Strategy, plan: Plan, engine: dict, 
         # again for (seconds): run the symbol twice and keep one
         twice = {k: xp.concatenate([v, v], axis=1) for k, v in bars.items()}
         s = latest_signals(twice, strategy=strategy, plan=plan, engine=engine, tail_bars=tail_bars)
+        keep = xp.arange(len(plan.combos)) * 2  # series c * 2 + 0 of each combination
         return Signals(s.position[:, :1], s.next_position[:, :1], s.since_row[:, :1], s.last_row[:1],
-                       s.tail_positions[:, :, :1], s.tail_series[:, :, :1])
+                       s.tail_positions[:, :, :1], s.tail_series[:, :, :1], s.acc[keep])
     fields = tuple(k for k in PRICES if k in bars)
     prices, n, rows = compact_bars(bars, fields=fields)
     bank = indicator_bank(plan.bank, prices, n)
@@ -88,12 +93,14 @@ def latest_signals(bars: dict, *, strategy: Strategy, plan: Plan, engine: dict, 
     next_position = xp.zeros_like(position)
     state_bar = xp.zeros((n_comb, n_sym), dtype=xp.int64)
     tail_positions = xp.full((n_comb, tail, n_sym), np.nan)
+    accs = xp.empty((n_comb * n_sym, len(ACC)), dtype=xp.float64)
     # one combination a launch: the positions output is one (n_bars, n_symbols) panel, not one per combination
     for c in range(n_comb):
         targets = target_positions(strategy, plan, prices, bank, c, c + 1) if plan.mode == TARGET else None
         held = xp.full((n_rows, n_sym), np.nan) if tail else None
         acc, _, _ = run_backtest(prices, n, bank=bank, legs=legs[c:c + 1], levels=levels[c:c + 1], mode=plan.mode,
                                  targets=targets, rows=rows, n_rows_out=n_rows, positions_out=held, **engine)
+        accs[c * n_sym:(c + 1) * n_sym] = acc
         position[c] = acc[:, ACC.index("position")]
         next_position[c] = acc[:, ACC.index("next_position")]
         state_bar[c] = acc[:, ACC.index("state_bar")].astype(xp.int64)
@@ -107,7 +114,7 @@ def latest_signals(bars: dict, *, strategy: Strategy, plan: Plan, engine: dict, 
     for k in range(len(plan.bank)):
         if tail:
             tail_series[k] = expand(bank[k], valid)[n_rows - tail:]
-    return Signals(position, next_position, since_row, last_row, tail_positions, tail_series)
+    return Signals(position, next_position, since_row, last_row, tail_positions, tail_series, accs)
 
 
 def signal_actions(position, next_position):

@@ -249,3 +249,24 @@ def test_signals_and_breadth_can_be_off(tmp_path):
     assert {p.name for p in neither.out_dir.iterdir()} == {"indicators.parquet", "rejected.parquet", "manifest.json",
                                                           "summary.md", "summary.html"}
     assert "signals" not in neither.manifest["stages"]
+
+
+def test_a_fixed_set_s_record_is_its_backtest_over_the_same_bars(tmp_path):
+    """Without a report, a fixed set ranks by its own record: the backtest pipeline's metrics of that
+    set over the same input (in sample; ``record_source`` says so)."""
+    daily = _daily(tmp_path, "d")
+    cfg = parse_config({**BASE, "backtest": {**BASE["backtest"], "grid": {"fast": [20], "slow": [50]},
+                                             "top_n": 0}})
+    bt = run_backtest_pipeline(prepare_backtest(cfg, data_path=str(SAMPLE), out_dir=str(tmp_path / "bt"),
+                                                backend="cpu"))
+    metrics = pd.read_parquet(bt.out_dir / "backtest_metrics.parquet").set_index("symbol")
+    ours = daily.signals[daily.signals["strategy"] == "sma_cross"].set_index("symbol")
+    assert set(ours["record_source"]) == {"this run"} and (ours["oos_windows"] == 0).all()
+    for ours_col, theirs in (("bt_sharpe", "sharpe"), ("bt_total_return", "total_return"), ("bt_trades", "trades")):
+        np.testing.assert_array_equal(ours[ours_col].to_numpy(), metrics.loc[ours.index, theirs].to_numpy())
+    moves = daily.signals[daily.signals["action"].isin(["enter", "exit"])]
+    if len(moves) > 1:  # best record first
+        from alphapulse.pipelines.daily.signals import rank_actions, record_key
+
+        keys = record_key(rank_actions(moves)).fillna(-np.inf).to_numpy()
+        assert (np.diff(keys) <= 0).all()
