@@ -17,8 +17,9 @@ install: $(STAMP)
 daily: $(STAMP)
 	$(BIN)/alphapulse daily --data data/sp500_sample.parquet --out reports/daily
 
+# one worker per core (at most 4), whole test files per worker so module fixtures run once
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 # ruff over the tree, then the import contracts in pyproject.toml over the installed layout
 # (scripts/lint_imports.py: plain lint-imports cannot see the package-dir mapping).
