@@ -71,23 +71,8 @@ def check_covariance(method, covariance, xp):
     if not scale > 0:
         raise OptimisationError(method, "the covariance is zero")
     n = cov.shape[0]
-    solver = cholesky_solver(cov, xp)
-    rcond = None
-    if solver is not None and xp is np:
-        import scipy.linalg as sla
-        from scipy.linalg import lapack
-
-        c, _ = sla.cho_factor(cov, lower=True, check_finite=False)
-        anorm = float(np.abs(cov).sum(axis=0).max())
-        rcond, _ = lapack.dpocon(c, anorm, uplo="L")
-        rcond = float(rcond)
-    elif solver is not None:
-        # CuPy has no pocon: the same 1-norm reciprocal condition, exactly, from the inverse
-        # (LAPACK's is an estimate of it). Without it a singular covariance whose Cholesky
-        # factorisation happens to succeed would pass on the GPU.
-        inv = solver(xp.eye(n))
-        rcond = 1.0 / (float(xp.abs(cov).sum(axis=0).max()) * float(xp.abs(inv).sum(axis=0).max()))
-    if solver is None or (rcond is not None and not rcond >= n * np.finfo(float).eps):
+    rcond = _definite_rcond(cov, xp)
+    if rcond is None or not rcond >= n * np.finfo(float).eps:
         ev = xp.linalg.eigvalsh(cov)
         lo, hi = float(ev[0]), float(ev[-1])
         if lo < -n * np.finfo(float).eps * hi:
@@ -98,6 +83,32 @@ def check_covariance(method, covariance, xp):
                                         f"eigenvalue {lo:.3g}, largest {hi:.3g}): use a shrinkage estimate such as "
                                         "Ledoit-Wolf")
     return cov
+
+
+def _definite_rcond(cov, xp):
+    """The 1-norm reciprocal condition number of a symmetric matrix, from its Cholesky factor;
+    None when the factorisation fails (not positive definite)."""
+    anorm = float(xp.abs(cov).sum(axis=0).max())
+    if xp is np:
+        import scipy.linalg as sla
+        from scipy.linalg import lapack
+
+        # One factorisation serves the definiteness test and LAPACK's condition estimate (every
+        # optimiser checks its input: it used to be factored twice).
+        try:
+            c, _ = sla.cho_factor(cov, lower=True, check_finite=False)
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+        rcond, _ = lapack.dpocon(c, anorm, uplo="L")
+        return float(rcond)
+    solver = cholesky_solver(cov, xp)
+    if solver is None:
+        return None
+    # CuPy has no pocon: the same 1-norm reciprocal condition, exactly, from the inverse
+    # (LAPACK's is an estimate of it). Without it a singular covariance whose Cholesky
+    # factorisation happens to succeed would pass on the GPU.
+    inv = solver(xp.eye(cov.shape[0]))
+    return 1.0 / (anorm * float(xp.abs(inv).sum(axis=0).max()))
 
 
 def check_returns(method, expected_returns, n, xp):
