@@ -58,16 +58,21 @@ def check_bounds(method, min_weights, max_weights, xp):
 
 
 def check_covariance(method, covariance, xp):
-    """Validate a covariance: square, finite, symmetric, positive definite (not singular)."""
+    """Validate a covariance: square, finite, symmetric, positive definite (not singular).
+
+    Returns it as an exactly symmetric float64 array: the input itself when it is one already
+    (callers must not write into it)."""
     cov = xp.asarray(covariance, dtype=np.float64)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise ValueError(f"covariance must have shape (n_assets, n_assets), got {tuple(cov.shape)}")
     if not bool(xp.isfinite(cov).all()):
         raise OptimisationError(method, "the covariance has NaN or infinite entries")
     scale = float(xp.max(xp.abs(cov)))
-    if float(xp.max(xp.abs(cov - cov.T))) > 1e-10 * scale:
+    asymmetry = float(xp.max(xp.abs(cov - cov.T)))
+    if asymmetry > 1e-10 * scale:
         raise OptimisationError(method, "the covariance is not symmetric")
-    cov = (cov + cov.T) / 2
+    if asymmetry > 0:  # (c + c') / 2 of an exactly symmetric c is c itself: skip the pass
+        cov = (cov + cov.T) / 2
     if not scale > 0:
         raise OptimisationError(method, "the covariance is zero")
     n = cov.shape[0]
