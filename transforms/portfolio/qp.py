@@ -6,6 +6,9 @@ matrix, followed by an active-set "polish" that solves the KKT system of the ide
 bounds exactly and checks the KKT conditions, so a polished solution is optimal to rounding, not
 to an interior-point tolerance. Bound rows may be scaled by one variable (max-Sharpe's ``kappa``,
 the bounded risk budget's ``sum(x)``); they are stored as vectors, never as a dense matrix.
+Given a guess of the answer (``initial_x``: a walk-forward's previous rebalance), the polish runs
+first from the bound rows the guess sits on (a warm start: no interior-point iteration when it
+certifies a point, the cold start when it does not).
 
 NumPy or CuPy (``xp = namespace(Q, ...)``). Failures raise
 :class:`~alphapulse.transforms.errors.OptimisationError` with ``method="qp"``; callers re-raise

@@ -16,7 +16,9 @@ first bar the new weights are held over):
 3. every method through the fallback chain
    (:func:`alphapulse.transforms.portfolio.fallback.optimise_with_fallback`), the chain recorded
    per date; Black-Litterman is max-Sharpe of the posterior from the equal-weight market prior
-   and the views on that date's universe (as the portfolio pipeline);
+   and the views on that date's universe (as the portfolio pipeline). Each optimiser starts from
+   its answer at the latest earlier date (``initial_weights``: a warm start; the same optimum,
+   certified by the same checks, with a fraction of the factorisations of a cold start);
 4. the ensemble mixes the methods' portfolios: ``equal``, ``inverse_volatility`` (ex ante, the
    date's covariance) or ``adaptive``: by the Sharpe ratio of each method's *realised
    out-of-sample* returns over the ``train_bars`` bars before ``d`` (equal at the first date,
