@@ -164,7 +164,8 @@ def _guesses(rng, cold, lower, upper):
     n = len(cold)
     near = cold + rng.normal(0, 0.02, n)  # a neighbouring problem's answer, roughly
     return {"exact": cold, "near": near, "unknown": np.full(n, np.nan),
-            "all_lower": np.where(np.isfinite(lower), lower, 0.0), "all_upper": np.where(np.isfinite(upper), upper, 0.0),
+            "all_lower": np.where(np.isfinite(lower), lower, 0.0),
+            "all_upper": np.where(np.isfinite(upper), upper, 0.0),
             "random": rng.uniform(-0.1, 0.3, n)}
 
 
@@ -223,12 +224,12 @@ def closes():
 
 @pytest.mark.parametrize("rebalance", ["month_end", "band"])
 def test_walk_forward_with_warm_starts_equals_cold(xp, closes, monkeypatch, rebalance):
-    args = dict(timestamps=closes.index, methods=["min_variance", "max_sharpe", "hrp", "risk_parity", "black_litterman"],
-                train_bars=252, rebalance=rebalance, band=0.02 if rebalance == "band" else None, holdings="drift",
-                cost_bps=5.0, min_history_bars=200, ensemble="inverse_volatility", symbols=list(closes.columns),
+    methods = ["min_variance", "max_sharpe", "hrp", "risk_parity", "black_litterman"]
+    args = dict(timestamps=closes.index[:900], methods=methods, train_bars=252, rebalance=rebalance,
+                band=0.02 if rebalance == "band" else None, holdings="drift", cost_bps=5.0,
+                min_history_bars=200, ensemble="inverse_volatility", symbols=list(closes.columns),
                 options=wf.OptimiserOptions(max_weight=0.3, views=(wf.View("AAPL", 0.2),)))
     prices = device(xp, closes.to_numpy()[:900])  # 30 rebalances a month apart: enough, and quick on a device
-    args["timestamps"] = closes.index[:900]
     warm = wf.walk_forward_backtest(prices, **args)
     monkeypatch.setattr(wf._Targets, "_solved_before", lambda self, d: None)
     cold = wf.walk_forward_backtest(prices, **args)
