@@ -58,36 +58,26 @@ def check_bounds(method, min_weights, max_weights, xp):
 
 
 def check_covariance(method, covariance, xp):
-    """Validate a covariance: square, finite, symmetric, positive definite (not singular)."""
+    """Validate a covariance: square, finite, symmetric, positive definite (not singular).
+
+    Returns it as an exactly symmetric float64 array: the input itself when it is one already
+    (callers must not write into it)."""
     cov = xp.asarray(covariance, dtype=np.float64)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise ValueError(f"covariance must have shape (n_assets, n_assets), got {tuple(cov.shape)}")
     if not bool(xp.isfinite(cov).all()):
         raise OptimisationError(method, "the covariance has NaN or infinite entries")
     scale = float(xp.max(xp.abs(cov)))
-    if float(xp.max(xp.abs(cov - cov.T))) > 1e-10 * scale:
+    asymmetry = float(xp.max(xp.abs(cov - cov.T)))
+    if asymmetry > 1e-10 * scale:
         raise OptimisationError(method, "the covariance is not symmetric")
-    cov = (cov + cov.T) / 2
+    if asymmetry > 0:  # (c + c') / 2 of an exactly symmetric c is c itself: skip the pass
+        cov = (cov + cov.T) / 2
     if not scale > 0:
         raise OptimisationError(method, "the covariance is zero")
     n = cov.shape[0]
-    solver = cholesky_solver(cov, xp)
-    rcond = None
-    if solver is not None and xp is np:
-        import scipy.linalg as sla
-        from scipy.linalg import lapack
-
-        c, _ = sla.cho_factor(cov, lower=True, check_finite=False)
-        anorm = float(np.abs(cov).sum(axis=0).max())
-        rcond, _ = lapack.dpocon(c, anorm, uplo="L")
-        rcond = float(rcond)
-    elif solver is not None:
-        # CuPy has no pocon: the same 1-norm reciprocal condition, exactly, from the inverse
-        # (LAPACK's is an estimate of it). Without it a singular covariance whose Cholesky
-        # factorisation happens to succeed would pass on the GPU.
-        inv = solver(xp.eye(n))
-        rcond = 1.0 / (float(xp.abs(cov).sum(axis=0).max()) * float(xp.abs(inv).sum(axis=0).max()))
-    if solver is None or (rcond is not None and not rcond >= n * np.finfo(float).eps):
+    rcond = _definite_rcond(cov, xp)
+    if rcond is None or not rcond >= n * np.finfo(float).eps:
         ev = xp.linalg.eigvalsh(cov)
         lo, hi = float(ev[0]), float(ev[-1])
         if lo < -n * np.finfo(float).eps * hi:
@@ -98,6 +88,32 @@ def check_covariance(method, covariance, xp):
                                         f"eigenvalue {lo:.3g}, largest {hi:.3g}): use a shrinkage estimate such as "
                                         "Ledoit-Wolf")
     return cov
+
+
+def _definite_rcond(cov, xp):
+    """The 1-norm reciprocal condition number of a symmetric matrix, from its Cholesky factor;
+    None when the factorisation fails (not positive definite)."""
+    anorm = float(xp.abs(cov).sum(axis=0).max())
+    if xp is np:
+        import scipy.linalg as sla
+        from scipy.linalg import lapack
+
+        # One factorisation serves the definiteness test and LAPACK's condition estimate (every
+        # optimiser checks its input: it used to be factored twice).
+        try:
+            c, _ = sla.cho_factor(cov, lower=True, check_finite=False)
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+        rcond, _ = lapack.dpocon(c, anorm, uplo="L")
+        return float(rcond)
+    solver = cholesky_solver(cov, xp)
+    if solver is None:
+        return None
+    # CuPy has no pocon: the same 1-norm reciprocal condition, exactly, from the inverse
+    # (LAPACK's is an estimate of it). Without it a singular covariance whose Cholesky
+    # factorisation happens to succeed would pass on the GPU.
+    inv = solver(xp.eye(cov.shape[0]))
+    return 1.0 / (anorm * float(xp.abs(inv).sum(axis=0).max()))
 
 
 def check_returns(method, expected_returns, n, xp):

@@ -43,6 +43,7 @@ DEFAULT_FALLBACK_CHAIN = ("max_sharpe", "min_variance", "hrp", "equal_weight")
 """skfolio's model chain: each method's failure hands over to the next."""
 
 _BOX = ("min_weights", "max_weights", "max_iterations")
+_WARM = _BOX + ("initial_weights",)  # the optimisers that start from a guess of their answer
 
 
 @dataclass(frozen=True)
@@ -68,24 +69,27 @@ class Optimiser:
     then: str | None = None
 
 
-def _min_variance(covariance, expected_returns, *, min_weights, max_weights, max_iterations):
+def _min_variance(covariance, expected_returns, *, min_weights, max_weights, max_iterations, initial_weights):
     return min_variance_weights(covariance, min_weights=min_weights, max_weights=max_weights,
-                                max_iterations=max_iterations)
+                                max_iterations=max_iterations, initial_weights=initial_weights)
 
 
-def _max_sharpe(covariance, expected_returns, *, risk_free_rate, min_weights, max_weights, max_iterations):
+def _max_sharpe(covariance, expected_returns, *, risk_free_rate, min_weights, max_weights, max_iterations,
+                initial_weights):
     return max_sharpe_weights(expected_returns, covariance, risk_free_rate=risk_free_rate, min_weights=min_weights,
-                              max_weights=max_weights, max_iterations=max_iterations)
+                              max_weights=max_weights, max_iterations=max_iterations, initial_weights=initial_weights)
 
 
-def _max_utility(covariance, expected_returns, *, risk_aversion, min_weights, max_weights, max_iterations):
+def _max_utility(covariance, expected_returns, *, risk_aversion, min_weights, max_weights, max_iterations,
+                 initial_weights):
     return max_utility_weights(expected_returns, covariance, risk_aversion=risk_aversion, min_weights=min_weights,
-                               max_weights=max_weights, max_iterations=max_iterations)
+                               max_weights=max_weights, max_iterations=max_iterations, initial_weights=initial_weights)
 
 
-def _risk_parity(covariance, expected_returns, *, risk_budgets, min_weights, max_weights, max_iterations):
+def _risk_parity(covariance, expected_returns, *, risk_budgets, min_weights, max_weights, max_iterations,
+                 initial_weights):
     return risk_budget_weights(covariance, risk_budgets=risk_budgets, min_weights=min_weights,
-                               max_weights=max_weights, max_iterations=max_iterations)
+                               max_weights=max_weights, max_iterations=max_iterations, initial_weights=initial_weights)
 
 
 def _efficient_return(covariance, expected_returns, *, target_return, min_weights, max_weights, max_iterations):
@@ -125,14 +129,14 @@ def _black_litterman(covariance, expected_returns, *, views, risk_free_rate):
 
 
 OPTIMISERS: dict[str, Optimiser] = {
-    "min_variance": Optimiser(_min_variance, _BOX),
-    "max_sharpe": Optimiser(_max_sharpe, ("risk_free_rate", *_BOX), needs_expected_returns=True),
+    "min_variance": Optimiser(_min_variance, _WARM),
+    "max_sharpe": Optimiser(_max_sharpe, ("risk_free_rate", *_WARM), needs_expected_returns=True),
     "hrp": Optimiser(_hrp, ("linkage_method", "min_weights", "max_weights")),
-    "risk_parity": Optimiser(_risk_parity, ("risk_budgets", *_BOX)),
+    "risk_parity": Optimiser(_risk_parity, ("risk_budgets", *_WARM)),
     "black_litterman": Optimiser(None, ("views", "risk_free_rate"), moments=_black_litterman, then="max_sharpe"),
     "efficient_return": Optimiser(_efficient_return, ("target_return", *_BOX), needs_expected_returns=True),
     "efficient_risk": Optimiser(_efficient_risk, ("target_volatility", *_BOX), needs_expected_returns=True),
-    "max_utility": Optimiser(_max_utility, ("risk_aversion", *_BOX), needs_expected_returns=True),
+    "max_utility": Optimiser(_max_utility, ("risk_aversion", *_WARM), needs_expected_returns=True),
     "equal_weight": Optimiser(_equal_weight),
 }
 """The optimisers by name (the portfolio config's ``methods`` vocabulary, in its order)."""
@@ -193,7 +197,7 @@ def _host_bound(value):
 def optimise_with_fallback(method, *, covariance, expected_returns=None, risk_free_rate=0.0, min_weights=0.0,
                            max_weights=1.0, target_return=None, target_volatility=None, risk_aversion=1.0,
                            risk_budgets=None, linkage_method="single", views: BlackLittermanViews | None = None,
-                           fallbacks=None, max_iterations=100):
+                           fallbacks=None, max_iterations=100, initial_weights=None):
     """Run ``method``; on :class:`OptimisationError` try the fallbacks in turn, recording each.
 
     Parameters
@@ -223,6 +227,11 @@ def optimise_with_fallback(method, *, covariance, expected_returns=None, risk_fr
         chain. Equal weight cannot fail; it ignores the bounds.
     max_iterations : int, default 100
         The QP solvers' and risk parity's iteration limit.
+    initial_weights : array of shape (n_assets,), optional
+        A guess of the weights (a walk-forward's previous rebalance, NaN where unknown) for the
+        optimisers that can start from one (min-variance, max-Sharpe, max-utility, risk
+        parity): it changes how fast they reach their answer, not the answer (see
+        :func:`~alphapulse.transforms.portfolio.mean_variance.min_variance_weights`).
 
     Returns
     -------
@@ -241,7 +250,7 @@ def optimise_with_fallback(method, *, covariance, expected_returns=None, risk_fr
     options = dict(risk_free_rate=risk_free_rate, min_weights=min_weights, max_weights=max_weights,
                    target_return=target_return, target_volatility=target_volatility, risk_aversion=risk_aversion,
                    risk_budgets=risk_budgets, linkage_method=linkage_method, views=views,
-                   max_iterations=max_iterations)
+                   max_iterations=max_iterations, initial_weights=initial_weights)
     spec = OPTIMISERS[method]
     if spec.moments is not None:  # Black-Litterman: the chain runs on the posterior
         expected_returns, covariance = spec.moments(covariance, expected_returns,

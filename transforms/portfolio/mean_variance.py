@@ -65,7 +65,8 @@ def _extreme_return(mu, min_weights, max_weights, xp):
     return float(mu @ w), w
 
 
-def _solve_budget_qp(method, cov, linear, lo, hi, xp, *, extra_row=None, extra_rhs=None, max_iterations):
+def _solve_budget_qp(method, cov, linear, lo, hi, xp, *, extra_row=None, extra_rhs=None, max_iterations,
+                     initial_weights=None):
     """min w'Sw/2 + linear'w s.t. sum(w) = 1 (and extra_row'w = extra_rhs), lo <= w <= hi."""
     n = cov.shape[0]
     A = xp.ones((1, n))
@@ -76,10 +77,21 @@ def _solve_budget_qp(method, cov, linear, lo, hi, xp, *, extra_row=None, extra_r
     # A bound pair with lo == hi is a fixed weight: keep both rows (the interior-point method copes
     # with a zero-width box through the polish); infinite bounds are simply absent rows.
     try:
-        sol = solve_qp(cov, linear, A, b, lower=lo, upper=hi, max_iterations=max_iterations)
+        sol = solve_qp(cov, linear, A, b, lower=lo, upper=hi, max_iterations=max_iterations,
+                       initial_x=_guess(initial_weights, n, xp))
     except OptimisationError as e:
         raise OptimisationError(method, e.reason) from None
     return sol
+
+
+def _guess(initial_weights, n, xp):
+    """A caller's guess of the weights as the QP's ``initial_x`` (None: a cold start)."""
+    if initial_weights is None:
+        return None
+    guess = xp.asarray(initial_weights, dtype=np.float64).reshape(-1)
+    if guess.shape != (n,):
+        raise ValueError(f"initial_weights must have shape ({n},), got {tuple(guess.shape)}")
+    return guess
 
 
 def portfolio_volatility(weights, covariance):
@@ -100,7 +112,7 @@ def portfolio_volatility(weights, covariance):
     return xp.sqrt(xp.maximum(var, 0.0)) if w.ndim > 1 else math.sqrt(max(float(var), 0.0))
 
 
-def min_variance_weights(covariance, *, min_weights=0.0, max_weights=1.0, max_iterations=100):
+def min_variance_weights(covariance, *, min_weights=0.0, max_weights=1.0, max_iterations=100, initial_weights=None):
     """Minimum-variance portfolio: minimise ``w' S w`` subject to ``sum(w) = 1`` and the bounds.
 
     PyPortfolioOpt's ``EfficientFrontier.min_volatility``.
@@ -113,6 +125,11 @@ def min_variance_weights(covariance, *, min_weights=0.0, max_weights=1.0, max_it
         Per-asset bounds (``-inf``/``inf`` for none).
     max_iterations : int, default 100
         Interior-point iteration limit.
+    initial_weights : array of shape (n_assets,), optional
+        A guess of the answer (a walk-forward passes the previous rebalance's weights; NaN
+        where unknown): the bounds it sits on seed the QP's active set (``solve_qp``'s
+        ``initial_x``). The answer is the same optimum, certified by the same KKT checks; a
+        poor guess only costs the cold start it would have had.
 
     Returns
     -------
@@ -126,12 +143,13 @@ def min_variance_weights(covariance, *, min_weights=0.0, max_weights=1.0, max_it
     """
     method = "min_variance"
     xp, cov, lo, hi, _ = _prepare(method, covariance, min_weights, max_weights)
-    sol = _solve_budget_qp(method, cov, xp.zeros(cov.shape[0]), lo, hi, xp, max_iterations=max_iterations)
+    sol = _solve_budget_qp(method, cov, xp.zeros(cov.shape[0]), lo, hi, xp, max_iterations=max_iterations,
+                           initial_weights=initial_weights)
     return clip_to_bounds(sol.x, lo, hi, xp)
 
 
 def max_utility_weights(expected_returns, covariance, *, risk_aversion=1.0, min_weights=0.0, max_weights=1.0,
-                        max_iterations=100):
+                        max_iterations=100, initial_weights=None):
     """Maximise the quadratic utility ``mu' w - risk_aversion / 2 * w' S w`` subject to
     ``sum(w) = 1`` and the bounds (PyPortfolioOpt's ``max_quadratic_utility``).
 
@@ -143,6 +161,11 @@ def max_utility_weights(expected_returns, covariance, *, risk_aversion=1.0, min_
         ``delta > 0``, in the returns' period (``mu`` and ``S`` must share it).
     min_weights, max_weights : float or array of shape (n_assets,)
     max_iterations : int, default 100
+    initial_weights : array of shape (n_assets,), optional
+        A guess of the answer (a walk-forward passes the previous rebalance's weights; NaN
+        where unknown): the bounds it sits on seed the QP's active set (``solve_qp``'s
+        ``initial_x``). The answer is the same optimum, certified by the same KKT checks; a
+        poor guess only costs the cold start it would have had.
 
     Returns
     -------
@@ -152,7 +175,8 @@ def max_utility_weights(expected_returns, covariance, *, risk_aversion=1.0, min_
     if not risk_aversion > 0:
         raise ValueError(f"risk_aversion must be positive, got {risk_aversion}")
     xp, cov, lo, hi, mu = _prepare(method, covariance, min_weights, max_weights, expected_returns)
-    sol = _solve_budget_qp(method, risk_aversion * cov, -mu, lo, hi, xp, max_iterations=max_iterations)
+    sol = _solve_budget_qp(method, risk_aversion * cov, -mu, lo, hi, xp, max_iterations=max_iterations,
+                           initial_weights=initial_weights)
     return clip_to_bounds(sol.x, lo, hi, xp)
 
 
@@ -267,7 +291,7 @@ def efficient_risk_weights(expected_returns, covariance, *, target_volatility, m
 
 
 def max_sharpe_weights(expected_returns, covariance, *, risk_free_rate=0.0, min_weights=0.0, max_weights=1.0,
-                       max_iterations=100):
+                       max_iterations=100, initial_weights=None):
     r"""Maximum Sharpe ratio (tangency) portfolio: maximise ``(mu' w - rf) / sqrt(w' S w)`` subject
     to ``sum(w) = 1`` and the bounds.
 
@@ -290,6 +314,9 @@ def max_sharpe_weights(expected_returns, covariance, *, risk_free_rate=0.0, min_
         In the returns' period.
     min_weights, max_weights : float or array of shape (n_assets,)
     max_iterations : int, default 100
+    initial_weights : array of shape (n_assets,), optional
+        A guess of the answer, as for :func:`min_variance_weights` (it seeds the transformed
+        QP as ``(y, kappa) = (w, 1)``: the bound rows ``w`` sits on are those ``y`` does).
 
     Returns
     -------
@@ -328,8 +355,10 @@ def max_sharpe_weights(expected_returns, covariance, *, risk_free_rate=0.0, min_
     upper = xp.concatenate([xp.where(has_upper, 0.0, np.inf), inf])
     upper_scale = xp.concatenate([xp.where(has_upper, hi, 0.0), zero])
     try:
+        guess = _guess(initial_weights, n, xp)
         sol = solve_qp(Q, xp.zeros(n + 1), A, b, lower=lower, upper=upper, scale_index=n,
-                       lower_scale=lower_scale, upper_scale=upper_scale, max_iterations=max_iterations)
+                       lower_scale=lower_scale, upper_scale=upper_scale, max_iterations=max_iterations,
+                       initial_x=None if guess is None else xp.concatenate([guess, xp.ones(1)]))
     except OptimisationError as e:
         raise OptimisationError(method, e.reason) from None
     y = sol.x[:n]

@@ -44,7 +44,7 @@ def risk_contributions(weights, covariance):
 
 
 def risk_budget_weights(covariance, *, risk_budgets=None, min_weights=0.0, max_weights=1.0, tol=1e-13,
-                        max_iterations=100):
+                        max_iterations=100, initial_weights=None):
     r"""Long-only risk budgeting: weights whose relative risk contributions equal the budgets.
 
     Spinu's (2013) convex formulation: the unique minimiser of
@@ -81,6 +81,12 @@ def risk_budget_weights(covariance, *, risk_budgets=None, min_weights=0.0, max_w
     tol : float, default 1e-13
     max_iterations : int, default 100
         Newton iterations (with bounds that bind, also each QP's interior-point limit).
+    initial_weights : array of shape (n_assets,), optional
+        A guess of the answer (a walk-forward passes the previous rebalance's weights): Newton's
+        method starts there instead of at ``b / sigma`` (entries that are not positive, NaN
+        included, take ``b / sigma`` rescaled to the guess). The minimiser is unique and the
+        stopping rule the same, so only the number of iterations changes (and the answer at
+        the level of the last step's rounding).
 
     Returns
     -------
@@ -115,6 +121,8 @@ def risk_budget_weights(covariance, *, risk_budgets=None, min_weights=0.0, max_w
         b = b / b.sum()
     S = S / float(xp.max(xp.diagonal(S)))  # scale-free; the weights do not change
     x = b / xp.sqrt(xp.diagonal(S))
+    if initial_weights is not None:
+        x = _warm_start(x, initial_weights, n, xp)
     x = x / math.sqrt(float(x @ S @ x))
 
     def objective(v):
@@ -148,6 +156,20 @@ def risk_budget_weights(covariance, *, risk_budgets=None, min_weights=0.0, max_w
             t *= 0.5
         x, f = xn, fn
     raise OptimisationError(method, f"Newton's method did not converge in {max_iterations} iterations")
+
+
+def _warm_start(x0, initial_weights, n, xp):
+    """Newton's start from a guess: its positive entries, the rest from ``x0`` on the guess's scale."""
+    guess = xp.asarray(initial_weights, dtype=np.float64).reshape(-1)
+    if guess.shape != (n,):
+        raise ValueError(f"initial_weights must have shape ({n},), got {tuple(guess.shape)}")
+    known = (guess > 0) & xp.isfinite(guess)  # NaN compares False
+    if not bool(known.any()):
+        return x0
+    if bool(known.all()):
+        return guess
+    ratio = float(xp.sum(xp.where(known, guess, 0.0))) / float(xp.sum(xp.where(known, x0, 0.0)))
+    return xp.where(known, guess, x0 * ratio)
 
 
 def _bounded_risk_budget(S, b, lo, hi, xp, *, tol, max_iterations):
