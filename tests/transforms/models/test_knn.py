@@ -135,3 +135,17 @@ def test_exactly_k_training_rows_and_nan_queries(xp):
     assert np.isnan(p[0]).all()
     assert np.isnan(p[1, 2]) and np.isfinite(np.delete(p[1], 2)).all()
     np.testing.assert_allclose(np.delete(p[1], 2), y[1].mean(), rtol=1e-13)  # k = all 12 rows
+
+
+def test_host_threads_do_not_change_the_neighbours(monkeypatch):
+    """On the host the blocks run on a thread per core: the same neighbours as one thread."""
+    from alphapulse.transforms.models import batched
+
+    X, y, mask, Xq = _hypercube(seed=5, n_queries=40)
+    X[2, :, 1] *= 1.3
+    model = fit_knn(X, y, mask, n_neighbors=7, max_elements=300)
+    threaded = model.neighbours(Xq)
+    monkeypatch.setattr(batched, "_host_threads", lambda xp, tasks: 1)
+    np.testing.assert_array_equal(model.neighbours(Xq), threaded)
+    monkeypatch.setattr(batched, "_host_threads", lambda xp, tasks: 4)
+    np.testing.assert_array_equal(model.neighbours(Xq), threaded)
