@@ -26,7 +26,6 @@ Oracles and tolerances (float64):
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,19 +39,7 @@ from alphapulse.transforms.portfolio.schedule import holding_returns, rebalance_
 from alphapulse.transforms.portfolio.walk_forward import OptimiserOptions, View, walk_forward_backtest
 from alphapulse.transforms.returns import simple_returns
 
-ROOT = Path(__file__).resolve().parents[3]
-SAMPLE = ROOT / "data" / "sp500_sample.parquet"
 SKFOLIO_CLARABEL = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12, "tol_ktratio": 1e-10}
-
-
-@pytest.fixture(scope="module")
-def closes():
-    if not SAMPLE.exists():
-        pytest.skip(f"bundled sample not found at {SAMPLE}")
-    raw = pd.read_parquet(SAMPLE)
-    wide = raw.pivot(index="date", columns="Name", values="close").sort_index()
-    wide.index = pd.DatetimeIndex(wide.index)
-    return wide
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ Tolerances (float64):
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,8 +34,6 @@ from alphapulse.transforms.portfolio import mean_variance, risk_budgeting
 from alphapulse.transforms.portfolio import walk_forward as wf
 from alphapulse.transforms.portfolio.schedule import rebalance_rows
 
-ROOT = Path(__file__).resolve().parents[3]
-SAMPLE = ROOT / "data" / "sp500_sample.parquet"
 N_DATES = 3
 
 
@@ -211,16 +208,6 @@ def test_max_sharpe_with_per_asset_bounds_from_any_guess(xp, seed):
 # ---------------------------------------------------------------------------------------------
 # The walk-forward with and without warm starts
 # ---------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def closes():
-    if not SAMPLE.exists():
-        pytest.skip(f"bundled sample not found at {SAMPLE}")
-    raw = pd.read_parquet(SAMPLE)
-    wide = raw.pivot(index="date", columns="Name", values="close").sort_index()
-    wide.index = pd.DatetimeIndex(wide.index)
-    return wide
-
 
 @pytest.mark.parametrize("rebalance", ["month_end", "band"])
 def test_walk_forward_with_warm_starts_equals_cold(xp, closes, monkeypatch, rebalance):
