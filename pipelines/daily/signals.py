@@ -290,9 +290,10 @@ def signals_stage(bars, request: SignalsRequest, backend: Backend) -> PartitionS
         breadth = pd.DataFrame({"timestamp": timestamps, **{k: _host(counts[k]) for k in BREADTH_COUNTS}})
     n_rows, n_sym = panel.shape
     tail = min(request.chart_bars, n_rows) if request.charts else 0
-    parts, charts = [], []
+    parts, charts, sigs = [], [], []
     for set_index, s in enumerate(request.sets):
         sig = latest_signals(panel.fields, strategy=s.strategy, plan=s.plan, engine=s.engine, tail_bars=tail)
+        sigs.append(sig)
         position, nxt = _host(sig.position), _host(sig.next_position)
         since, last = _host(sig.since_row), _host(sig.last_row)
         actions = signal_actions(position, nxt)
@@ -317,8 +318,8 @@ def signals_stage(bars, request: SignalsRequest, backend: Backend) -> PartitionS
         return PartitionSignals(empty_signals(request), [], breadth)
     frame = attach_records(pd.concat(parts, ignore_index=True), request)
     if tail:
-        charts = _chart_candidates(frame, request, panel=panel, timestamps=timestamps, symbols=symbols, tail=tail,
-                                   n_rows=n_rows)
+        charts = _chart_candidates(frame, request, sigs, panel=panel, timestamps=timestamps, symbols=symbols,
+                                   tail=tail, n_rows=n_rows)
     frame = frame.drop(columns=["_set", "_combo", "_last"])
     return PartitionSignals(frame, charts, breadth)
 
@@ -367,33 +368,24 @@ def rank_actions(frame: pd.DataFrame) -> pd.DataFrame:
             .drop(columns="_key"))
 
 
-def _chart_candidates(frame, request, *, panel, timestamps, symbols, tail, n_rows) -> list:
-    """Chart data for this partition's best ``request.charts`` entries and exits on its last bar."""
-    current = frame[frame["_last"] == n_rows - 1]
-    best = rank_actions(current).head(request.charts)
-    out = []
+def _chart_candidates(frame, request, sigs, *, panel, timestamps, symbols, tail, n_rows) -> list:
+    """Chart data for this partition's best ``request.charts`` entries and exits on its last bar,
+    cut from the engine's tails of the signals run (``sigs``, one per set)."""
+    best = rank_actions(frame[frame["_last"] == n_rows - 1]).head(request.charts)
     rows = slice(n_rows - tail, n_rows)
-    close = _host(panel.fields["close"][rows])
-    by_set = {}
-    for _, r in best.iterrows():
-        by_set.setdefault(int(r["_set"]), []).append(r)
-    for set_index, picked in by_set.items():
-        s = request.sets[set_index]
-        cols = [int(np.searchsorted(symbols, r["symbol"])) for r in picked]
-        sub = {k: v[:, sorted(set(cols))] for k, v in panel.fields.items()}
-        order = sorted(set(cols))
-        sig = latest_signals(sub, strategy=s.strategy, plan=s.plan, engine=s.engine, tail_bars=tail)
-        held = _host(sig.tail_positions)
-        series = _host(sig.tail_series)
-        for r, col in zip(picked, cols):
-            j, c = order.index(col), int(r["_combo"])
-            lines = [(s.plan.bank[k][1], s.plan.bank[k][0].name, series[k, :, j]) for k in _chart_series(s, c)]
-            levels = [] if s.plan.mode == TARGET else sorted({float(s.plan.levels[c, k - 1]) for k in range(1, 5)
-                                                             if s.plan.legs[c, k] < 0})
-            out.append({"symbol": r["symbol"], "strategy": r["strategy"], "combo": r["combo"], "action": r["action"],
-                        "position": int(r["position"]), "record": float(record_key(pd.DataFrame([r])).iloc[0]),
-                        "timestamps": timestamps.values[rows], "close": close[:, col].astype(np.float64),
-                        "held": held[c, :, j], "lines": lines, "levels": levels})
+    cols = [int(np.searchsorted(symbols, sym)) for sym in best["symbol"]]
+    close = _host(panel.fields["close"][rows][:, cols]) if cols else None
+    out = []
+    for j, (col, (_, r)) in enumerate(zip(cols, best.iterrows())):
+        s, sig, c = request.sets[int(r["_set"])], sigs[int(r["_set"])], int(r["_combo"])
+        lines = [(s.plan.bank[k][1], s.plan.bank[k][0].name, _host(sig.tail_series[k, :, col]))
+                 for k in _chart_series(s, c)]
+        levels = [] if s.plan.mode == TARGET else sorted({float(s.plan.levels[c, k - 1]) for k in range(1, 5)
+                                                         if s.plan.legs[c, k] < 0})
+        out.append({"symbol": r["symbol"], "strategy": r["strategy"], "combo": r["combo"], "action": r["action"],
+                    "position": int(r["position"]), "record": float(record_key(pd.DataFrame([r])).iloc[0]),
+                    "timestamps": timestamps.values[rows], "close": close[:, j].astype(np.float64),
+                    "held": _host(sig.tail_positions[c, :, col]), "lines": lines, "levels": levels})
     return out
 
 
