@@ -236,10 +236,7 @@ def run_block(block: SymbolBlock, job: SweepJob) -> BlockResult:
 
 def engine_params(config: Config) -> dict:
     """The engine's execution settings from ``backtest``: direction, fills, sizing, costs, stops."""
-    bt = config.backtest
-    return {"direction": bt.direction, "trade_on": bt.trade_on, "size_fraction": bt.size_fraction,
-            "commission_bps": bt.commission_bps, "slippage_bps": bt.slippage_bps,
-            "stop_loss": bt.stop_loss or 0.0, "take_profit": bt.take_profit or 0.0}
+    return config.backtest.execution()
 
 
 def make_job(request: BacktestRequest, prepared: PreparedPanel, backend: Backend, **kw) -> SweepJob:

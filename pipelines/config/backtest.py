@@ -89,6 +89,13 @@ class BacktestConfig(Frozen):
     def _cluster(cls, v):
         return check_cluster_spec(v)
 
+    def execution(self) -> dict:
+        """The engine's execution keywords (``alphapulse.transforms.backtest.engine.run_backtest``):
+        direction, fills, sizing, costs, stops (0 = off)."""
+        return {"direction": self.direction, "trade_on": self.trade_on, "size_fraction": self.size_fraction,
+                "commission_bps": self.commission_bps, "slippage_bps": self.slippage_bps,
+                "stop_loss": self.stop_loss or 0.0, "take_profit": self.take_profit or 0.0}
+
     def grid_values(self) -> dict[str, list]:
         """The grid as parameter -> values, checked against (and cast for) the strategy."""
         strategy = STRATEGIES[self.strategy]

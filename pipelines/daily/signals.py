@@ -139,12 +139,6 @@ def _resolve(ref: str, where: str) -> Strategy:
         raise ConfigError(f"{where}: {e}") from None
 
 
-def _engine(bt) -> dict:
-    return {"direction": bt.direction, "trade_on": bt.trade_on, "size_fraction": bt.size_fraction,
-            "commission_bps": bt.commission_bps, "slippage_bps": bt.slippage_bps,
-            "stop_loss": bt.stop_loss or 0.0, "take_profit": bt.take_profit or 0.0}
-
-
 def prepare_signals(config: Config) -> SignalsRequest | None:
     """The ``signals:`` block resolved (no sets when it asks for none and only the breadth is
     drawn; None when it asks for neither). One-line ``ConfigError`` naming the entry for a
@@ -164,7 +158,7 @@ def prepare_signals(config: Config) -> SignalsRequest | None:
         unique = list({_label(c): c for c in combos}.values())  # a set listed twice is signalled once
         plan = _plan(strategy, unique, entries[0][0])
         bt = config.backtest
-        sets.append(SignalSet(strategy, ref, plan, tuple(_label(c) for c in plan.combos), _engine(bt), "config",
+        sets.append(SignalSet(strategy, ref, plan, tuple(_label(c) for c in plan.combos), bt.execution(), "config",
                               metrics={"periods_per_year": bt.periods_per_year, "definitions": bt.definitions}))
     records, report = None, None
     if cfg.from_report is not None:
