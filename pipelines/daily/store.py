@@ -57,8 +57,8 @@ import pandas as pd
 from alphapulse.pipelines.errors import ReportPathError
 from alphapulse.pipelines.report.write import _exchange, _fsync_dir, _link_or_copy
 from alphapulse.transforms.indicators.registry import IndicatorSpec
-from alphapulse.transforms.indicators.state import (IndicatorState, empty_state, state_fields, state_key,
-                                                    state_size, state_window)
+from alphapulse.transforms.indicators.state import (STEP_BARS, IndicatorState, empty_state, state_fields,
+                                                    state_key, state_size, state_window)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ ROWS_PER_FILE = 2_000_000
 """A run's rows are split into files of at most this many rows."""
 STATE_SYMBOLS_PER_FILE = 4096
 """A state file holds at most this many symbols (5,000 symbols: two files)."""
-CODE_MODULES = ("alphapulse.transforms.indicators.state", "alphapulse.transforms.indicators.series",
+CODE_MODULES = ("alphapulse.transforms.indicators.state", "alphapulse.transforms.indicators.resume",
+                "alphapulse.transforms.indicators.steps", "alphapulse.transforms.indicators.series",
                 "alphapulse.transforms.indicators.registry", "alphapulse.transforms.kernels",
                 "alphapulse.pipelines.data.panel", "alphapulse.pipelines.daily.store")
 """The code a store's values come from: a change to any of them recomputes everything."""
@@ -269,6 +270,28 @@ def _fold(words, starts, ends, fp):
         fp[s, 1] = h1
 
 
+def _splitmix_array(x):
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def _fold_in_steps(words, starts, ends, fp):
+    # _fold bar by bar, every symbol at once (uint64 arrays wrap as Numba's scalars do): a day's bars
+    # need no Numba start-up (see transforms.indicators.steps)
+    counts = ends - starts
+    for r in range(int(counts.max(initial=0))):
+        live = np.flatnonzero(counts > r)
+        h0, h1 = fp[live, 0], fp[live, 1]
+        for c in range(words.shape[1]):
+            w = _splitmix_array(words[starts[live] + r, c])
+            h0 = ((h0 ^ w) * _FP_MUL[0]) ^ (h0 >> np.uint64(29))
+            h1 = ((h1 ^ (w + _GOLDEN)) * _FP_MUL[1]) ^ (h1 >> np.uint64(31))
+        fp[live, 0] = h0
+        fp[live, 1] = h1
+
+
 def bar_fingerprints(bars: pd.DataFrame, *, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fingerprints of each symbol's bars, continuing ``start``.
 
@@ -297,7 +320,10 @@ def bar_fingerprints(bars: pd.DataFrame, *, start: np.ndarray | None = None) -> 
         fp[:] = np.array(_FP_SEED, dtype=np.uint64)
     else:
         fp[:] = start
-    _fold(words, starts, ends, fp)
+    if len(starts) and int((ends - starts).max()) > STEP_BARS:
+        _fold(words, starts, ends, fp)
+    else:
+        _fold_in_steps(words, starts, ends, fp)
     return sym[starts], fp
 
 

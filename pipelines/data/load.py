@@ -278,18 +278,24 @@ def load_bars(inputs: InputFiles, *, lib=pd, symbols_per_partition: int = 100, s
     inputs : InputFiles
     lib : the dataframe module, pandas or cuDF (``Backend.frames``)
     symbols_per_partition : whole symbols per Dask partition for the per-symbol checks
-    scheduler : a Dask scheduler (None: Dask's default; a distributed Client when one is active)
+    scheduler : a Dask scheduler (None: Dask's default; a distributed Client when one is active).
+        Several files are read and checked through Dask; one file is read in this process.
 
     Returns
     -------
     LoadedBars
     """
+    items = list(enumerate(str(p) for p in inputs.paths))
+    if len(items) == 1:
+        # one file is one partition of whole symbols, and compute() would gather it here anyway: Dask
+        # would add only its import (about a second, more than a day's store run computes)
+        checked = _as_dask_strings(check_symbols(_read_and_check(items[0], inputs=inputs, lib=lib)), lib)
+        return require_accepted(split_checked(checked, inputs, partitions=1))
     import dask
     import dask.dataframe as dd
 
     if frames.is_cudf(lib):
         import dask_cudf  # noqa: F401  (registers cuDF partitions with Dask)
-    items = list(enumerate(str(p) for p in inputs.paths))
     ddf = dd.from_map(_read_and_check, items, inputs=inputs, lib=lib, meta=_meta(lib),
                       enforce_metadata=False, divisions=[None] * (len(items) + 1))
     ddf = _group_by_symbol(ddf, lib, symbols_per_partition)
@@ -297,6 +303,16 @@ def load_bars(inputs: InputFiles, *, lib=pd, symbols_per_partition: int = 100, s
     with dask.config.set(scheduler=scheduler) if scheduler else nullcontext():
         checked = ddf.compute()
     return require_accepted(split_checked(checked, inputs, partitions=int(ddf.npartitions)))
+
+
+def _as_dask_strings(frame, lib):
+    """Text columns as Dask's ``dataframe.convert-string`` leaves them (pyarrow strings, NA-backed):
+    one file read in process gives the same frames as several read through Dask."""
+    if frames.is_cudf(lib):
+        return frame
+    text = {c: pd.StringDtype("pyarrow") for c, t in frame.dtypes.items()
+            if t == object or isinstance(t, pd.StringDtype)}
+    return frame.astype(text) if text else frame
 
 
 def require_accepted(loaded: LoadedBars) -> LoadedBars:

@@ -1,9 +1,11 @@
 """Continue the registry's indicators from a saved state: pay for the new bars only.
 
 Implements :class:`IndicatorState` (what each symbol's recurrences need to go on), :func:`state_window`,
-:func:`empty_state` and :func:`continue_indicators`, which launches one *resumable* series kernel per
-indicator family (``*_resume``, :mod:`alphapulse.transforms.indicators.resume`), compiled for the CPU
-and CUDA like the kernels of :mod:`alphapulse.transforms.indicators.series`.
+:func:`empty_state` and :func:`continue_indicators`, which either launches one *resumable* series kernel
+per indicator family (``*_resume``, :mod:`alphapulse.transforms.indicators.resume`), compiled for the CPU
+and CUDA like the kernels of :mod:`alphapulse.transforms.indicators.series`, or, for a few new bars
+(:data:`STEP_BARS`), steps bar by bar over every symbol at once in NumPy or CuPy
+(:mod:`alphapulse.transforms.indicators.steps`): a day's run then starts no Numba machinery.
 
 Identity with the full run. A resumable kernel performs, bar for bar, the same float64 operations in the
 same order as its counterpart in ``series``; it keeps between calls exactly the values that counterpart
@@ -37,6 +39,7 @@ import numpy as np
 
 from alphapulse.transforms.arrays import float_dtype, namespace
 from alphapulse.transforms.indicators.registry import INDICATORS, IndicatorSpec
+from alphapulse.transforms.indicators.steps import STEPS
 from alphapulse.transforms.indicators.resume import (sma_resume, ema_resume, rsi_resume, macd_resume, bbands_resume,
                                                      atr_resume, stoch_resume, adx_resume, cci_resume, willr_resume,
                                                      obv_resume, roc_resume, stack_column, unstack_column,
@@ -44,7 +47,12 @@ from alphapulse.transforms.indicators.resume import (sma_resume, ema_resume, rsi
 from alphapulse.transforms.kernels import valid_mask
 
 __all__ = ["IndicatorState", "state_key", "state_size", "state_window", "state_fields", "empty_state",
-           "continue_indicators"]
+           "continue_indicators", "STEP_BARS"]
+
+STEP_BARS = 32
+"""Up to this many new bars per symbol, :func:`continue_indicators` steps bar by bar over every symbol
+at once (NumPy / CuPy) instead of launching the compiled kernels: a daily store run then pays for no
+Numba start-up (about 0.5 s in a fresh process against a few milliseconds of steps)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +180,8 @@ def empty_state(specs: list[IndicatorSpec], n_symbols: int, *, xp=np) -> Indicat
     return IndicatorState(xp.zeros(n_symbols, dtype=np.int64), kept, values)
 
 
-def continue_indicators(bars: dict, specs: list[IndicatorSpec], state: IndicatorState) -> tuple[dict, IndicatorState]:
+def continue_indicators(bars: dict, specs: list[IndicatorSpec], state: IndicatorState, *,
+                        method: str = "auto") -> tuple[dict, IndicatorState]:
     """The specs' outputs on the new bars, continuing each symbol from ``state``; and the state after them.
 
     Parameters
@@ -185,6 +194,12 @@ def continue_indicators(bars: dict, specs: list[IndicatorSpec], state: Indicator
         The same specs, in the same order, that made ``state``.
     state : IndicatorState
         From :func:`empty_state` (then this is the full computation) or an earlier call; not modified.
+    method : ``"auto"``, ``"steps"`` or ``"kernels"``
+        ``"steps"``: bar by bar, every symbol at once (:mod:`~alphapulse.transforms.indicators.steps`);
+        ``"kernels"``: the compiled resumable kernels, symbol by symbol over its bars. ``"auto"`` takes
+        the steps when no symbol has more than :data:`STEP_BARS` new bars (a day's run pays no Numba
+        start-up), else the kernels (a long history costs them microseconds a bar, the steps a Python
+        loop a bar). Both give the same bits on NumPy.
 
     Returns
     -------
@@ -205,9 +220,14 @@ def continue_indicators(bars: dict, specs: list[IndicatorSpec], state: Indicator
         raise ValueError("the state was made for other indicators (its kept bars differ); recompute in full")
     if set(state.values) != {k for *_, k in resolved}:
         raise ValueError("the state was made for other indicators (its keys differ); recompute in full")
+    if method not in ("auto", "steps", "kernels"):
+        raise ValueError(f"method: expected 'auto', 'steps' or 'kernels', got {method!r}")
     dtype = float_dtype(close)
     valid = valid_mask(close)
     n_new = valid.sum(axis=0).astype(np.int64)
+    longest = int(n_new.max()) if n_new.size else 0
+    if method == "steps" or (method == "auto" and longest <= STEP_BARS):
+        return _continue_in_steps(xp, bars, resolved, state, fields, window, dtype, valid, n_new, longest)
     t = xp.minimum(state.seen, window).astype(np.int64)
     n = t + n_new
     base = state.seen - t
@@ -237,4 +257,41 @@ def continue_indicators(bars: dict, specs: list[IndicatorSpec], state: Indicator
     for f in fields:
         kept[f] = xp.empty((window, cols), dtype=np.float64, order=order)
         keep_column(cols, stacked[f], n, kept[f])
+    return outputs, IndicatorState(state.seen + n_new, kept, values)
+
+
+def _continue_in_steps(xp, bars, resolved, state, fields, window, dtype, valid, n_new, longest):
+    """:func:`continue_indicators` bar by bar: row ``window + k`` of the stacked panels holds each
+    symbol's k-th new bar (its kept bars above, bottom aligned), so one step serves every symbol."""
+    cols = state.n_symbols
+    rows_at, cols_at = xp.nonzero(valid)
+    slot = (xp.cumsum(valid, axis=0) - 1)[rows_at, cols_at]  # each valid bar's rank within its symbol
+    stacked = {}
+    for f in fields:
+        x = bars[f] if bars[f].dtype == dtype else bars[f].astype(dtype)
+        new = xp.full((longest, cols), np.nan, dtype=np.float64)
+        new[slot, cols_at] = x[rows_at, cols_at]
+        stacked[f] = xp.concatenate([xp.asarray(state.kept[f], dtype=np.float64), new])
+    typical = None
+    if any(name == "cci" for name, *_ in resolved):
+        typical = (stacked["high"] + stacked["low"] + stacked["close"]) / 3
+    values = {k: v.copy() for k, v in state.values.items()}
+    steps = {col: xp.full((longest, cols), np.nan, dtype=dtype) for _, _, names, _ in resolved for col in names}
+    with np.errstate(all="ignore"):  # every column computes the branches it does not take, then drops them
+        for k in range(longest):
+            live = n_new > k
+            live = None if bool(live.all()) else live
+            a = state.seen + k
+            for name, params, names, key in resolved:
+                ins = [stacked[i] for i in INDICATORS[name].inputs]
+                extra = {"typical": typical} if name == "cci" else {}
+                for col, row in zip(names, STEPS[name](xp, params, ins, window + k, a, live, values[key], **extra)):
+                    steps[col][k] = row
+    outputs = {}
+    for col, out in steps.items():
+        result = xp.full(bars["close"].shape, np.nan, dtype=dtype)
+        result[rows_at, cols_at] = out[slot, cols_at]
+        outputs[col] = result
+    shift = n_new[None, :] + xp.arange(window)[:, None]  # the last `window` stacked rows of each symbol
+    kept = {f: stacked[f][shift, xp.arange(cols)[None, :]] for f in fields}
     return outputs, IndicatorState(state.seen + n_new, kept, values)

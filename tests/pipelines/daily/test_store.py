@@ -256,6 +256,22 @@ def test_fingerprints_continue_across_splits():
     assert (store_.bar_fingerprints(changed)[1][1:] == whole[1:]).all()
 
 
+def test_the_fold_in_steps_is_the_compiled_fold():
+    """A day's fingerprints fold bar by bar over every symbol in NumPy (no Numba start-up), longer runs
+    in the compiled loop: the same uint64 arithmetic, so the same bits, and either continues the other."""
+    rng = np.random.default_rng(3)
+    counts = np.array([0, 1, 2, 5, store_.STEP_BARS, 40, 3])
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    words = rng.integers(0, 2**64 - 1, size=(int(ends[-1]), 6), dtype=np.uint64, endpoint=True)
+    seed = rng.integers(0, 2**64 - 1, size=(len(counts), 2), dtype=np.uint64, endpoint=True)
+    compiled, stepped = seed.copy(), seed.copy()
+    store_._fold(words, starts, ends, compiled)
+    store_._fold_in_steps(words, starts, ends, stepped)
+    np.testing.assert_array_equal(stepped, compiled)
+    assert (compiled[1:] != seed[1:]).all() and (compiled[0] == seed[0]).all()
+
+
 def test_sample_split_by_date_equals_the_full_daily_run(tmp_path):
     """The bundled S&P 500 sample in two runs through ``run_daily(prepare_daily(..., store=))``."""
     bars = pd.read_parquet(SAMPLE)

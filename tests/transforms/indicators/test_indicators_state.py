@@ -6,6 +6,8 @@ into random chunks and feeds them one after the other, each from the previous ch
 fall anywhere: inside warm-ups, on a missing bar, before a late listing's first bar (a chunk in which
 a symbol has no bar must leave its state alone). On NumPy the result is bit-identical in float64 and
 float32; on CuPy within 1e-12 relative (NVVM places FMAs per kernel: see the module docstring).
+Each chunk continues by either method, the compiled kernels or the bar-by-bar steps, drawn per chunk:
+a state one writes, the other continues.
 """
 from __future__ import annotations
 
@@ -35,12 +37,16 @@ def _chunks(bars, cuts):
     return [{k: np.asfortranarray(v[a:b]) for k, v in bars.items()} for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def _continued(xp, bars, specs, cuts):
-    """The outputs of feeding ``bars`` in chunks cut at ``cuts`` (rows), stacked back, on the host."""
+METHODS = ("kernels", "steps")
+
+
+def _continued(xp, bars, specs, cuts, methods=("kernels",)):
+    """The outputs of feeding ``bars`` in chunks cut at ``cuts`` (rows), stacked back, on the host; chunk
+    ``k`` continues by ``methods[k % len(methods)]``."""
     state = empty_state(specs, bars["close"].shape[1], xp=xp)
     pieces = []
-    for chunk in _chunks(bars, cuts):
-        out, state = continue_indicators(device(xp, chunk), specs, state)
+    for k, chunk in enumerate(_chunks(bars, cuts)):
+        out, state = continue_indicators(device(xp, chunk), specs, state, method=methods[k % len(methods)])
         pieces.append(host(out))
     return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}, state
 
@@ -65,37 +71,77 @@ def test_any_split_equals_the_full_run(xp, bars, data):
     cuts = data.draw(st.lists(st.integers(1, n_bars - 1), max_size=6), label="cuts")
     dtype = data.draw(st.sampled_from([np.float64, np.float32]), label="dtype")
     specs = data.draw(st.sampled_from([SMALL_SPECS, DEFAULT_SPECS]), label="specs")
+    methods = data.draw(st.lists(st.sampled_from(METHODS), min_size=1, max_size=7), label="methods")
     bars = {k: np.asfortranarray(v.astype(dtype)) for k, v in bars.items()}
     want = host(compute_indicators(device(xp, bars), specs))
-    got, state = _continued(xp, bars, specs, cuts)
+    got, state = _continued(xp, bars, specs, cuts, methods)
     _assert_same(xp, got, want)
     np.testing.assert_array_equal(host(state.seen), (~np.isnan(bars["close"])).sum(axis=0))
 
 
+@pytest.mark.parametrize("method", METHODS)
 @PROPERTY_SETTINGS
 @given(bars=panels(min_bars=20, max_bars=60), data=st.data())
-def test_one_bar_at_a_time(xp, bars, data):
+def test_one_bar_at_a_time(xp, method, bars, data):
     """The daily case: each chunk holds one row, and a symbol without a bar that day is NaN."""
     n_bars = bars["close"].shape[0]
     start = data.draw(st.integers(1, n_bars - 1), label="start")
     want = host(compute_indicators(device(xp, bars), SMALL_SPECS))
-    got, _ = _continued(xp, bars, SMALL_SPECS, list(range(start, n_bars)))
+    got, _ = _continued(xp, bars, SMALL_SPECS, list(range(start, n_bars)), ("kernels", method))
     _assert_same(xp, got, want)
 
 
-def test_a_chunk_without_bars_leaves_the_state_alone(xp):
+@pytest.mark.parametrize("method", METHODS)
+def test_a_chunk_without_bars_leaves_the_state_alone(xp, method):
     rng = np.random.default_rng(1)
     close = 50 + np.cumsum(rng.normal(size=(30, 3)), axis=0)
     bars = {"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": np.ones_like(close)}
     _, state = continue_indicators(device(xp, bars), SMALL_SPECS, empty_state(SMALL_SPECS, 3, xp=xp))
     nothing = {k: np.full((2, 3), np.nan) for k in bars}
-    out, after = continue_indicators(device(xp, nothing), SMALL_SPECS, state)
+    out, after = continue_indicators(device(xp, nothing), SMALL_SPECS, state, method=method)
     assert all(np.isnan(host(v)).all() for v in out.values())
     assert np.array_equal(host(after.seen), host(state.seen))
     for k in state.values:
         assert np.array_equal(host(after.values[k]), host(state.values[k]), equal_nan=True), k
     for k in state.kept:
         assert np.array_equal(host(after.kept[k]), host(state.kept[k]), equal_nan=True), k
+
+
+def test_auto_steps_a_few_bars_and_launches_the_kernels_for_more(monkeypatch):
+    from alphapulse.transforms.kernels import SeriesKernel
+    from alphapulse.transforms.indicators.state import STEP_BARS
+
+    def refuse(self, *args):
+        raise AssertionError("a compiled kernel was launched")
+
+    monkeypatch.setattr(SeriesKernel, "__call__", refuse)
+    state = empty_state(DEFAULT_SPECS, 2)
+    bars = {k: np.full((STEP_BARS, 2), 10.0) for k in ("open", "high", "low", "close", "volume")}
+    bars["close"][3:, 1] = np.nan  # the longest column decides
+    _, state = continue_indicators(bars, DEFAULT_SPECS, state)
+    assert state.seen.tolist() == [STEP_BARS, 3]
+    more = {k: np.full((STEP_BARS + 1, 2), 10.0) for k in bars}
+    with pytest.raises(AssertionError, match="compiled kernel"):
+        continue_indicators(more, DEFAULT_SPECS, state)
+    with pytest.raises(ValueError, match="method"):
+        continue_indicators(bars, DEFAULT_SPECS, state, method="fast")
+
+
+def test_a_day_in_a_fresh_process_starts_no_numba_machinery():
+    """The point of the steps: Numba's type registries (which import scipy.linalg for its BLAS check)
+    and cached kernels cost a fresh process about half a second; a day's continuation needs neither."""
+    script = (
+        "import sys, numpy as np\n"
+        "from alphapulse.transforms.indicators.registry import INDICATORS, IndicatorSpec\n"
+        "from alphapulse.transforms.indicators.state import continue_indicators, empty_state\n"
+        "specs = [IndicatorSpec(n) for n in INDICATORS]\n"
+        "bars = {k: np.full((1, 3), 5.0) for k in ('open', 'high', 'low', 'close', 'volume')}\n"
+        "continue_indicators(bars, specs, empty_state(specs, 3))\n"
+        "print(sorted(m for m in ('numba.np.arraymath', 'scipy.linalg') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parents[3])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip() == "[]"
 
 
 def test_state_is_bounded_by_the_windows_not_the_history():
@@ -170,6 +216,7 @@ def test_long_series_through_the_bollinger_reseed(xp, data):
             "volume": rng.integers(0, 10**6, size=close.shape).astype(float)}
     bars = {k: np.asfortranarray(v) for k, v in bars.items()}
     cuts = data.draw(st.lists(st.integers(1, 699), min_size=1, max_size=8), label="cuts")
+    methods = data.draw(st.lists(st.sampled_from(METHODS), min_size=1, max_size=4), label="methods")
     want = host(compute_indicators(device(xp, bars), SMALL_SPECS))
-    got, _ = _continued(xp, bars, SMALL_SPECS, cuts)
+    got, _ = _continued(xp, bars, SMALL_SPECS, cuts, methods)
     _assert_same(xp, got, want)
