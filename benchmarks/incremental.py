@@ -109,6 +109,16 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _store_is_current(store: Path) -> bool:
+    from alphapulse.pipelines.daily.store import MANIFEST, code_version
+
+    try:
+        manifest = json.loads((store / "data" / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return manifest.get("identity", {}).get("code") == code_version()
+
+
 def child(name: str, root: Path) -> dict:
     out = subprocess.run([sys.executable, __file__, "--phase", name, "--root", str(root)], check=True, cwd=ROOT,
                          capture_output=True, text=True).stdout
@@ -131,12 +141,14 @@ def main() -> None:
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; {args.symbols:,} symbols x {args.days:,} days",
           flush=True)
     prepare(args.root, args.symbols, args.days)
-    if not (args.root / "store").exists():
+    if not _store_is_current(args.root / "store"):  # built by other code: it would recompute in full
+        shutil.rmtree(args.root / "store", ignore_errors=True)
         print(json.dumps(child("base", args.root)), flush=True)
     shutil.rmtree(args.root / "store-run", ignore_errors=True)
     shutil.copytree(args.root / "store", args.root / "store-run")  # hard to link a store: copy it untimed
     shutil.rmtree(args.root / "store-run2", ignore_errors=True)
     shutil.copytree(args.root / "store", args.root / "store-run2")
+    os.sync()  # the copies' writeback would otherwise run (as other load) inside the timed phases
     with LoadGuard():
         full = child("full", args.root)
         inc = child("incremental", args.root)
