@@ -20,6 +20,18 @@ __all__ = ["AlphaPulseError", "InputError", "RunError", "OptimisationError"]
 class AlphaPulseError(Exception):
     """Any error AlphaPulse raises on purpose; its message is one line fit for a user."""
 
+    def __reduce__(self):
+        # pickle's default rebuilds an exception by calling its class with ``args`` (the message),
+        # which subclasses taking other arguments refuse: a process pool could not send them back
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls, args, state):
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class InputError(AlphaPulseError, ValueError):
     """Input that cannot be used (arguments, config, data, paths): the message names the option,

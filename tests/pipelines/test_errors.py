@@ -45,3 +45,23 @@ def test_public_names_keep_working():
     assert runtime.BudgetError is errors.BudgetError
     assert runtime.GpuOutOfMemory is runtime.GpuOutOfMemoryError is errors.GpuOutOfMemoryError
     assert portfolio.OptimisationError.__module__ == "alphapulse.transforms.errors"
+
+
+def _every_error():
+    from tests.errors_testlib import subclasses
+
+    return subclasses(AlphaPulseError)
+
+
+@pytest.mark.parametrize("cls", _every_error(), ids=lambda c: c.__name__)
+def test_every_error_survives_pickling(cls):
+    """A process pool, or Prefect persisting a failed state, sends the exception pickled; a class whose
+    ``__init__`` takes other arguments than the message (StageError, OptimisationError) must still
+    come back whole."""
+    import pickle
+
+    exc = instance(cls)
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is cls and str(back) == str(exc) and back.args == exc.args
+    assert vars(back) == vars(exc)
+
