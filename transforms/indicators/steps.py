@@ -216,6 +216,19 @@ def _flat(xp, lowest, highest):
     return xp.abs(highest - lowest) <= _EPSILON * (xp.abs(highest) + xp.abs(lowest))
 
 
+def _ring_average(xp, st, ring, total, value, a, enter, ready_from, period):
+    # STOCH's smoothing: `value` enters its ring slot (state rows ring.., absolute bar modulo period)
+    # and the total where `enter`; from bar `ready_from` the mean is out and the oldest value leaves
+    cols = xp.flatnonzero(enter)
+    st[ring + a[cols] % period, cols] = value[cols]
+    total = xp.where(enter, total + value, total)
+    ready = enter & (a >= ready_from)
+    mean = total / period
+    cols = xp.flatnonzero(ready)
+    total[cols] = total[cols] - st[ring + (a[cols] - period + 1) % period, cols]
+    return mean, total, ready
+
+
 def _stoch(xp, p, ins, i, a, live, st):
     high, low, close = ins
     fastk, slowk, slowd = p["fastk_period"], p["slowk_period"], p["slowd_period"]
@@ -227,19 +240,8 @@ def _stoch(xp, p, ins, i, a, live, st):
     lowest, lowest_at = _extreme(xp, low, i, a, k_first, st[0], st[1], active, 1.0)
     highest, highest_at = _extreme(xp, high, i, a, k_first, st[2], st[3], active, -1.0)
     fk = xp.where(_flat(xp, lowest, highest), 0.0, ((close[i] - lowest) / (highest - lowest)) * 100.0)
-    cols = xp.flatnonzero(active)
-    st[ring_k + a[cols] % slowk, cols] = fk[cols]
-    total_k = xp.where(active, st[4] + fk, st[4])
-    smooth = active & (a >= sk_first)
-    sk = total_k / slowk
-    cols = xp.flatnonzero(smooth)
-    total_k[cols] = total_k[cols] - st[ring_k + (a[cols] - slowk + 1) % slowk, cols]
-    st[ring_d + a[cols] % slowd, cols] = sk[cols]
-    total_d = xp.where(smooth, st[5] + sk, st[5])
-    ready = smooth & (a >= first)
-    d = total_d / slowd
-    cols = xp.flatnonzero(ready)
-    total_d[cols] = total_d[cols] - st[ring_d + (a[cols] - slowd + 1) % slowd, cols]
+    sk, total_k, smooth = _ring_average(xp, st, ring_k, st[4], fk, a, active, sk_first, slowk)
+    d, total_d, ready = _ring_average(xp, st, ring_d, st[5], sk, a, smooth, first, slowd)
     st[0], st[1], st[2], st[3], st[4], st[5] = lowest, lowest_at, highest, highest_at, total_k, total_d
     return xp.where(ready, sk, _NAN), xp.where(ready, d, _NAN)
 
