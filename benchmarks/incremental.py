@@ -15,10 +15,10 @@ times, each in its own child process (so each peak RSS is that phase's alone):
   store's update, the report folder).
 
 Each phase is timed from its first call (the imports at the top of ``phase`` done; whatever the call
-imports or loads lazily, Dask or Numba's cached kernels, inside the timed call). The report says the ratios, and checks the store after the append
-equals the full run's rows bit for bit. Peak RSS is the child's own high-water mark (``VmHWM``;
-``ru_maxrss`` would carry the parent's from before the fork). Measure on a quiet machine; ``--symbols 50 --days 120``
-is a smoke run.
+imports or loads lazily, Dask or Numba's cached kernels, inside the timed call). The report says the
+ratios, and checks the store after the append equals the full run's rows bit for bit. Peak RSS is the
+child's own high-water mark (``VmHWM``; ``ru_maxrss`` would carry the parent's from before the fork).
+Measure on a quiet machine; ``--symbols 50 --days 120`` is a smoke run.
 
 Usage: ``python benchmarks/incremental.py [--symbols 5000] [--days 2521] [--root DIR]``.
 """

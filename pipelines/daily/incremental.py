@@ -10,8 +10,10 @@ and computes the recomputed ones from their first bar in one pass of
 (:func:`alphapulse.pipelines.daily.store.commit`), and writes the usual report folder: its
 ``indicators.parquet`` holds this run's computed rows, and ``manifest.json`` an ``incremental`` section.
 
-It reads the store's state, never its history (a correction excepted: the files holding a corrected
-symbol's rows are rewritten without them), so its time and memory follow the new bars. It computes on
+Its indicators read the store's state, never its history (a correction excepted: the files holding a
+corrected symbol's rows are rewritten without them), so their time and memory follow the new bars. The
+signals and breadth, when configured, need each symbol's whole history: the input's where it holds it,
+else the bars the store keeps (:func:`histories`), a group of whole symbols at a time. It computes on
 the host: a day's bars are far below the GPU's break-even (``gpu.fallback.min_speedup``), and the state
 lives on the host between runs.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alphapulse.pipelines.config.schema import STANDARD_COLUMNS
 from alphapulse.pipelines.daily import store as store_
 from alphapulse.pipelines.data import frames as frames
 from alphapulse.pipelines.data.load import DataError, LoadedBars, load_bars
@@ -122,8 +125,8 @@ def update_store(root: Path, bars: pd.DataFrame, specs, *, dtype, data: str = ""
             run = {"data": data, "appended": len(plan.append), "recomputed": len(plan.recompute),
                    "full_recompute": plan.full_reasons, "bars_computed": int(len(rows))}
             with timer.stage("store_commit"), stage_errors("store", str(root)):
-                manifest = store_.commit(snapshot, rows=indicators, state=state, recomputed=corrected, full=full,
-                                         identity=identity, run=run)
+                manifest = store_.commit(snapshot, rows=indicators, bars=rows[list(STANDARD_COLUMNS)], state=state,
+                                         recomputed=corrected, full=full, identity=identity, run=run)
         else:
             log.info("store %s: no new bars; nothing committed", root)
             indicators = _empty_indicators(specs, dtype)
@@ -148,21 +151,41 @@ def _update(run: Run, state):
                         data=request.data_path, timer=run.timer)
 
 
-def whole_histories(bars: pd.DataFrame, stored: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The bars of the symbols whose every stored bar is in ``bars`` (what signals and breadth need:
-    a position depends on the whole history), and the others with the reason."""
+def histories(root: Path, bars: pd.DataFrame, stored: pd.DataFrame, *, bars_per_group: int, skipped: dict):
+    """Each symbol of ``bars`` with its whole history (what signals and breadth read: a position depends
+    on every bar before it), yielded in groups of whole symbols of about ``bars_per_group`` bars, so
+    that one group's history is in memory at a time.
+
+    A symbol's history is ``bars``' own rows where they are all its stored bars (the input held the
+    whole history), else the store's bars (``_bars/``, today's included: call after the commit). Each
+    group is a frame sorted by (symbol, timestamp) with ``bars``' dtypes. A symbol the store cannot
+    complete (a store written before it kept bars) is added to ``skipped`` with the reason.
+    """
     counts = bars.groupby("symbol", sort=True).size()
-    seen = stored.set_index("symbol")["seen"] if len(stored) else pd.Series(dtype="int64")
-    have = counts.reindex(seen.index).fillna(0).astype("int64")
-    partial = have[have < seen]
-    skipped = {str(k): (f"the input holds {int(v):,} of its {int(seen[k]):,} stored bars (a signal reads the whole "
-                        "history)" if v else "stored, not in this run's input") for k, v in partial.items()}
-    return (bars[~bars["symbol"].isin(list(partial.index))] if skipped else bars), skipped
+    seen = stored.set_index("symbol")["seen"].reindex(counts.index).fillna(0).astype("int64")
+    complete = (counts >= seen).to_numpy()
+    group_of = ((seen.cumsum() - seen) // max(1, bars_per_group)).to_numpy()
+    for g in np.unique(group_of):
+        here = group_of == g
+        own, rest = counts.index[here & complete], counts.index[here & ~complete]
+        pieces = [bars[bars["symbol"].isin(list(own))]] if len(own) else []
+        if len(rest):
+            with _write_lock(root):  # a concurrent run's commit must not swap the files mid-read
+                read = store_.read_bars(store_.open_store(root), rest).astype(bars.dtypes.to_dict())
+            got = read.groupby("symbol", sort=True).size().reindex(rest).fillna(0).astype("int64")
+            short = [k for k in rest if got[k] != seen[k]]
+            skipped.update({str(k): f"the store holds {int(got[k]):,} of its {int(seen[k]):,} bars (a store written "
+                                    "before it kept bars; a run on the whole history fills it)" for k in short})
+            pieces.append(read[~read["symbol"].isin(short)] if short else read)
+        frame = pd.concat(pieces, ignore_index=True).sort_values(["symbol", "timestamp"], kind="stable",
+                                                                ignore_index=True)
+        if len(frame):
+            yield frame
 
 
 def _report(run: Run, state):
     from alphapulse.pipelines.daily.pipeline import PartitionResult, report_stage
-    from alphapulse.pipelines.daily.signals import signals_stage
+    from alphapulse.pipelines.daily.signals import PartitionSignals, signals_stage
 
     request, loaded = run.request, state.load_validate
     indicators, section, stored = state.update
@@ -171,10 +194,15 @@ def _report(run: Run, state):
     signals, skipped = None, {}
     if request.signals is not None:
         with run.timer.stage("signals"), stage_errors("signals", request.data_path):
-            bars, skipped = whole_histories(frames.to_host(loaded.bars), stored)
-            if len(bars):  # on the host, as the store: a day's run is far below the GPU's break-even
-                signals = signals_stage(bars, request.signals, cpu_backend("the store computes on the host",
-                                                                           precision=str(run.backend.dtype)))
+            host = cpu_backend("the store computes on the host", precision=str(run.backend.dtype))
+            parts = [signals_stage(g, request.signals, host)  # a group's history at a time: bounded
+                     for g in histories(Path(request.store), frames.to_host(loaded.bars), stored,
+                                        bars_per_group=request.config.data.bars_per_partition, skipped=skipped)]
+            if parts:
+                breadths = [p.breadth for p in parts if p.breadth is not None]
+                signals = PartitionSignals(pd.concat([p.frame for p in parts], ignore_index=True),
+                                           [c for p in parts for c in p.charts],
+                                           pd.concat(breadths, ignore_index=True) if breadths else None)
     with scratch_folder(request.out_dir, "parts") as scratch:  # the run's own part file, linked into the report
         path = scratch / "part-00000.parquet"
         indicators.to_parquet(path, index=False)

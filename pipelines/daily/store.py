@@ -16,6 +16,9 @@ Layout::
         _manifest.json              the committed version: files, identity, runs (hidden from readers)
         _state/state-00000.parquet  one row per symbol: bars seen, first/last timestamp, fingerprint,
                                     kept bars and float64 recurrences (hidden from readers)
+        _bars/bars-000002-00000.parquet  run 2's validated bars (hidden from readers): what the
+                                    signals and a full recompute read back when a run's input
+                                    holds only the new bars
       _staging-<id>/                a run's tree before its commit (hidden; a dead run's is removed)
 
 Readers skip names starting with ``_`` or ``.`` (pyarrow dataset semantics; pandas, DuckDB and polars
@@ -54,6 +57,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from alphapulse.pipelines.config.schema import STANDARD_COLUMNS
 from alphapulse.pipelines.errors import ReportPathError
 from alphapulse.pipelines.report.write import _exchange, _fsync_dir, _link_or_copy
 from alphapulse.transforms.indicators.registry import IndicatorSpec
@@ -69,6 +73,7 @@ DATA = "data"
 MANIFEST = "_manifest.json"
 STATE_DIR = "_state"
 STAGING = "_staging-"
+BARS_DIR = "_bars"
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_FILES = 200_000
 """More data files than this is refused (a store of 10 years of daily runs holds about 2,520 x a few)."""
@@ -193,6 +198,10 @@ class Snapshot:
     def files(self) -> list[dict]:
         return [] if self.manifest is None else self.manifest["files"]
 
+    @property
+    def bar_files(self) -> list[dict]:
+        return [] if self.manifest is None else self.manifest.get("bars", [])
+
 
 def recover(root: Path) -> None:
     """Undo what a killed run left: a ``data/`` moved aside and not replaced is put back; the staging
@@ -218,10 +227,11 @@ def open_store(root: Path) -> Snapshot:
     manifest = _read_json(data / MANIFEST, limit=MAX_MANIFEST_BYTES)
     if not (isinstance(manifest, dict) and isinstance(manifest.get(MARK), dict)
             and manifest[MARK].get("format") == FORMAT and isinstance(manifest.get("files"), list)
-            and isinstance(manifest.get("state"), list) and len(manifest["files"]) <= MAX_FILES):
+            and isinstance(manifest.get("state"), list) and isinstance(manifest.get("bars", []), list)
+            and len(manifest["files"]) + len(manifest.get("bars", [])) <= MAX_FILES):
         raise StoreError(f"{data / MANIFEST}: missing or damaged store manifest; the store cannot be continued "
                          "(move it away and run on a new store for a full run)")
-    own = {MANIFEST, *(f["path"] for f in manifest["files"]), *manifest["state"]}
+    own = {MANIFEST, *(f["path"] for f in manifest["files"] + manifest.get("bars", [])), *manifest["state"]}
     for dirpath, dirnames, filenames in os.walk(data):
         rel_dir = Path(dirpath).relative_to(data)
         for name in filenames:
@@ -234,6 +244,24 @@ def open_store(root: Path) -> Snapshot:
     if len(state) > MAX_SYMBOLS:
         raise StoreError(f"{root}: {len(state):,} symbols in the state, over the limit of {MAX_SYMBOLS:,}")
     return Snapshot(root, manifest, state.sort_values("symbol", ignore_index=True))
+
+
+def read_bars(snapshot: Snapshot, symbols) -> pd.DataFrame:
+    """The stored bars of ``symbols`` (``timestamp, symbol, open, high, low, close, volume``, sorted by
+    (symbol, timestamp)); only the files whose symbol range meets them are read. A store written
+    before it kept bars holds none (the caller compares the counts with the state's ``seen``)."""
+    wanted = sorted({str(s) for s in symbols})
+    frames_ = []
+    for entry in snapshot.bar_files:
+        lo, hi = (entry["symbols"] + [None, None])[:2]
+        if wanted and lo is not None and lo <= wanted[-1] and hi >= wanted[0]:
+            part = pd.read_parquet(snapshot.root / DATA / entry["path"], filters=[("symbol", "in", wanted)])
+            if len(part):
+                frames_.append(part)
+    if not frames_:
+        return pd.DataFrame({c: pd.Series([], dtype="datetime64[ns]" if c == "timestamp" else
+                                          (object if c == "symbol" else np.float64)) for c in STANDARD_COLUMNS})
+    return pd.concat(frames_, ignore_index=True).sort_values(["symbol", "timestamp"], ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +429,9 @@ class UpdatePlan:
 def plan_update(snapshot: Snapshot, bars: pd.DataFrame, identity: dict) -> tuple[UpdatePlan, pd.DataFrame]:
     """Split ``bars`` (loaded, sorted by (symbol, timestamp)) into the rows this run computes.
 
-    A symbol's input holds either only bars after its last stored timestamp (append), or its whole
+    A changed identity (config, precision, code) recomputes every stored symbol, from the input
+    where it holds the whole history, else from the store's bars and the input's newer ones.
+    Otherwise a symbol's input holds either only bars after its last stored timestamp (append), or its whole
     history (its first bar no later than the stored first one, or at least as many bars at or before
     the last stored timestamp as the store saw): then the fingerprint of that history is compared with
     the stored one, and a difference (a correction, or a bar that was not there before) recomputes the
@@ -419,9 +449,9 @@ def plan_update(snapshot: Snapshot, bars: pd.DataFrame, identity: dict) -> tuple
     full = []
     if snapshot.manifest is not None:
         full = identity_changes(snapshot.manifest["identity"], identity)
-    symbols = bars["symbol"].to_numpy()
     if full and len(state):
-        _require_whole_histories(state, bars, "; ".join(full))
+        bars = _with_stored_histories(snapshot, bars, "; ".join(full))
+    symbols = bars["symbol"].to_numpy()
     if snapshot.manifest is None or full or not len(state):
         reason = "; ".join(full) if full else "first run on an empty store"
         recompute = {str(s): reason for s in pd.unique(symbols)}
@@ -460,19 +490,38 @@ def plan_update(snapshot: Snapshot, bars: pd.DataFrame, identity: dict) -> tuple
     return UpdatePlan(append, dict(sorted(recompute.items())), []), rows_
 
 
-def _require_whole_histories(state: pd.DataFrame, bars: pd.DataFrame, why: str) -> None:
-    """A full recompute replaces every stored row: refuse it unless the input holds each stored
-    symbol's whole history (else an append-only input would lose the history it does not repeat)."""
+def _with_stored_histories(snapshot: Snapshot, bars: pd.DataFrame, why: str) -> pd.DataFrame:
+    """A full recompute replaces every stored row, so it needs every stored symbol's whole history:
+    ``bars`` where they hold it, else the store's bars followed by ``bars``' newer ones. Refused,
+    naming the symbol, where the store cannot supply it (a store written before it kept bars) or
+    ``bars`` overlaps the stored bars without the whole history."""
     from alphapulse.pipelines.errors import DataError
 
+    state = snapshot.state
     g = bars.groupby("symbol", sort=False)["timestamp"]
-    firsts = g.min()
-    counts = g.size()
-    for sym, first_stored, seen in zip(state["symbol"], state["first_timestamp"], state["seen"]):
-        if sym not in counts.index or not (firsts[sym] <= first_stored or counts[sym] >= seen):
-            raise DataError(f"{sym}: {why}, so the store is recomputed in full, but the input does not hold this "
-                            f"symbol's whole history (stored from {pd.Timestamp(first_stored)}, {int(seen):,} bars); "
-                            "give the whole history, or a new store")
+    firsts, counts = g.min(), g.size()
+    whole = [sym in counts.index and (firsts[sym] <= first or counts[sym] >= seen)
+             for sym, first, seen in zip(state["symbol"], state["first_timestamp"], state["seen"])]
+    need = state[~np.asarray(whole, dtype=bool)]
+    if not len(need):
+        return bars
+    stored = read_bars(snapshot, need["symbol"])
+    got = stored.groupby("symbol", sort=False).size()
+    last = pd.Series(need["last_timestamp"].to_numpy("datetime64[ns]"), index=need["symbol"])
+    ts = bars["timestamp"].to_numpy().astype("datetime64[ns]")
+    for sym, first, seen in zip(need["symbol"], need["first_timestamp"], need["seen"]):
+        if got.get(sym, 0) != seen:
+            raise DataError(f"{sym}: {why}, so the store is recomputed in full, but neither the input nor the store "
+                            f"holds this symbol's whole history (stored from {pd.Timestamp(first)}, {int(seen):,} "
+                            "bars; the store keeps no bars of it); give the whole history, or a new store")
+        older = int(((bars["symbol"] == sym).to_numpy() & (ts <= last[sym])).sum())
+        if older:
+            raise DataError(f"{sym}: the input holds {older:,} bar(s) at or before its last stored bar "
+                            f"({pd.Timestamp(last[sym])}) but not its whole history (stored from "
+                            f"{pd.Timestamp(first)}, {int(seen):,} bars): give only newer bars, or the whole history")
+    stored = stored.astype(bars.dtypes.to_dict())
+    return pd.concat([bars, stored], ignore_index=True).sort_values(["symbol", "timestamp"], kind="stable",
+                                                                     ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,14 +539,47 @@ def _symbol_range(frame: pd.DataFrame) -> list[str]:
     return [str(frame["symbol"].iloc[0]), str(frame["symbol"].iloc[-1])] if len(frame) else []
 
 
-def commit(snapshot: Snapshot, *, rows: pd.DataFrame, state: pd.DataFrame, recomputed: set[str], full: bool,
-           identity: dict, run: dict) -> dict:
+def _carry(entries: list[dict], old_data: Path, tree: Path, recomputed: set[str], seq: int) -> list[dict]:
+    """The committed files ``entries`` in the next tree: hard links, except that a file holding a
+    recomputed symbol's rows is rewritten without them (only a correction pays for reading history)."""
+    out = []
+    for entry in entries:
+        src = old_data / entry["path"]
+        lo, hi = (entry["symbols"] + [None, None])[:2]
+        if recomputed and lo is not None and any(lo <= s <= hi for s in recomputed):
+            old = pd.read_parquet(src)
+            kept = old[~old["symbol"].isin(recomputed)]
+            if len(kept) < len(old):
+                if len(kept):
+                    name = entry["path"].replace(".parquet", f"-r{seq:06d}.parquet")
+                    _write_parquet(kept, tree / name)
+                    out.append({"path": name, "rows": int(len(kept)), "symbols": _symbol_range(kept)})
+                continue
+        _link_or_copy(src, tree / entry["path"])
+        out.append(entry)
+    return out
+
+
+def _write_chunks(frame: pd.DataFrame, tree: Path, prefix: str, seq: int) -> list[dict]:
+    """``frame`` (sorted by symbol) as files of at most :data:`ROWS_PER_FILE` rows, ``<prefix>-<seq>-<k>``."""
+    out = []
+    for k, begin in enumerate(range(0, len(frame), ROWS_PER_FILE)):
+        chunk = frame.iloc[begin:begin + ROWS_PER_FILE]
+        name = f"{prefix}-{seq:06d}-{k:05d}.parquet"
+        _write_parquet(chunk, tree / name)
+        out.append({"path": name, "rows": int(len(chunk)), "symbols": _symbol_range(chunk)})
+    return out
+
+
+def commit(snapshot: Snapshot, *, rows: pd.DataFrame, bars: pd.DataFrame, state: pd.DataFrame,
+           recomputed: set[str], full: bool, identity: dict, run: dict) -> dict:
     """Make ``rows`` and ``state`` the store's next committed version, in one atomic step.
 
     Parameters
     ----------
     snapshot : the committed store (from :func:`open_store`), its lock held by the caller
     rows : this run's computed rows, ``timestamp, symbol, <outputs>`` sorted by (symbol, timestamp)
+    bars : the bars they were computed from (validated, the same order), kept under ``_bars/``
     state : the whole next state (every symbol, those this run did not touch included), by symbol
     recomputed : symbols whose committed rows this run's rows replace (their old rows are dropped)
     full : every committed row is replaced (a changed config, dtype or code)
@@ -516,34 +598,13 @@ def commit(snapshot: Snapshot, *, rows: pd.DataFrame, state: pd.DataFrame, recom
     staging = root / f"{STAGING}{uuid.uuid4().hex[:12]}"
     tree = staging / DATA
     (tree / STATE_DIR).mkdir(parents=True)
+    (tree / BARS_DIR).mkdir()
+    old_data = root / DATA
     try:
-        files = []
-        old_data = root / DATA
-        for entry in ([] if full else snapshot.files):
-            src = old_data / entry["path"]
-            lo, hi = (entry["symbols"] + [None, None])[:2]
-            touched = recomputed and lo is not None and any(lo <= s <= hi for s in recomputed)
-            if touched:
-                # only a correction pays for reading history: the file's rows without the recomputed symbols
-                old = pd.read_parquet(src)
-                kept = old[~old["symbol"].isin(recomputed)]
-                if len(kept) == len(old):
-                    touched = False
-                elif len(kept):
-                    name = entry["path"].replace(".parquet", f"-r{seq:06d}.parquet")
-                    _write_parquet(kept, tree / name)
-                    files.append({"path": name, "rows": int(len(kept)), "symbols": _symbol_range(kept)})
-                    continue
-                else:
-                    continue
-            if not touched:
-                _link_or_copy(src, tree / entry["path"])
-                files.append(entry)
-        for k, begin in enumerate(range(0, len(rows), ROWS_PER_FILE)):
-            chunk = rows.iloc[begin:begin + ROWS_PER_FILE]
-            name = f"part-{seq:06d}-{k:05d}.parquet"
-            _write_parquet(chunk, tree / name)
-            files.append({"path": name, "rows": int(len(chunk)), "symbols": _symbol_range(chunk)})
+        files = ([] if full else _carry(snapshot.files, old_data, tree, recomputed, seq)) \
+            + _write_chunks(rows, tree, "part", seq)
+        bar_files = ([] if full else _carry(snapshot.bar_files, old_data, tree, recomputed, seq)) \
+            + _write_chunks(bars, tree, f"{BARS_DIR}/bars", seq)
         state_files = []
         for k, begin in enumerate(range(0, len(state), STATE_SYMBOLS_PER_FILE)):
             name = f"{STATE_DIR}/state-{k:05d}.parquet"
@@ -552,9 +613,10 @@ def commit(snapshot: Snapshot, *, rows: pd.DataFrame, state: pd.DataFrame, recom
         runs = (snapshot.manifest["runs"] if snapshot.manifest else [])[-99:] + [{"version": seq, **run}]
         manifest = {MARK: {"format": FORMAT}, "version": seq, "identity": identity,
                     "rows": int(sum(f["rows"] for f in files)), "symbols": int(len(state)),
-                    "files": sorted(files, key=lambda f: f["path"]), "state": state_files, "runs": runs}
+                    "files": sorted(files, key=lambda f: f["path"]), "state": state_files,
+                    "bars": sorted(bar_files, key=lambda f: f["path"]), "runs": runs}
         (tree / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        for d in (tree / STATE_DIR, tree):
+        for d in (tree / STATE_DIR, tree / BARS_DIR, tree):
             _fsync_dir(d)
         _swap(tree, old_data, staging)
     finally:

@@ -311,7 +311,7 @@ def _as_dask_strings(frame, lib):
     if frames.is_cudf(lib):
         return frame
     text = {c: pd.StringDtype("pyarrow") for c, t in frame.dtypes.items()
-            if t == object or isinstance(t, pd.StringDtype)}
+            if pd.api.types.is_object_dtype(t) or isinstance(t, pd.StringDtype)}
     return frame.astype(text) if text else frame
 
 

@@ -163,15 +163,42 @@ def test_partitions_store_and_reruns_give_the_same_tables(tmp_path, without_last
     pd.testing.assert_frame_equal(stored.signals, whole.signals)
 
 
-def test_a_store_run_given_only_new_bars_says_which_symbols_have_no_signal(tmp_path, without_last_day):
+def test_a_store_run_given_only_the_day_signals_from_the_stored_bars(tmp_path, without_last_day):
+    """The scheduled case: the input holds the new day only. The signals and breadth read each symbol's
+    history from the store's bars and equal the whole run's, in groups of whole symbols as small as
+    the config's partitions."""
+    raw = pd.read_parquet(SAMPLE)
+    day = tmp_path / "day.parquet"
+    raw[raw["date"] == raw["date"].max()].to_parquet(day, index=False)
+    whole = _daily(tmp_path, "whole")
+    small = parse_config({**BASE, "data": {**BASE["data"], "bars_per_partition": 20000}})  # 50 symbols: 4 groups
+    for config, name in ((None, "default"), (small, "small")):
+        store = tmp_path / f"store-{name}"
+        _daily(tmp_path, f"{name}-1", config, data=without_last_day, store=store)
+        result = _daily(tmp_path, f"{name}-2", config, data=day, store=store)
+        assert result.manifest["incremental"]["bars_computed"] == 50
+        assert result.manifest["signals"]["skipped"] == {}
+        pd.testing.assert_frame_equal(result.signals, whole.signals)
+        pd.testing.assert_frame_equal(result.breadth, whole.breadth)
+        assert (result.out_dir / "signals.parquet").read_bytes() == (whole.out_dir / "signals.parquet").read_bytes()
+
+
+def test_a_store_without_bars_says_which_symbols_have_no_signal(tmp_path, without_last_day):
+    """A store written before it kept bars (simulated: its bar files taken out of the manifest) cannot
+    complete a history: those symbols are listed with the reason, never dropped silently."""
     raw = pd.read_parquet(SAMPLE)
     day = tmp_path / "day.parquet"
     raw[raw["date"] == raw["date"].max()].to_parquet(day, index=False)
     store = tmp_path / "store"
     _daily(tmp_path, "s1", data=without_last_day, store=store)
+    manifest_path = store / "data" / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest.pop("bars"):
+        (store / "data" / entry["path"]).unlink()
+    manifest_path.write_text(json.dumps(manifest))
     result = _daily(tmp_path, "s2", data=day, store=store)
     skipped = result.manifest["signals"]["skipped"]
-    assert len(skipped) == 50 and "of its" in next(iter(skipped.values()))
+    assert len(skipped) == 50 and "the store holds 1 of its" in next(iter(skipped.values()))
     assert len(result.signals) == 0
     assert "without one" in " ".join(__import__("alphapulse.pipelines.daily.report", fromlist=["x"])
                                      .cli_lines(result.manifest, result.out_dir))

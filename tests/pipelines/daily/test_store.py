@@ -61,6 +61,14 @@ def _assert_store_equals(root: Path, bars: pd.DataFrame, specs, dtype=np.float64
     pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 
+def _assert_bars(root: Path, bars: pd.DataFrame) -> None:
+    """The store keeps exactly the bars its rows came from (hidden from readers under data/_bars/)."""
+    snapshot = store_.open_store(root)
+    got = store_.read_bars(snapshot, bars["symbol"].unique())
+    got = got.astype(bars.dtypes.to_dict())
+    pd.testing.assert_frame_equal(got, bars.sort_values(["symbol", "timestamp"], ignore_index=True), check_exact=True)
+
+
 def _state(root: Path) -> pd.DataFrame:
     return store_.open_store(root).state
 
@@ -98,6 +106,7 @@ def test_any_sequence_of_runs_equals_the_full_run(tmp_path_factory, data):
             batch = batch.sort_values(["symbol", "timestamp"], ignore_index=True)
         update_store(root, batch.reset_index(drop=True), SMALL_SPECS, dtype=np.dtype(dtype))
     _assert_store_equals(root, current, SMALL_SPECS, dtype)
+    _assert_bars(root, current)
     assert not list(root.glob("_staging-*"))
 
 
@@ -217,8 +226,45 @@ def test_inputs_that_cannot_be_appended_nor_recomputed_are_refused(tmp_path):
     partial = bars[bars["timestamp"] >= days[25]].reset_index(drop=True)  # overlaps without whole histories
     with pytest.raises(DataError, match="AAA: the input holds 5 bar.*not its whole history"):
         update_store(root, partial, SMALL_SPECS, dtype=np.float64)
+    pd.testing.assert_frame_equal(_read(root), rows)
+
+
+def test_a_changed_config_recomputes_from_the_stored_bars(tmp_path):
+    """A day-only input after a config (or code) change: the store supplies each history from its own
+    bars, so the scheduled run goes on, and the store equals a full run on every bar."""
+    bars = _bars(6, 40, listing=12, gaps=[("AAA", 17)])
+    days = sorted(bars["timestamp"].unique())
+    root = tmp_path / "s"
+    update_store(root, bars[bars["timestamp"] < days[30]].reset_index(drop=True), SMALL_SPECS, dtype=np.float64)
+    other = [IndicatorSpec("sma", {"period": 3}), IndicatorSpec("stoch")]
     newday = bars[bars["timestamp"] == days[30]].reset_index(drop=True)
-    with pytest.raises(DataError, match="config changed, so the store is recomputed in full"):
+    _, section, _ = update_store(root, newday, other, dtype=np.float64)
+    assert section["full_recompute"] == ["the indicators config changed"]
+    upto = bars[bars["timestamp"] <= days[30]].reset_index(drop=True)
+    _assert_store_equals(root, upto, other)
+    _assert_bars(root, upto)
+    # the store's bars of a symbol the day did not bring are carried too
+    rest = bars[(bars["timestamp"] > days[30]) & (bars["symbol"] != "BBB")].reset_index(drop=True)
+    update_store(root, rest, SMALL_SPECS, dtype=np.float64)
+    effective = bars[(bars["timestamp"] <= days[30]) | (bars["symbol"] != "BBB")].reset_index(drop=True)
+    _assert_store_equals(root, effective, SMALL_SPECS)
+    _assert_bars(root, effective)
+
+
+def test_a_changed_config_on_a_store_without_bars_is_refused(tmp_path):
+    bars = _bars(6, 40)
+    days = sorted(bars["timestamp"].unique())
+    root = tmp_path / "s"
+    update_store(root, bars[bars["timestamp"] < days[30]].reset_index(drop=True), SMALL_SPECS, dtype=np.float64)
+    manifest_path = root / "data" / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest.pop("bars"):  # as a store written before it kept bars
+        (root / "data" / entry["path"]).unlink()
+    manifest_path.write_text(json.dumps(manifest))
+    rows = _read(root)
+    newday = bars[bars["timestamp"] == days[30]].reset_index(drop=True)
+    with pytest.raises(DataError, match="AAA: the indicators config changed, so the store is recomputed in full, "
+                                        "but neither the input nor the store holds"):
         update_store(root, newday, [IndicatorSpec("sma", {"period": 3})], dtype=np.float64)
     pd.testing.assert_frame_equal(_read(root), rows)
 
