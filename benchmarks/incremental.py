@@ -9,10 +9,13 @@ times, each in its own child process (so each peak RSS is that phase's alone):
   panel (``compute_indicators``), write the indicators parquet;
 - ``incremental``: read the new day, continue the store (``update_store``: state in, one day's rows
   and the next state out, one atomic commit);
-- ``full_run`` and ``incremental_run``: what a user runs, ``alphapulse daily`` without Prefect
+- ``full_run`` and ``incremental_run``: what a user runs (indicators only), ``alphapulse daily`` without Prefect
   (``run_daily``: load and validate, the indicators in partitions of whole symbols, the report
   folder) on every bar, and ``alphapulse daily --store`` on the new day (load and validate, the
-  store's update, the report folder).
+  store's update, the report folder);
+- ``full_run_signals`` and ``incremental_run_signals``: the same with the shipped ``signals:`` block
+  (two strategies and the breadth), which read each symbol's whole history: the store run reads it
+  from the store's bars (and the script checks both ``signals.parquet`` are equal).
 
 Each phase is timed from its first call (the imports at the top of ``phase`` done; whatever the call
 imports or loads lazily, Dask or Numba's cached kernels, inside the timed call). The report says the
@@ -85,21 +88,24 @@ def phase(name: str, root: Path) -> dict:
         frame.to_parquet(root / "full-indicators.parquet", index=False)
     elif name == "incremental":
         update_store(root / "store-run", pd.read_parquet(root / "day.parquet"), specs, dtype=np.dtype(np.float64))
-    elif name in ("full_run", "incremental_run"):
+    elif name in RUNS:
         from alphapulse.pipelines.config import load_config, with_block
         from alphapulse.pipelines.daily import prepare_daily, run_daily
 
-        # indicators only, as the store's figure is about: signals and breadth read whole histories
-        # (a day's input gets none), so they would add to the full run alone
-        config = with_block(load_config(), "signals", {"strategies": [], "breadth": False}, source="benchmark")
+        config = load_config()  # the shipped signals block: two strategies and the breadth
+        if not name.endswith("_signals"):  # the indicators alone, what the store itself saves
+            config = with_block(config, "signals", {"strategies": [], "breadth": False}, source="benchmark")
         t0 = time.perf_counter()
-        if name == "full_run":
-            run_daily(prepare_daily(config, data_path=str(root / "all.parquet"), out_dir=str(root / "report-full"),
+        if name.startswith("full_run"):
+            run_daily(prepare_daily(config, data_path=str(root / "all.parquet"), out_dir=str(root / f"report-{name}"),
                                     backend="cpu", cluster=None))
         else:
-            run_daily(prepare_daily(config, data_path=str(root / "day.parquet"), out_dir=str(root / "report-inc"),
-                                    backend="cpu", cluster=None, store=root / "store-run2"))
+            run_daily(prepare_daily(config, data_path=str(root / "day.parquet"), out_dir=str(root / f"report-{name}"),
+                                    backend="cpu", cluster=None, store=root / f"store-{name}"))
     return {"phase": name, "wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": _peak_rss_mb()}
+
+
+RUNS = ("full_run", "incremental_run", "full_run_signals", "incremental_run_signals")
 
 
 def _peak_rss_mb() -> float:
@@ -130,7 +136,7 @@ def main() -> None:
     p.add_argument("--symbols", type=int, default=5000)
     p.add_argument("--days", type=int, default=2521)
     p.add_argument("--root", type=Path, default=Path("/tmp/alphapulse-incremental"))
-    p.add_argument("--phase", choices=["base", "full", "incremental", "full_run", "incremental_run"],
+    p.add_argument("--phase", choices=["base", "full", "incremental", *RUNS],
                    help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.phase:
@@ -146,15 +152,15 @@ def main() -> None:
         print(json.dumps(child("base", args.root)), flush=True)
     shutil.rmtree(args.root / "store-run", ignore_errors=True)
     shutil.copytree(args.root / "store", args.root / "store-run")  # hard to link a store: copy it untimed
-    shutil.rmtree(args.root / "store-run2", ignore_errors=True)
-    shutil.copytree(args.root / "store", args.root / "store-run2")
+    for name in ("incremental_run", "incremental_run_signals"):
+        shutil.rmtree(args.root / f"store-{name}", ignore_errors=True)
+        shutil.copytree(args.root / "store", args.root / f"store-{name}")
     os.sync()  # the copies' writeback would otherwise run (as other load) inside the timed phases
     with LoadGuard():
         full = child("full", args.root)
         inc = child("incremental", args.root)
-        full_run = child("full_run", args.root)
-        inc_run = child("incremental_run", args.root)
-    print(json.dumps(full), json.dumps(inc), json.dumps(full_run), json.dumps(inc_run), sep="\n", flush=True)
+        runs = {name: child(name, args.root) for name in RUNS}
+    print(json.dumps(full), json.dumps(inc), *map(json.dumps, runs.values()), sep="\n", flush=True)
     got = pd.read_parquet(args.root / "store-run").sort_values(["symbol", "timestamp"], ignore_index=True)
     want = pd.read_parquet(args.root / "full-indicators.parquet").sort_values(["symbol", "timestamp"],
                                                                                ignore_index=True)
@@ -163,9 +169,14 @@ def main() -> None:
     print(f"compute: incremental {inc['wall_s']} s vs full {full['wall_s']} s: "
           f"{full['wall_s'] / inc['wall_s']:.1f}x faster; peak RSS {inc['peak_rss_mb']} MB vs "
           f"{full['peak_rss_mb']} MB; store after the append == full run", flush=True)
-    print(f"daily runs: --store {inc_run['wall_s']} s vs full {full_run['wall_s']} s: "
-          f"{full_run['wall_s'] / inc_run['wall_s']:.1f}x faster; peak RSS {inc_run['peak_rss_mb']} MB vs "
-          f"{full_run['peak_rss_mb']} MB", flush=True)
+    for what, suffix in (("daily runs", ""), ("daily runs with signals", "_signals")):
+        a, b = runs[f"incremental_run{suffix}"], runs[f"full_run{suffix}"]
+        print(f"{what}: --store {a['wall_s']} s vs full {b['wall_s']} s: {b['wall_s'] / a['wall_s']:.1f}x faster; "
+              f"peak RSS {a['peak_rss_mb']} MB vs {b['peak_rss_mb']} MB", flush=True)
+    full_signals, inc_signals = (pd.read_parquet(args.root / f"report-{n}_signals" / "signals.parquet")
+                                 for n in ("full_run", "incremental_run"))
+    pd.testing.assert_frame_equal(inc_signals, full_signals, check_exact=True)
+    print("signals.parquet of the day-only store run == the full run's", flush=True)
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def histories(root: Path, bars: pd.DataFrame, stored: pd.DataFrame, *, bars_per_
 
     A symbol's history is ``bars``' own rows where they are all its stored bars (the input held the
     whole history), else the store's bars (``_bars/``, today's included: call after the commit). Each
-    group is a frame sorted by (symbol, timestamp) with ``bars``' dtypes. A symbol the store cannot
+    group is a frame with ``bars``' dtypes, not sorted (the panel pivots it). A symbol the store cannot
     complete (a store written before it kept bars) is added to ``skipped`` with the reason.
     """
     counts = bars.groupby("symbol", sort=True).size()
@@ -171,14 +171,13 @@ def histories(root: Path, bars: pd.DataFrame, stored: pd.DataFrame, *, bars_per_
         pieces = [bars[bars["symbol"].isin(list(own))]] if len(own) else []
         if len(rest):
             with _write_lock(root):  # a concurrent run's commit must not swap the files mid-read
-                read = store_.read_bars(store_.open_store(root), rest).astype(bars.dtypes.to_dict())
+                read = store_.read_bars(root, store_.read_manifest(root), rest).astype(bars.dtypes.to_dict())
             got = read.groupby("symbol", sort=True).size().reindex(rest).fillna(0).astype("int64")
             short = [k for k in rest if got[k] != seen[k]]
             skipped.update({str(k): f"the store holds {int(got[k]):,} of its {int(seen[k]):,} bars (a store written "
                                     "before it kept bars; a run on the whole history fills it)" for k in short})
             pieces.append(read[~read["symbol"].isin(short)] if short else read)
-        frame = pd.concat(pieces, ignore_index=True).sort_values(["symbol", "timestamp"], kind="stable",
-                                                                ignore_index=True)
+        frame = pd.concat(pieces, ignore_index=True)
         if len(frame):
             yield frame
 

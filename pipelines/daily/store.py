@@ -80,6 +80,9 @@ MAX_FILES = 200_000
 MAX_SYMBOLS = 1_000_000
 ROWS_PER_FILE = 2_000_000
 """A run's rows are split into files of at most this many rows."""
+ROWS_PER_GROUP = 65_536
+"""Parquet row groups of this many rows: files are sorted by symbol, so a reader asking for some
+symbols (the signals' histories, DuckDB) skips the row groups whose symbol range misses them."""
 STATE_SYMBOLS_PER_FILE = 4096
 """A state file holds at most this many symbols (5,000 symbols: two files)."""
 CODE_MODULES = ("alphapulse.transforms.indicators.state", "alphapulse.transforms.indicators.resume",
@@ -215,15 +218,11 @@ def recover(root: Path) -> None:
         shutil.rmtree(staging)
 
 
-def open_store(root: Path) -> Snapshot:
-    """Read the committed manifest and state of store ``root`` (after :func:`recover`).
-
-    Raises :class:`StoreError` when the store's ``data/`` holds a file its manifest does not list, or
-    the manifest is damaged: a run replaces the tree whole and must not drop someone else's file.
-    """
+def read_manifest(root: Path) -> dict | None:
+    """The committed manifest of store ``root`` (None for a new store); a damaged one is a :class:`StoreError`."""
     data = root / DATA
     if not data.exists():
-        return Snapshot(root, None, pd.DataFrame({"symbol": pd.Series([], dtype=object)}))
+        return None
     manifest = _read_json(data / MANIFEST, limit=MAX_MANIFEST_BYTES)
     if not (isinstance(manifest, dict) and isinstance(manifest.get(MARK), dict)
             and manifest[MARK].get("format") == FORMAT and isinstance(manifest.get("files"), list)
@@ -231,6 +230,19 @@ def open_store(root: Path) -> Snapshot:
             and len(manifest["files"]) + len(manifest.get("bars", [])) <= MAX_FILES):
         raise StoreError(f"{data / MANIFEST}: missing or damaged store manifest; the store cannot be continued "
                          "(move it away and run on a new store for a full run)")
+    return manifest
+
+
+def open_store(root: Path) -> Snapshot:
+    """Read the committed manifest and state of store ``root`` (after :func:`recover`).
+
+    Raises :class:`StoreError` when the store's ``data/`` holds a file its manifest does not list, or
+    the manifest is damaged: a run replaces the tree whole and must not drop someone else's file.
+    """
+    data = root / DATA
+    manifest = read_manifest(root)
+    if manifest is None:
+        return Snapshot(root, None, pd.DataFrame({"symbol": pd.Series([], dtype=object)}))
     own = {MANIFEST, *(f["path"] for f in manifest["files"] + manifest.get("bars", [])), *manifest["state"]}
     for dirpath, dirnames, filenames in os.walk(data):
         rel_dir = Path(dirpath).relative_to(data)
@@ -246,22 +258,26 @@ def open_store(root: Path) -> Snapshot:
     return Snapshot(root, manifest, state.sort_values("symbol", ignore_index=True))
 
 
-def read_bars(snapshot: Snapshot, symbols) -> pd.DataFrame:
-    """The stored bars of ``symbols`` (``timestamp, symbol, open, high, low, close, volume``, sorted by
-    (symbol, timestamp)); only the files whose symbol range meets them are read. A store written
-    before it kept bars holds none (the caller compares the counts with the state's ``seen``)."""
+def read_bars(root: Path, manifest: dict | None, symbols) -> pd.DataFrame:
+    """The stored bars of ``symbols`` (``timestamp, symbol, open, high, low, close, volume``; files in
+    path order, so each symbol's bars in time order, symbols interleaved between files: sort if
+    needed). Only the row groups whose symbol range meets them are read (files are sorted by symbol,
+    in row groups of :data:`ROWS_PER_GROUP`). A store written before it kept bars holds none (the
+    caller compares the counts with the state's ``seen``)."""
     wanted = sorted({str(s) for s in symbols})
     frames_ = []
-    for entry in snapshot.bar_files:
+    for entry in ([] if manifest is None else manifest.get("bars", [])):
         lo, hi = (entry["symbols"] + [None, None])[:2]
         if wanted and lo is not None and lo <= wanted[-1] and hi >= wanted[0]:
-            part = pd.read_parquet(snapshot.root / DATA / entry["path"], filters=[("symbol", "in", wanted)])
+            part = pd.read_parquet(root / DATA / entry["path"],
+                                   filters=[("symbol", ">=", wanted[0]), ("symbol", "<=", wanted[-1])])
+            part = part[part["symbol"].isin(wanted)]
             if len(part):
                 frames_.append(part)
     if not frames_:
         return pd.DataFrame({c: pd.Series([], dtype="datetime64[ns]" if c == "timestamp" else
                                           (object if c == "symbol" else np.float64)) for c in STANDARD_COLUMNS})
-    return pd.concat(frames_, ignore_index=True).sort_values(["symbol", "timestamp"], ignore_index=True)
+    return pd.concat(frames_, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,7 +521,7 @@ def _with_stored_histories(snapshot: Snapshot, bars: pd.DataFrame, why: str) -> 
     need = state[~np.asarray(whole, dtype=bool)]
     if not len(need):
         return bars
-    stored = read_bars(snapshot, need["symbol"])
+    stored = read_bars(snapshot.root, snapshot.manifest, need["symbol"])
     got = stored.groupby("symbol", sort=False).size()
     last = pd.Series(need["last_timestamp"].to_numpy("datetime64[ns]"), index=need["symbol"])
     ts = bars["timestamp"].to_numpy().astype("datetime64[ns]")
@@ -530,7 +546,7 @@ def _with_stored_histories(snapshot: Snapshot, bars: pd.DataFrame, why: str) -> 
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_parquet(path, index=False)
+    frame.to_parquet(path, index=False, row_group_size=ROWS_PER_GROUP)
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
 
