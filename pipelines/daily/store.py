@@ -18,7 +18,8 @@ Layout::
                                     kept bars and float64 recurrences (hidden from readers)
         _bars/bars-000002-00000.parquet  run 2's validated bars (hidden from readers): what the
                                     signals and a full recompute read back when a run's input
-                                    holds only the new bars
+                                    holds only the new bars; small ones are merged every
+                                    32 runs (``_bars/merged-<run>-<k>.parquet``)
       _staging-<id>/                a run's tree before its commit (hidden; a dead run's is removed)
 
 Readers skip names starting with ``_`` or ``.`` (pyarrow dataset semantics; pandas, DuckDB and polars
@@ -80,6 +81,11 @@ MAX_FILES = 200_000
 MAX_SYMBOLS = 1_000_000
 ROWS_PER_FILE = 2_000_000
 """A run's rows are split into files of at most this many rows."""
+BARS_COMPACT_FILES = 32
+BARS_COMPACT_ROWS = ROWS_PER_FILE // 8
+"""A commit that would leave :data:`BARS_COMPACT_FILES` bar files of fewer than
+:data:`BARS_COMPACT_ROWS` rows merges them (at most 8 M rows read): a year of daily runs leaves
+a few files to read back, not 252."""
 ROWS_PER_GROUP = 65_536
 """Parquet row groups of this many rows: files are sorted by symbol, so a reader asking for some
 symbols (the signals' histories, DuckDB) skips the row groups whose symbol range misses them."""
@@ -259,11 +265,10 @@ def open_store(root: Path) -> Snapshot:
 
 
 def read_bars(root: Path, manifest: dict | None, symbols) -> pd.DataFrame:
-    """The stored bars of ``symbols`` (``timestamp, symbol, open, high, low, close, volume``; files in
-    path order, so each symbol's bars in time order, symbols interleaved between files: sort if
-    needed). Only the row groups whose symbol range meets them are read (files are sorted by symbol,
-    in row groups of :data:`ROWS_PER_GROUP`). A store written before it kept bars holds none (the
-    caller compares the counts with the state's ``seen``)."""
+    """The stored bars of ``symbols`` (``timestamp, symbol, open, high, low, close, volume``; in no
+    particular order: sort if needed). Only the row groups whose symbol range meets them are read
+    (files are sorted by symbol, in row groups of :data:`ROWS_PER_GROUP`). A store written before it
+    kept bars holds none (the caller compares the counts with the state's ``seen``)."""
     wanted = sorted({str(s) for s in symbols})
     frames_ = []
     for entry in ([] if manifest is None else manifest.get("bars", [])):
@@ -587,6 +592,21 @@ def _write_chunks(frame: pd.DataFrame, tree: Path, prefix: str, seq: int) -> lis
     return out
 
 
+def _compact_bars(entries: list[dict], tree: Path, seq: int) -> list[dict]:
+    """``entries`` (the next tree's bar files), with the small ones merged once there are
+    :data:`BARS_COMPACT_FILES` of them. Bar files are the store's own hidden copies, rewritten as
+    its state is; the rows readers read are never rewritten by a compaction."""
+    small = [e for e in entries if e["rows"] < BARS_COMPACT_ROWS]
+    if len(small) < BARS_COMPACT_FILES:
+        return entries
+    merged = pd.concat([pd.read_parquet(tree / e["path"]) for e in small], ignore_index=True)
+    merged = merged.sort_values(["symbol", "timestamp"], kind="stable", ignore_index=True)
+    for e in small:
+        (tree / e["path"]).unlink()  # a link or a file in the staging tree: the committed tree keeps its own
+    kept = [e for e in entries if e["rows"] >= BARS_COMPACT_ROWS]
+    return kept + _write_chunks(merged, tree, f"{BARS_DIR}/merged", seq)
+
+
 def commit(snapshot: Snapshot, *, rows: pd.DataFrame, bars: pd.DataFrame, state: pd.DataFrame,
            recomputed: set[str], full: bool, identity: dict, run: dict) -> dict:
     """Make ``rows`` and ``state`` the store's next committed version, in one atomic step.
@@ -619,8 +639,8 @@ def commit(snapshot: Snapshot, *, rows: pd.DataFrame, bars: pd.DataFrame, state:
     try:
         files = ([] if full else _carry(snapshot.files, old_data, tree, recomputed, seq)) \
             + _write_chunks(rows, tree, "part", seq)
-        bar_files = ([] if full else _carry(snapshot.bar_files, old_data, tree, recomputed, seq)) \
-            + _write_chunks(bars, tree, f"{BARS_DIR}/bars", seq)
+        bar_files = _compact_bars(([] if full else _carry(snapshot.bar_files, old_data, tree, recomputed, seq))
+                                  + _write_chunks(bars, tree, f"{BARS_DIR}/bars", seq), tree, seq)
         state_files = []
         for k, begin in enumerate(range(0, len(state), STATE_SYMBOLS_PER_FILE)):
             name = f"{STATE_DIR}/state-{k:05d}.parquet"

@@ -250,6 +250,35 @@ def test_a_changed_config_recomputes_from_the_stored_bars(tmp_path):
     _assert_bars(root, effective)
 
 
+def test_many_small_runs_merge_the_bar_files_not_the_rows(tmp_path, monkeypatch):
+    """Each day adds a small bar file; every BARS_COMPACT_FILES of them are merged, so reading the
+    histories back opens a few files after years of runs. The rows readers read are never rewritten,
+    and a correction after a merge still rewrites the merged file without the symbol."""
+    monkeypatch.setattr(store_, "BARS_COMPACT_FILES", 4)
+    bars = _bars(9, 40, listing=5, gaps=[("BBB", 22)])
+    days = sorted(bars["timestamp"].unique())
+    root = tmp_path / "s"
+    update_store(root, bars[bars["timestamp"] < days[25]].reset_index(drop=True), SMALL_SPECS, dtype=np.float64)
+    first_rows = (root / "data" / "part-000001-00000.parquet").stat().st_ino
+    for d in days[25:]:
+        update_store(root, bars[bars["timestamp"] == d].reset_index(drop=True), SMALL_SPECS, dtype=np.float64)
+    manifest = json.loads((root / "data" / "_manifest.json").read_text())
+    assert len(manifest["bars"]) < 4 + 2 and any("merged" in f["path"] for f in manifest["bars"])
+    assert len(manifest["files"]) == 1 + len(days[25:])  # a file per run, none rewritten
+    assert (root / "data" / "part-000001-00000.parquet").stat().st_ino == first_rows
+    assert sorted(p.name for p in (root / "data" / "_bars").iterdir()) == \
+        sorted(Path(f["path"]).name for f in manifest["bars"])
+    _assert_bars(root, bars)
+    _assert_store_equals(root, bars, SMALL_SPECS)
+    fixed = bars.copy()
+    fixed.loc[fixed.index[fixed["symbol"] == "AAA"][3], "close"] += 0.5  # AAA's whole history, corrected
+    _, section, _ = update_store(root, fixed[fixed["symbol"] == "AAA"].reset_index(drop=True), SMALL_SPECS,
+                                 dtype=np.float64)
+    assert list(section["recomputed"]) == ["AAA"]
+    _assert_bars(root, fixed)
+    _assert_store_equals(root, fixed, SMALL_SPECS)
+
+
 def test_a_changed_config_on_a_store_without_bars_is_refused(tmp_path):
     bars = _bars(6, 40)
     days = sorted(bars["timestamp"].unique())
