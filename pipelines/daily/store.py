@@ -22,8 +22,9 @@ Layout::
                                     32 runs (``_bars/merged-<run>-<k>.parquet``)
       _staging-<id>/                a run's tree before its commit (hidden; a dead run's is removed)
 
-Readers skip names starting with ``_`` or ``.`` (pyarrow dataset semantics; pandas, DuckDB and polars
-glob ``**/*.parquet``), so ``pandas.read_parquet(STORE)`` reads the committed rows and nothing else.
+pyarrow's dataset reader skips names starting with ``_`` or ``.``, so ``pandas.read_parquet(STORE)``
+reads the committed rows and nothing else; DuckDB and polars read ``STORE/data/*.parquet`` (a
+recursive ``**`` glob would take the hidden state and bars too).
 
 The commit. A run builds the whole next ``data/`` tree in ``_staging-<id>/data``: hard links to the
 committed files it keeps, its new files, rewritten copies of files that held a recomputed symbol's

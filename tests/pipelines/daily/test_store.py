@@ -270,6 +270,9 @@ def test_many_small_runs_merge_the_bar_files_not_the_rows(tmp_path, monkeypatch)
         sorted(Path(f["path"]).name for f in manifest["bars"])
     _assert_bars(root, bars)
     _assert_store_equals(root, bars, SMALL_SPECS)
+    # what DuckDB and polars are told to read, DIR/data/*.parquet, is the rows and nothing hidden
+    globbed = pd.concat([pd.read_parquet(f) for f in sorted((root / "data").glob("*.parquet"))], ignore_index=True)
+    pd.testing.assert_frame_equal(globbed.sort_values(["symbol", "timestamp"], ignore_index=True), _read(root))
     fixed = bars.copy()
     fixed.loc[fixed.index[fixed["symbol"] == "AAA"][3], "close"] += 0.5  # AAA's whole history, corrected
     _, section, _ = update_store(root, fixed[fixed["symbol"] == "AAA"].reset_index(drop=True), SMALL_SPECS,
