@@ -173,10 +173,10 @@ def histories(root: Path, bars: pd.DataFrame, stored: pd.DataFrame, *, bars_per_
             with _write_lock(root):  # a concurrent run's commit must not swap the files mid-read
                 read = store_.read_bars(root, store_.read_manifest(root), rest).astype(bars.dtypes.to_dict())
             got = read.groupby("symbol", sort=True).size().reindex(rest).fillna(0).astype("int64")
-            short = [k for k in rest if got[k] != seen[k]]
+            short = rest[(got != seen.reindex(rest)).to_numpy()]
             skipped.update({str(k): f"the store holds {int(got[k]):,} of its {int(seen[k]):,} bars (a store written "
                                     "before it kept bars; a run on the whole history fills it)" for k in short})
-            pieces.append(read[~read["symbol"].isin(short)] if short else read)
+            pieces.append(read[~read["symbol"].isin(list(short))] if len(short) else read)
         frame = pd.concat(pieces, ignore_index=True)
         if len(frame):
             yield frame

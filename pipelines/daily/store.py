@@ -297,12 +297,15 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-@numba.njit(cache=True)
-def _splitmix(x):
+def _splitmix_array(x):
+    # uint64 arithmetic that wraps alike on NumPy arrays and, compiled below, on Numba's scalars
     z = x + _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _M1
     z = (z ^ (z >> np.uint64(27))) * _M2
     return z ^ (z >> np.uint64(31))
+
+
+_splitmix = numba.njit(cache=True)(_splitmix_array)
 
 
 @numba.njit(cache=True)
@@ -318,13 +321,6 @@ def _fold(words, starts, ends, fp):
                 h1 = ((h1 ^ (w + _GOLDEN)) * _FP_MUL[1]) ^ (h1 >> np.uint64(31))
         fp[s, 0] = h0
         fp[s, 1] = h1
-
-
-def _splitmix_array(x):
-    z = x + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
 
 
 def _fold_in_steps(words, starts, ends, fp):
@@ -521,26 +517,33 @@ def _with_stored_histories(snapshot: Snapshot, bars: pd.DataFrame, why: str) -> 
 
     state = snapshot.state
     g = bars.groupby("symbol", sort=False)["timestamp"]
-    firsts, counts = g.min(), g.size()
-    whole = [sym in counts.index and (firsts[sym] <= first or counts[sym] >= seen)
-             for sym, first, seen in zip(state["symbol"], state["first_timestamp"], state["seen"])]
-    need = state[~np.asarray(whole, dtype=bool)]
+    firsts = g.min().reindex(state["symbol"]).to_numpy("datetime64[ns]")
+    counts = g.size().reindex(state["symbol"]).fillna(0).to_numpy()
+    seen = state["seen"].to_numpy()
+    # NaT (a symbol not in the input) compares False: its history must come from the store
+    whole = (firsts <= state["first_timestamp"].to_numpy("datetime64[ns]")) | (counts >= seen)
+    need = state[~whole].reset_index(drop=True)
     if not len(need):
         return bars
     stored = read_bars(snapshot.root, snapshot.manifest, need["symbol"])
-    got = stored.groupby("symbol", sort=False).size()
-    last = pd.Series(need["last_timestamp"].to_numpy("datetime64[ns]"), index=need["symbol"])
-    ts = bars["timestamp"].to_numpy().astype("datetime64[ns]")
-    for sym, first, seen in zip(need["symbol"], need["first_timestamp"], need["seen"]):
-        if got.get(sym, 0) != seen:
-            raise DataError(f"{sym}: {why}, so the store is recomputed in full, but neither the input nor the store "
-                            f"holds this symbol's whole history (stored from {pd.Timestamp(first)}, {int(seen):,} "
-                            "bars; the store keeps no bars of it); give the whole history, or a new store")
-        older = int(((bars["symbol"] == sym).to_numpy() & (ts <= last[sym])).sum())
-        if older:
-            raise DataError(f"{sym}: the input holds {older:,} bar(s) at or before its last stored bar "
-                            f"({pd.Timestamp(last[sym])}) but not its whole history (stored from "
-                            f"{pd.Timestamp(first)}, {int(seen):,} bars): give only newer bars, or the whole history")
+    got = stored.groupby("symbol", sort=False).size().reindex(need["symbol"]).fillna(0).to_numpy()
+    missing = np.flatnonzero(got != need["seen"].to_numpy())
+    if len(missing):
+        k = int(missing[0])
+        sym, first, n = need["symbol"][k], pd.Timestamp(need["first_timestamp"][k]), int(need["seen"][k])
+        raise DataError(f"{sym}: {why}, so the store is recomputed in full, but neither the input nor the store "
+                        f"holds this symbol's whole history (stored from {first}, {n:,} bars; the store keeps no "
+                        "bars of it); give the whole history, or a new store")
+    at = pd.Index(need["symbol"]).get_indexer(bars["symbol"])
+    last = need["last_timestamp"].to_numpy("datetime64[ns]")
+    older = (at >= 0) & (bars["timestamp"].to_numpy().astype("datetime64[ns]") <= last[np.maximum(at, 0)])
+    if older.any():
+        k = int(at[np.flatnonzero(older)[0]])
+        n = int((older & (at == k)).sum())
+        raise DataError(f"{need['symbol'][k]}: the input holds {n:,} bar(s) at or before its last stored bar "
+                        f"({pd.Timestamp(last[k])}) but not its whole history (stored from "
+                        f"{pd.Timestamp(need['first_timestamp'][k])}, {int(need['seen'][k]):,} bars): give only newer "
+                        "bars, or the whole history")
     stored = stored.astype(bars.dtypes.to_dict())
     return pd.concat([bars, stored], ignore_index=True).sort_values(["symbol", "timestamp"], kind="stable",
                                                                      ignore_index=True)

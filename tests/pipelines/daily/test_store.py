@@ -236,6 +236,9 @@ def test_a_changed_config_recomputes_from_the_stored_bars(tmp_path):
     root = tmp_path / "s"
     update_store(root, bars[bars["timestamp"] < days[30]].reset_index(drop=True), SMALL_SPECS, dtype=np.float64)
     other = [IndicatorSpec("sma", {"period": 3}), IndicatorSpec("stoch")]
+    overlapping = bars[(bars["timestamp"] >= days[28]) & (bars["timestamp"] <= days[30])].reset_index(drop=True)
+    with pytest.raises(DataError, match=r"AAA: the input holds 2 bar\(s\) at or before its last stored bar"):
+        update_store(root, overlapping, other, dtype=np.float64)
     newday = bars[bars["timestamp"] == days[30]].reset_index(drop=True)
     _, section, _ = update_store(root, newday, other, dtype=np.float64)
     assert section["full_recompute"] == ["the indicators config changed"]
