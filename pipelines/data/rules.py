@@ -180,6 +180,8 @@ def _undated(s) -> np.ndarray:
     """NumPy bool mask of text timestamps that write no date (see :data:`_UNDATED`). On the host:
     one column per file, and the same regex engine on both backends."""
     host = s.to_pandas() if hasattr(s, "to_pandas") else s
+    if host.dtype == object:
+        host = host.astype("string")  # pyarrow reads a column of "10:00" as times of day, not text
     return host.str.match(_UNDATED.pattern).fillna(False).to_numpy(dtype=bool)
 
 

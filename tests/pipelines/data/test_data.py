@@ -133,6 +133,12 @@ def test_timezone_aware_timestamps_become_utc(rows, write_csv):
     assert str(bars["timestamp"].iloc[0]) == "2024-01-02 14:30:00"
 
 
+def test_times_of_day_without_a_date_are_rejected(rows, write_csv):
+    """pyarrow types a CSV column that holds only times of day as time, not text: still no date."""
+    with pytest.raises(DataError, match=r"all 6 rows rejected \(bad_timestamp: unparseable or missing: 6\)"):
+        load(write_csv(rows.assign(timestamp=["10:00", "10:30:00", "11:00"] * 2)))
+
+
 def test_numeric_symbols_are_text(rows, write_csv):
     bars = load(write_csv(rows.assign(symbol=[7203] * 3 + [6758] * 3))).bars
     assert sorted(bars["symbol"].unique()) == ["6758", "7203"]
