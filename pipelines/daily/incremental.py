@@ -204,7 +204,7 @@ def _report(run: Run, state):
                                            pd.concat(breadths, ignore_index=True) if breadths else None)
     with scratch_folder(request.out_dir, "parts") as scratch:  # the run's own part file, linked into the report
         path = scratch / "part-00000.parquet"
-        indicators.to_parquet(path, index=False)
+        frames.write_computed(indicators, path)
         part = PartitionResult(0, True, str(path), int(len(indicators)), [str(c) for c in indicators.columns],
                                loaded.rejected, loaded.stats, _short(stored, need), latest, signals=signals)
         return report_stage(request, run.backend, [part], run.timer.seconds, run_id=run.run_id, cluster=run.cluster,

@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from alphapulse.pipelines.config.schema import STANDARD_COLUMNS
+from alphapulse.pipelines.data import frames
 from alphapulse.pipelines.errors import ReportPathError
 from alphapulse.pipelines.report.write import _exchange, _fsync_dir, _link_or_copy
 from alphapulse.transforms.indicators.registry import IndicatorSpec
@@ -555,7 +556,10 @@ def _with_stored_histories(snapshot: Snapshot, bars: pd.DataFrame, why: str) -> 
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_parquet(path, index=False, row_group_size=ROWS_PER_GROUP)
+    if path.parent.name == BARS_DIR:  # the input's bars: see frames.write_computed
+        frame.to_parquet(path, index=False, row_group_size=ROWS_PER_GROUP)
+    else:
+        frames.write_computed(frame, path, row_group_size=ROWS_PER_GROUP)
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
 

@@ -36,6 +36,23 @@ def read_parquet(lib, path):
     return lib.read_parquet(path)
 
 
+def write_computed(frame, path, *, row_group_size: int | None = None) -> None:
+    """A frame of computed values (indicators, recurrence state) as parquet, without a row index.
+
+    On the host, only the columns that are not floats are dictionary-encoded. Computed floats have
+    about as many distinct values as rows, so pyarrow's dictionary outgrows its page limit and falls
+    back to plain encoding after paying for it. Measured on a 2 M-row file of 20 indicators: 3.7x
+    the write time, 1.2x the size, 2.7x the read time. Bars from a vendor are not written here:
+    their prices repeat, and there the dictionary makes files smaller.
+    libcudf encodes on the device and keeps its defaults.
+    """
+    if type(frame).__module__.split(".", 1)[0] == "cudf":
+        frame.to_parquet(path, index=False, row_group_size_rows=row_group_size)
+        return
+    frame.to_parquet(path, index=False, row_group_size=row_group_size,
+                     use_dictionary=[str(c) for c, t in frame.dtypes.items() if t.kind != "f"])
+
+
 def to_datetime(lib, s):
     """Parsed timestamps; NaT where unparseable. Time-zone-aware input becomes naive UTC."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):

@@ -172,6 +172,30 @@ def test_a_run_killed_between_the_fallback_renames_is_undone(tmp_path):
     _assert_store_equals(root, bars, SMALL_SPECS)
 
 
+def test_computed_floats_are_written_without_a_dictionary(tmp_path):
+    """pyarrow's default dictionary costs computed floats time and size (frames.write_computed);
+    the keys keep it, and so do the input's prices under ``_bars/``, which repeat."""
+    import pyarrow.parquet as pq
+
+    update_store(tmp_path / "s", _bars(1, 40), SMALL_SPECS, dtype=np.float64)
+    data = tmp_path / "s" / "data"
+
+    def dictionary(path: Path) -> dict[str, bool]:
+        meta = pq.ParquetFile(path).metadata
+        group = meta.row_group(0)
+        return {meta.schema.column(i).name: "PLAIN_DICTIONARY" in group.column(i).encodings
+                or "RLE_DICTIONARY" in group.column(i).encodings for i in range(meta.num_columns)}
+
+    for path in [*data.glob("part-*.parquet"), *data.glob("_state/*.parquet")]:
+        encoded = dictionary(path)
+        assert encoded["symbol"] and encoded["timestamp" if "timestamp" in encoded else "last_timestamp"]
+        frame = pd.read_parquet(path)
+        floats = [c for c, t in frame.dtypes.items() if t.kind == "f"]
+        assert floats and not any(encoded[c] for c in floats), path
+    bars = dictionary(next(data.glob("_bars/*.parquet")))
+    assert bars["close"] and bars["symbol"]
+
+
 def test_recomputes_say_why(tmp_path, monkeypatch):
     bars = _bars(4, 50)
     days = sorted(bars["timestamp"].unique())
