@@ -15,7 +15,10 @@ times, each in its own child process (so each peak RSS is that phase's alone):
   store's update, the report folder);
 - ``full_run_signals`` and ``incremental_run_signals``: the same with the shipped ``signals:`` block
   (two strategies and the breadth), which read each symbol's whole history: the store run reads it
-  from the store's bars (and the script checks both ``signals.parquet`` are equal).
+  from the store's bars (and the script checks both ``signals.parquet`` are equal);
+- ``merge_run``: ``alphapulse daily --store`` (indicators only) on the 32nd day after the history, the
+  run that merges the store's small bar files (``BARS_COMPACT_FILES``, every 32 runs); the 31 runs
+  before it (``later/``, the random walk carried on) are untimed.
 
 Each phase is timed from its first call (the imports at the top of ``phase`` done; whatever the call
 imports or loads lazily, Dask or Numba's cached kernels, inside the timed call). The report says the
@@ -72,8 +75,34 @@ def prepare(root: Path, n_symbols: int, n_days: int) -> None:
     done.write_text("")
 
 
+def prepare_later(root: Path, n_symbols: int) -> None:
+    """``later/day-KK.parquet``: the :data:`LATER_DAYS` business days after the last, one file each."""
+    done = root / "later" / f"_complete-{LATER_DAYS}"
+    if done.exists():
+        return
+    shutil.rmtree(root / "later", ignore_errors=True)
+    (root / "later").mkdir()
+    last = pd.read_parquet(root / "day.parquet")
+    rng = np.random.default_rng(1)
+    days = pd.bdate_range(last["timestamp"].iloc[0], periods=LATER_DAYS + 1)[1:]
+    close = last["close"].to_numpy()
+    for k, day in enumerate(days):
+        close = np.round(close * np.exp(rng.normal(0, 0.015, n_symbols)), 4)
+        spread = rng.uniform(0, 0.02, (2, n_symbols)) * close
+        pd.DataFrame({"timestamp": np.full(n_symbols, day.to_datetime64()), "symbol": last["symbol"].to_numpy(),
+                      "open": close, "high": close + spread[0], "low": close - spread[1], "close": close,
+                      "volume": rng.integers(0, 10**7, n_symbols).astype(np.float64)}
+                     ).to_parquet(root / "later" / f"day-{k:02d}.parquet", index=False)
+    done.write_text("")
+
+
+LATER_DAYS = 31
+"""The new day and these make the 32 runs after which a store merges its small bar files."""
+
+
 def phase(name: str, root: Path) -> dict:
     from alphapulse.pipelines.daily.incremental import update_store
+    from alphapulse.pipelines.data.frames import write_computed
     from alphapulse.pipelines.data.panel import bars_to_panel, panel_to_frame
     from alphapulse.transforms.indicators.registry import compute_indicators
 
@@ -85,9 +114,12 @@ def phase(name: str, root: Path) -> dict:
         bars = pd.read_parquet(root / "all.parquet")
         panel = bars_to_panel(bars, dtype=np.float64, xp=np, order="F")
         frame = panel_to_frame(panel, compute_indicators(panel.fields, specs), keys=bars[["timestamp", "symbol"]])
-        frame.to_parquet(root / "full-indicators.parquet", index=False)
+        write_computed(frame, root / "full-indicators.parquet")  # as the store and the daily parts are written
     elif name == "incremental":
         update_store(root / "store-run", pd.read_parquet(root / "day.parquet"), specs, dtype=np.dtype(np.float64))
+    elif name == "merge_prep":  # untimed: the 31 runs before the one that merges
+        for path in [root / "day.parquet", *sorted((root / "later").glob("day-*.parquet"))[:-1]]:
+            update_store(root / "store-merge_run", pd.read_parquet(path), specs, dtype=np.dtype(np.float64))
     elif name in RUNS:
         from alphapulse.pipelines.config import load_config, with_block
         from alphapulse.pipelines.daily import prepare_daily, run_daily
@@ -100,12 +132,13 @@ def phase(name: str, root: Path) -> dict:
             run_daily(prepare_daily(config, data_path=str(root / "all.parquet"), out_dir=str(root / f"report-{name}"),
                                     backend="cpu", cluster=None))
         else:
-            run_daily(prepare_daily(config, data_path=str(root / "day.parquet"), out_dir=str(root / f"report-{name}"),
+            day = sorted((root / "later").glob("day-*.parquet"))[-1] if name == "merge_run" else root / "day.parquet"
+            run_daily(prepare_daily(config, data_path=str(day), out_dir=str(root / f"report-{name}"),
                                     backend="cpu", cluster=None, store=root / f"store-{name}"))
     return {"phase": name, "wall_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": _peak_rss_mb()}
 
 
-RUNS = ("full_run", "incremental_run", "full_run_signals", "incremental_run_signals")
+RUNS = ("full_run", "incremental_run", "full_run_signals", "incremental_run_signals", "merge_run")
 
 
 def _peak_rss_mb() -> float:
@@ -125,6 +158,12 @@ def _store_is_current(store: Path) -> bool:
     return manifest.get("identity", {}).get("code") == code_version()
 
 
+def _bar_files(store: Path) -> list[dict]:
+    from alphapulse.pipelines.daily.store import MANIFEST
+
+    return json.loads((store / "data" / MANIFEST).read_text())["bars"]
+
+
 def child(name: str, root: Path) -> dict:
     out = subprocess.run([sys.executable, __file__, "--phase", name, "--root", str(root)], check=True, cwd=ROOT,
                          capture_output=True, text=True).stdout
@@ -136,7 +175,7 @@ def main() -> None:
     p.add_argument("--symbols", type=int, default=5000)
     p.add_argument("--days", type=int, default=2521)
     p.add_argument("--root", type=Path, default=Path("/tmp/alphapulse-incremental"))
-    p.add_argument("--phase", choices=["base", "full", "incremental", *RUNS],
+    p.add_argument("--phase", choices=["base", "full", "incremental", "merge_prep", *RUNS],
                    help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.phase:
@@ -147,14 +186,16 @@ def main() -> None:
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; {args.symbols:,} symbols x {args.days:,} days",
           flush=True)
     prepare(args.root, args.symbols, args.days)
+    prepare_later(args.root, args.symbols)
     if not _store_is_current(args.root / "store"):  # built by other code: it would recompute in full
         shutil.rmtree(args.root / "store", ignore_errors=True)
         print(json.dumps(child("base", args.root)), flush=True)
     shutil.rmtree(args.root / "store-run", ignore_errors=True)
     shutil.copytree(args.root / "store", args.root / "store-run")  # hard to link a store: copy it untimed
-    for name in ("incremental_run", "incremental_run_signals"):
+    for name in ("incremental_run", "incremental_run_signals", "merge_run"):
         shutil.rmtree(args.root / f"store-{name}", ignore_errors=True)
         shutil.copytree(args.root / "store", args.root / f"store-{name}")
+    child("merge_prep", args.root)
     os.sync()  # the copies' writeback would otherwise run (as other load) inside the timed phases
     with LoadGuard():
         full = child("full", args.root)
@@ -173,6 +214,12 @@ def main() -> None:
         a, b = runs[f"incremental_run{suffix}"], runs[f"full_run{suffix}"]
         print(f"{what}: --store {a['wall_s']} s vs full {b['wall_s']} s: {b['wall_s'] / a['wall_s']:.1f}x faster; "
               f"peak RSS {a['peak_rss_mb']} MB vs {b['peak_rss_mb']} MB", flush=True)
+    merge, day = runs["merge_run"], runs["incremental_run"]
+    merged = _bar_files(args.root / "store-merge_run")
+    assert any("merged" in f["path"] for f in merged), "the 32nd run did not merge the bar files"
+    print(f"the run that merges the small bar files ({sum(f['rows'] for f in merged if 'merged' in f['path']):,} bars): "
+          f"{merge['wall_s']} s vs a day's {day['wall_s']} s; peak RSS {merge['peak_rss_mb']} MB; "
+          f"{len(merged)} bar files after it", flush=True)
     full_signals, inc_signals = (pd.read_parquet(args.root / f"report-{n}_signals" / "signals.parquet")
                                  for n in ("full_run", "incremental_run"))
     pd.testing.assert_frame_equal(inc_signals, full_signals, check_exact=True)
