@@ -217,7 +217,8 @@ def main() -> None:
     merge, day = runs["merge_run"], runs["incremental_run"]
     merged = _bar_files(args.root / "store-merge_run")
     assert any("merged" in f["path"] for f in merged), "the 32nd run did not merge the bar files"
-    print(f"the run that merges the small bar files ({sum(f['rows'] for f in merged if 'merged' in f['path']):,} bars): "
+    n_merged = sum(f["rows"] for f in merged if "merged" in f["path"])
+    print(f"the run that merges the small bar files ({n_merged:,} bars): "
           f"{merge['wall_s']} s vs a day's {day['wall_s']} s; peak RSS {merge['peak_rss_mb']} MB; "
           f"{len(merged)} bar files after it", flush=True)
     full_signals, inc_signals = (pd.read_parquet(args.root / f"report-{n}_signals" / "signals.parquet")
