@@ -330,7 +330,9 @@ def run(pipeline: str, *, data, out, config=None, backend: str = "auto", **optio
     out : the report folder (new, empty, or a previous AlphaPulse report: replaced atomically)
     config : see :func:`load_config`
     backend : "auto", "cpu" or "gpu"
-    options : the pipeline's own request options (backtest: ``strategy``, ``grid``)
+    options : the pipeline's own request options (daily: ``store``, an indicator store folder the run
+        continues, as ``alphapulse daily --store``, read back with ``pandas.read_parquet(store / "data")``;
+        backtest: ``strategy``, ``grid``)
 
     Returns
     -------

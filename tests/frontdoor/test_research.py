@@ -198,3 +198,21 @@ def test_signals_equal_the_daily_report(bars, config, tmp_path):
     with pytest.raises(ConfigError, match="fast >= slow"):
         ap.signals(bars, [{"strategy": "sma_cross", "params": {"fast": 50, "slow": 20}}], config=config,
                    rejected="keep")
+
+
+def test_a_store_grown_by_two_runs_equals_the_indicators(bars, config, tmp_path):
+    """``ap.run("daily", ..., store=DIR)`` twice (the history, then its last days): what
+    ``pandas.read_parquet(DIR / "data")`` reads equals ``ap.indicators`` on every bar."""
+    days = np.sort(bars["date"].unique())
+    bars[bars["date"] < days[-5]].to_parquet(tmp_path / "history.parquet", index=False)
+    bars[bars["date"] >= days[-5]].to_parquet(tmp_path / "week.parquet", index=False)
+    store = tmp_path / "store"
+    ap.run("daily", data=tmp_path / "history.parquet", out=tmp_path / "r1", config=config, backend="cpu", store=store)
+    report = ap.run("daily", data=tmp_path / "week.parquet", out=tmp_path / "r2", config=config, backend="cpu",
+                    store=store)
+    assert report.manifest["incremental"]["bars_computed"] == 5 * bars["Name"].nunique()
+    got = pd.read_parquet(store / "data").sort_values(["symbol", "timestamp"], ignore_index=True)
+    want = ap.indicators(bars, config=config, backend="cpu", rejected="keep")
+    want = want.sort_values(["symbol", "timestamp"], ignore_index=True)
+    got["timestamp"] = got["timestamp"].astype(want["timestamp"].dtype)
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
