@@ -23,7 +23,8 @@ from alphapulse.pipelines.backtest.request import BacktestRequest
 from alphapulse.pipelines.backtest.sweep import ranked_combinations
 from alphapulse.pipelines.data.load import LoadedBars
 from alphapulse.pipelines.report.manifest import check_manifest
-from alphapulse.pipelines.report.markup import _e, _figure, _fmt, _img, _kv, _margins, _png, _table
+from alphapulse.pipelines.report.markup import (escape, fmt_value, html_table, img_tag, kv_list, new_figure, png_bytes,
+                                                set_margins)
 from alphapulse.pipelines.report.spec import ReportSpec
 from alphapulse.pipelines.report.views import run_lines, top_combinations
 from alphapulse.pipelines.report.write import format_value, markdown_table, rejected_note, write_report
@@ -201,33 +202,34 @@ def _section_backtest(m: dict, tables, files) -> str | None:
         return None
     grid = m.get("grid") or {}
     params = list(grid.get("parameters") or {})
-    out = [f"<h2>Backtest: {_e(m.get('strategy', ''))}</h2>"]
+    out = [f"<h2>Backtest: {escape(m.get('strategy', ''))}</h2>"]
     facts = [("combinations", f"{grid['size']:,} in the grid, {grid.get('combinations_run', 0):,} run, "
                               f"{grid.get('skipped', 0):,} skipped as invalid" if "size" in grid else None),
              ("execution", m.get("execution_summary"))]
-    out.append(f'<div class="card">{_kv(facts)}</div>')
+    out.append(f'<div class="card">{kv_list(facts)}</div>')
     if heat:
-        out.append(_img(bytes(heat), "Sharpe heatmap"))
+        out.append(img_tag(bytes(heat), "Sharpe heatmap"))
     if equity is not None and len(equity):
-        fig = _figure(13, 4.2)
+        fig = new_figure(13, 4.2)
         ax = fig.add_subplot()
         extra = [c for c in equity.columns if c not in _EQUITY_FIXED]
         for rank, g in equity.groupby("rank", sort=True):
             first = g.iloc[0]
-            label = f"#{rank}: " + (", ".join(f"{c}={_fmt(first[c])}" for c in extra) or f"combo {first['combo_id']}")
+            label = f"#{rank}: " + (", ".join(f"{c}={fmt_value(first[c])}" for c in extra)
+                                    or f"combo {first['combo_id']}")
             ax.plot(pd.to_datetime(g["timestamp"]).to_numpy(), g["portfolio_equity"].to_numpy(dtype=float),
                     lw=1.6 if rank == 1 else 0.9, label=label, zorder=3 if rank == 1 else 2)
         ax.set_title("equal-weight portfolio equity of the best combinations", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", ncol=2)
-        _margins(fig, left=0.6, bottom=0.4)
-        out.append(_img(_png(fig), "equity curves"))
+        set_margins(fig, left=0.6, bottom=0.4)
+        out.append(img_tag(png_bytes(fig), "equity curves"))
     if summary is not None and len(summary):
         out.append("<h3>Top combinations by equal-weight portfolio Sharpe</h3>"
-                   + _table(top_combinations(summary, params)))
+                   + html_table(top_combinations(summary, params)))
     wf = tables.get("walk_forward.parquet")
     if wf is not None and len(wf):
-        out.append("<h3>Walk-forward</h3>" + _table(wf, max_rows=20, note="all windows in walk_forward.parquet"))
+        out.append("<h3>Walk-forward</h3>" + html_table(wf, max_rows=20, note="all windows in walk_forward.parquet"))
     return "".join(out)
 
 

@@ -30,7 +30,7 @@ from alphapulse.pipelines.daily import store as store_
 from alphapulse.pipelines.data import frames as frames
 from alphapulse.pipelines.data.load import DataError, LoadedBars, load_bars
 from alphapulse.pipelines.data.panel import bars_to_panel, panel_to_frame
-from alphapulse.pipelines.report.write import _write_lock, scratch_folder
+from alphapulse.pipelines.report.write import write_lock, scratch_folder
 from alphapulse.pipelines.runtime.backend import cpu_backend
 from alphapulse.pipelines.runtime.budget import check_daily
 from alphapulse.pipelines.runtime.run import Pipeline, Run, Stage, run_pipeline
@@ -108,7 +108,7 @@ def update_store(root: Path, bars: pd.DataFrame, specs, *, dtype, data: str = ""
     timer = timer or StageTimer()
     identity = store_.store_identity(specs, dtype)
     root.parent.mkdir(parents=True, exist_ok=True)
-    with _write_lock(root):
+    with write_lock(root):
         with timer.stage("store_open"), stage_errors("store", str(root), passthrough=(store_.StoreError,)):
             if root.exists():
                 store_.recover(root)
@@ -170,7 +170,7 @@ def histories(root: Path, bars: pd.DataFrame, stored: pd.DataFrame, *, bars_per_
         own, rest = counts.index[here & complete], counts.index[here & ~complete]
         pieces = [bars[bars["symbol"].isin(list(own))]] if len(own) else []
         if len(rest):
-            with _write_lock(root):  # a concurrent run's commit must not swap the files mid-read
+            with write_lock(root):  # a concurrent run's commit must not swap the files mid-read
                 read = store_.read_bars(root, store_.read_manifest(root), rest).astype(bars.dtypes.to_dict())
             got = read.groupby("symbol", sort=True).size().reindex(rest).fillna(0).astype("int64")
             short = rest[(got != seen.reindex(rest)).to_numpy()]

@@ -22,10 +22,10 @@ import pandas as pd
 from alphapulse.pipelines.data.load import LoadedBars, require_accepted
 from alphapulse.pipelines.report.manifest import check_manifest
 from alphapulse.pipelines.daily.signals import combine_signals, empty_signals, rank_actions, record_key, signals_section
-from alphapulse.pipelines.report.markup import _e, _table
+from alphapulse.pipelines.report.markup import escape, html_table
 from alphapulse.pipelines.report.spec import ReportSpec
 from alphapulse.pipelines.report.svg import line_chart, stacked_chart
-from alphapulse.pipelines.report.views import _snapshot, run_lines
+from alphapulse.pipelines.report.views import latest_indicators, run_lines
 from alphapulse.pipelines.report.write import format_value, markdown_table, write_report
 from alphapulse.pipelines.runtime.backend import Backend
 from alphapulse.pipelines.runtime.cost import stage_table_lines
@@ -271,8 +271,9 @@ def _chart_svg(chart: dict) -> str:
     record = chart.get("record")
     note = f"; record {record:.2f}" if record is not None and np.isfinite(record) else ""
     side = {1: "long", -1: "short"}.get(chart["position"], "flat")
-    return (f"<h3>{_e(chart['symbol'])}: {_e(chart['action'])} ({_e(side)} next bar), {_e(chart['strategy'])} "
-            f"{_e(chart['combo'])}{_e(note)}</h3>{svg}")
+    return (f"<h3>{escape(chart['symbol'])}: {escape(chart['action'])} ({escape(side)} next bar), "
+            f"{escape(chart['strategy'])} "
+            f"{escape(chart['combo'])}{escape(note)}</h3>{svg}")
 
 
 def _chart_frame(charts: list) -> pd.DataFrame:
@@ -288,7 +289,7 @@ def _section_signals(m: dict, tables, files) -> str | None:
         return None
     acts = sec["actions"]
     after = f"the bar after {sec['last_timestamp']}" if sec["last_timestamp"] else "no symbol"
-    out = [f"<h2>Signals for {_e(after)}</h2>",
+    out = [f"<h2>Signals for {escape(after)}</h2>",
            f'<p class="note">{_counted(acts)}; position is what the backtest engine holds after the next bar\'s '
            f"fill. Ranked by each parameter "
            f"set's record on the symbol: the mean out-of-sample Sharpe of the report's walk-forward where it chose "
@@ -297,21 +298,21 @@ def _section_signals(m: dict, tables, files) -> str | None:
            f'<a href="signals.parquet">signals.parquet</a>.</p>']
     if sec.get("report"):
         r = sec["report"]
-        out.append(f'<p class="note">From backtest report {_e(r["path"])} (run {_e(r["run_id"])}): the top '
-                   f'{_e(r["top"])} combinations of {_e(r["strategy"])}.</p>')
+        out.append(f'<p class="note">From backtest report {escape(r["path"])} (run {escape(r["run_id"])}): the top '
+                   f'{escape(r["top"])} combinations of {escape(r["strategy"])}.</p>')
     if sec.get("skipped"):
         out.append(f'<p class="note">No signal for {len(sec["skipped"])} symbol(s) (see manifest.json).</p>')
     today = signals[signals["timestamp"] == signals["timestamp"].max()]
     moves = rank_actions(today)
     if len(moves):
-        out.append(_table(_moves_view(moves), max_rows=50))
+        out.append(html_table(_moves_view(moves), max_rows=50))
     else:
         out.append('<p class="note">No entries or exits today.</p>')
     charts = tables.get("signal_charts")
     if charts is not None and len(charts):
         out.append(f"<h3>The top {len(charts)} entries and exits, last bars</h3>")
         out.append('<div style="display:flex;flex-wrap:wrap;gap:0 12px">')
-        out += [f'<div class="card">{svg}</div>' for svg in charts["svg"]]  # built escaped (report.svg, _e)
+        out += [f'<div class="card">{svg}</div>' for svg in charts["svg"]]  # built escaped (report.svg, escape)
         out.append("</div>")
     return "".join(out)
 
@@ -342,17 +343,17 @@ def _section_breadth(m: dict, tables, files) -> str | None:
 
 
 def _section_indicators(m: dict, tables, files) -> str | None:
-    snap = _snapshot(tables)
+    snap = latest_indicators(tables)
     if snap is None:
         return None
     where = m.get("output", {}).get("path", "indicators.parquet")
     out = [f"<h2>Indicator snapshot: latest values ({len(snap):,} symbols)</h2>",
-           _table(snap, max_rows=100),
-           f'<p class="note">Every symbol\'s whole history: <a href="{_e(where)}">{_e(where)}</a>.</p>']
+           html_table(snap, max_rows=100),
+           f'<p class="note">Every symbol\'s whole history: <a href="{escape(where)}">{escape(where)}</a>.</p>']
     short = m.get("short_history") or {}
     if short:
         out.append(f"<h3>Short histories ({len(short)} symbols with fewer bars than the longest lookback + 1)</h3>")
-        out.append(_table(pd.DataFrame({"symbol": list(short), "bars": list(short.values())})))
+        out.append(html_table(pd.DataFrame({"symbol": list(short), "bars": list(short.values())})))
     return "".join(out)
 
 
@@ -379,7 +380,7 @@ def cli_lines(manifest: dict, out_dir) -> list[str]:
 
 
 def headline(manifest: dict, tables) -> tuple[str, pd.DataFrame] | None:
-    snap = _snapshot(tables)
+    snap = latest_indicators(tables)
     return None if snap is None else ("Latest indicator values", snap)
 
 

@@ -62,7 +62,7 @@ import pandas as pd
 from alphapulse.pipelines.config.schema import STANDARD_COLUMNS
 from alphapulse.pipelines.data import frames
 from alphapulse.pipelines.errors import ReportPathError
-from alphapulse.pipelines.report.write import _exchange, _fsync_dir, _link_or_copy
+from alphapulse.pipelines.report.write import exchange_paths, fsync_dir, link_or_copy
 from alphapulse.transforms.indicators.registry import IndicatorSpec
 from alphapulse.transforms.indicators.state import (STEP_BARS, IndicatorState, empty_state, state_fields,
                                                     state_key, state_size, state_window)
@@ -584,7 +584,7 @@ def _carry(entries: list[dict], old_data: Path, tree: Path, recomputed: set[str]
                     _write_parquet(kept, tree / name)
                     out.append({"path": name, "rows": int(len(kept)), "symbols": _symbol_range(kept)})
                 continue
-        _link_or_copy(src, tree / entry["path"])
+        link_or_copy(src, tree / entry["path"])
         out.append(entry)
     return out
 
@@ -661,14 +661,14 @@ def commit(snapshot: Snapshot, *, rows: pd.DataFrame, bars: pd.DataFrame, state:
                     "bars": sorted(bar_files, key=lambda f: f["path"]), "runs": runs}
         (tree / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         for d in (tree / STATE_DIR, tree / BARS_DIR, tree):
-            _fsync_dir(d)
+            fsync_dir(d)
         _swap(tree, old_data, staging)
     finally:
         if old_data.exists():
             shutil.rmtree(staging, ignore_errors=True)
         else:  # failed between the fallback's two renames: the committed tree is staging/old
             recover(root)
-    _fsync_dir(root)
+    fsync_dir(root)
     return manifest
 
 
@@ -677,7 +677,7 @@ def _swap(tree: Path, data: Path, staging: Path) -> None:
     if not data.exists():
         os.rename(tree, data)
         return
-    if _exchange(tree, data):
+    if exchange_paths(tree, data):
         return
     os.rename(data, staging / "old")  # a kill here is undone by recover()
     os.rename(tree, data)

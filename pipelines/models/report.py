@@ -16,7 +16,7 @@ import pandas as pd
 from alphapulse.pipelines.data.load import LoadedBars
 from alphapulse.pipelines.models.estimators import MODEL_TARGETS, model_files
 from alphapulse.pipelines.report.manifest import check_manifest
-from alphapulse.pipelines.report.markup import _table
+from alphapulse.pipelines.report.markup import html_table
 from alphapulse.pipelines.report.spec import ReportSpec
 from alphapulse.pipelines.report.views import model_scores, run_lines
 from alphapulse.pipelines.report.write import markdown_table, write_report
@@ -160,14 +160,14 @@ def _section_models(m: dict, tables, files) -> str | None:
     scores = tables.get("model_scores.parquet")
     if scores is None or scores.empty:
         return None
-    out = ["<h2>Models: out-of-sample scores</h2>", _table(model_scores(scores))]
+    out = ["<h2>Models: out-of-sample scores</h2>", html_table(model_scores(scores))]
     bt = tables.get("backtest.parquet")
     if bt is not None and len(bt):
-        out.append("<h3>Signal backtest against buy and hold</h3>" + _table(bt))
+        out.append("<h3>Signal backtest against buy and hold</h3>" + html_table(bt))
     ew = tables.get("ensemble_weights.parquet")
     if ew is not None and len(ew):
         last = ew[ew["step"] == ew["step"].max()] if "step" in ew else ew
-        out.append("<h3>Ensemble weights (last step)</h3>" + _table(last))
+        out.append("<h3>Ensemble weights (last step)</h3>" + html_table(last))
     return "".join(out)
 
 

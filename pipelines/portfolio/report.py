@@ -17,7 +17,8 @@ from alphapulse.pipelines.data.load import LoadedBars
 from alphapulse.pipelines.portfolio.walk_forward import WALK_FORWARD_TABLES, WalkForwardTables
 from alphapulse.pipelines.portfolio.walk_forward import summary_lines as wf_summary_lines
 from alphapulse.pipelines.report.manifest import check_manifest
-from alphapulse.pipelines.report.markup import _e, _figure, _fmt, _img, _kv, _margins, _png, _table
+from alphapulse.pipelines.report.markup import (escape, fmt_value, html_table, img_tag, kv_list, new_figure, png_bytes,
+                                                set_margins)
 from alphapulse.pipelines.report.sections import MAX_HEATMAP_LABELS
 from alphapulse.pipelines.report.spec import ReportSpec
 from alphapulse.pipelines.report.views import correlation_matrix, run_lines
@@ -139,7 +140,7 @@ def _section_weights(m: dict, tables, files) -> str | None:
         w = w[w["date"] == w["date"].max()]
     wide = w.pivot_table(index="method", columns="symbol", values="weight", aggfunc="last")
     n_sym = wide.shape[1]
-    fig = _figure(13, 0.9 + 0.32 * len(wide))
+    fig = new_figure(13, 0.9 + 0.32 * len(wide))
     ax = fig.add_subplot()
     im = ax.imshow(wide.to_numpy(dtype=float), cmap="Blues", vmin=0, aspect="auto", interpolation="nearest")
     ax.set_yticks(range(len(wide)), [str(x) for x in wide.index], fontsize=8)
@@ -149,26 +150,27 @@ def _section_weights(m: dict, tables, files) -> str | None:
         ax.set_xticks([])
     ax.set_title("portfolio weights (methods x symbols)", fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.9, pad=0.01)
-    _margins(fig, left=1.3, bottom=0.65, top=0.3, right=0.3)
+    set_margins(fig, left=1.3, bottom=0.65, top=0.3, right=0.3)
     top = (w.sort_values(["method", "weight"], ascending=[True, False]).groupby("method", sort=True).head(5)
            .assign(h=lambda d: d["symbol"].astype(str) + " " + (100 * d["weight"]).map("{:.1f}%".format))
            .groupby("method", sort=True)["h"].agg(", ".join).reset_index().rename(columns={"h": "top 5"}))
-    out = ["<h2>Weights</h2>", _img(_png(fig), "weights heatmap"), "<h3>Top holdings per method</h3>", _table(top)]
+    out = ["<h2>Weights</h2>", img_tag(png_bytes(fig), "weights heatmap"), "<h3>Top holdings per method</h3>",
+           html_table(top)]
     eff = m.get("effective_holdings") or {}
     if eff:
         out.append('<p class="note">effective holdings (1 / sum of squared weights): '
-                   + _e(", ".join(f"{k} {v:g}" for k, v in eff.items())) + "</p>")
+                   + escape(", ".join(f"{k} {v:g}" for k, v in eff.items())) + "</p>")
     fb = tables.get("fallbacks.parquet")
     if fb is not None and len(fb):
-        out.append("<h3>Fallback chains</h3>" + _table(fb))
+        out.append("<h3>Fallback chains</h3>" + html_table(fb))
     for note in m.get("notes") or []:
-        out.append(f'<p class="note">{_e(note)}</p>')
+        out.append(f'<p class="note">{escape(note)}</p>')
     risk = tables.get("risk.parquet")
     if risk is not None and len(risk):
-        out.append("<h3>Value at risk (losses, fraction of value)</h3>" + _table(risk))
+        out.append("<h3>Value at risk (losses, fraction of value)</h3>" + html_table(risk))
     ex = tables.get("excluded.parquet")
     if ex is not None and len(ex):
-        out.append(f"<h3>Excluded symbols ({len(ex)})</h3>" + _table(ex))
+        out.append(f"<h3>Excluded symbols ({len(ex)})</h3>" + html_table(ex))
     return "".join(out)
 
 
@@ -194,13 +196,13 @@ def _section_walk_forward(m: dict, tables, files) -> str | None:
     facts = [("estimation", f"trailing {wf.get('train_bars')} returns"), ("rebalance", wf.get("rebalance")),
              ("holdings", wf.get("holdings")), ("costs", f"{wf.get('cost_bps', 0):g} bps of the value traded"),
              ("first rebalance", wf.get("first_rebalance")), ("best Sharpe", best)]
-    out = ["<h2>Walk-forward: out of sample, after costs</h2>", f'<div class="card">{_kv(facts)}</div>']
+    out = ["<h2>Walk-forward: out of sample, after costs</h2>", f'<div class="card">{kv_list(facts)}</div>']
     wide = rets.pivot_table(index="timestamp", columns="method", values="return", aggfunc="last", sort=False)
     wide = wide[[c for c in metrics["method"] if c in wide.columns]]
     equity = (1.0 + wide.fillna(0.0)).cumprod()
     drawdown = equity / equity.cummax() - 1.0
     turn = rets[rets["turnover"] > 0]
-    fig = _figure(13, 8.4)
+    fig = new_figure(13, 8.4)
     axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.6, 1.4]})
     x = pd.to_datetime(equity.index).to_numpy()
     for name in equity.columns:
@@ -217,30 +219,30 @@ def _section_walk_forward(m: dict, tables, files) -> str | None:
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="upper left", ncol=3)
-    _margins(fig, left=0.7, bottom=0.4, top=0.3, hspace=0.35)
-    out.append(_img(_png(fig), "walk-forward equity, drawdown and turnover"))
+    set_margins(fig, left=0.7, bottom=0.4, top=0.3, hspace=0.35)
+    out.append(img_tag(png_bytes(fig), "walk-forward equity, drawdown and turnover"))
     weights = tables.get("rebalance_weights.parquet")
     if weights is not None and len(weights) and best:
         top = int(wf.get("top_holdings") or 10)
         area = _weights_over_time(weights, best, top)
         if len(area):
-            fig = _figure(13, 4.0)
+            fig = new_figure(13, 4.0)
             ax = fig.add_subplot()
             dates = pd.to_datetime(area.index).to_numpy()
             ax.stackplot(dates, area.to_numpy(dtype=float).T, labels=[str(c) for c in area.columns], step="post")
             ax.set_ylim(0, max(1.0, float(area.sum(axis=1).max())))
             ax.set_title(f"target weights of {best} at each rebalance (top {top}, the rest as other)", fontsize=10)
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-            _margins(fig, left=0.6, bottom=0.4, right=1.6)
-            out.append(_img(_png(fig), f"weights of {best} over time"))
+            set_margins(fig, left=0.6, bottom=0.4, right=1.6)
+            out.append(img_tag(png_bytes(fig), f"weights of {best} over time"))
     out.append("<h3>Out-of-sample metrics (wf_metrics.parquet)</h3>"
-               + _table(metrics.sort_values("sharpe", ascending=False)))
+               + html_table(metrics.sort_values("sharpe", ascending=False)))
     fb = tables.get("wf_fallbacks.parquet")
     if fb is not None and len(fb):
         failed = fb[fb["status"] == "failed"]
         if len(failed):
             out.append(f"<h3>Fallbacks ({len(failed)} failed attempts)</h3>"
-                       + _table(failed, max_rows=20, note="all in wf_fallbacks.parquet"))
+                       + html_table(failed, max_rows=20, note="all in wf_fallbacks.parquet"))
     return "".join(out)
 
 
@@ -253,7 +255,7 @@ def _section_correlation(m: dict, tables, files) -> str | None:
     symbols, mat = correlation_matrix(corr[corr["date"] == last_date])
     n = len(symbols)
     with_summary = summ is not None and len(summ) > 1
-    fig = _figure(13 if with_summary else 8, 6.3)
+    fig = new_figure(13 if with_summary else 8, 6.3)
     ax = fig.add_subplot(1, 2, 1) if with_summary else fig.add_subplot()
     im = ax.imshow(np.ma.masked_invalid(mat), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
     if n <= MAX_HEATMAP_LABELS:
@@ -263,7 +265,7 @@ def _section_correlation(m: dict, tables, files) -> str | None:
     else:
         ax.set_xticks([])
         ax.set_yticks([])
-    ax.set_title(f"correlation of returns at {_fmt(last_date)} ({n} symbols)", fontsize=10)
+    ax.set_title(f"correlation of returns at {fmt_value(last_date)} ({n} symbols)", fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.8)
     if with_summary:
         ax2 = fig.add_subplot(1, 2, 2)
@@ -274,8 +276,8 @@ def _section_correlation(m: dict, tables, files) -> str | None:
         ax2.legend(fontsize=8, loc="upper left")
         ax2.grid(alpha=0.3)
         ax2.tick_params(axis="x", labelrotation=30, labelsize=8)
-    _margins(fig, left=0.6, bottom=0.75, wspace=0.2)
-    return f"<h2>Correlation</h2>{_img(_png(fig), 'correlation heatmap')}"
+    set_margins(fig, left=0.6, bottom=0.75, wspace=0.2)
+    return f"<h2>Correlation</h2>{img_tag(png_bytes(fig), 'correlation heatmap')}"
 
 
 _REGIME_COLOURS = ("#54a24b", "#eeca3b", "#e45756", "#b279a2", "#4c78a8", "#9d755d", "#bab0ac")
@@ -288,7 +290,7 @@ def _section_regimes(m: dict, tables, files) -> str | None:
     reg = reg.sort_values("date")
     dates = pd.to_datetime(reg["date"]).to_numpy()
     labels = reg["regime"].to_numpy()
-    fig = _figure(13, 4.2)
+    fig = new_figure(13, 4.2)
     ax = fig.add_subplot(2, 1, 1)
     if "index_return" in reg:
         level = np.cumprod(1.0 + np.nan_to_num(reg["index_return"].to_numpy(dtype=float)))
@@ -308,14 +310,15 @@ def _section_regimes(m: dict, tables, files) -> str | None:
                  label="average correlation")
     ax2.legend(fontsize=8, loc="upper left")
     ax2.grid(alpha=0.3)
-    _margins(fig, left=0.7, bottom=0.4, hspace=0.12)
-    out = [f"<h2>Regimes ({len(reg):,} dates)</h2>", _img(_png(fig), "regime timeline")]
+    set_margins(fig, left=0.7, bottom=0.4, hspace=0.12)
+    out = [f"<h2>Regimes ({len(reg):,} dates)</h2>", img_tag(png_bytes(fig), "regime timeline")]
     if "regime_centres.parquet" in tables:
-        out.append("<h3>Regime centres (feature units; 0 = calmest)</h3>" + _table(tables["regime_centres.parquet"]))
+        out.append("<h3>Regime centres (feature units; 0 = calmest)</h3>"
+                   + html_table(tables["regime_centres.parquet"]))
     runs = tables.get("regime_runs.parquet")
     if runs is not None and len(runs):
         dur = runs.groupby("regime")["bars"].agg(runs="count", mean_bars="mean", max_bars="max", total_bars="sum")
-        out.append("<h3>Durations (runs of consecutive bars)</h3>" + _table(dur.reset_index()))
+        out.append("<h3>Durations (runs of consecutive bars)</h3>" + html_table(dur.reset_index()))
     return "".join(out)
 
 

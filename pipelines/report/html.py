@@ -45,7 +45,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from alphapulse.pipelines.report.markup import _e
+from alphapulse.pipelines.report.markup import escape
 from alphapulse.pipelines.report.sections import AFTER, BEFORE
 from alphapulse.pipelines.report.spec import all_specs, report_spec
 
@@ -82,8 +82,8 @@ img.plot{max-width:100%;height:auto;background:#fff;border:1px solid #dde2e8;bor
 def _page(title: str, subtitle: str, body: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
-            f'<body><main><h1>{_e(title)}</h1><p class="sub">{_e(subtitle)}</p>{body}</main></body></html>\n')
+            f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
+            f'<body><main><h1>{escape(title)}</h1><p class="sub">{escape(subtitle)}</p>{body}</main></body></html>\n')
 
 
 def _title(manifest: dict) -> tuple[str, str]:
@@ -115,7 +115,8 @@ def render(manifest: dict, tables: Mapping[str, pd.DataFrame], files: Mapping[st
             html_part = section(manifest, tables, files)
         except Exception as e:  # one broken section must not cost the page
             log.warning("summary.html: section %s failed: %s: %s", section.__name__[9:], type(e).__name__, e)
-            html_part = f'<p class="err">{_e(section.__name__[9:])}: not rendered ({_e(type(e).__name__)}: {_e(e)})</p>'
+            html_part = (f'<p class="err">{escape(section.__name__[9:])}: not rendered '
+                         f'({escape(type(e).__name__)}: {escape(e)})</p>')
         if html_part:
             parts.append(html_part)
     title, sub = _title(manifest)
@@ -129,7 +130,7 @@ def minimal_page(manifest: dict, error: BaseException | str) -> str:
         names = list((manifest.get("files") or {}))
     except Exception:  # a manifest not even shaped like a dict
         title, sub, names = "AlphaPulse report", "", []
-    items = "".join(f"<li>{_e(n)}</li>" for n in names)
-    body = (f'<p class="err">The full page could not be rendered: {_e(error)}. The data files are complete; '
+    items = "".join(f"<li>{escape(n)}</li>" for n in names)
+    body = (f'<p class="err">The full page could not be rendered: {escape(error)}. The data files are complete; '
             f"see summary.md and manifest.json.</p><ul>{items}</ul>")
     return _page(title, sub, body)

@@ -16,12 +16,12 @@ import pandas as pd
 MAX_TABLE_ROWS = 60
 
 
-def _e(v) -> str:
+def escape(v) -> str:
     """HTML-escape any value (quotes too, so it is safe inside attributes)."""
     return html.escape(str(v), quote=True)
 
 
-def _fmt(v) -> str:
+def fmt_value(v) -> str:
     """A table cell's text: 4 significant digits for floats, dates without a midnight time."""
     if v is None or v is pd.NA or v is pd.NaT:
         return ""
@@ -40,41 +40,43 @@ def _is_text(dtype) -> bool:
     return not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))
 
 
-def _table(df: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, note: str | None = None) -> str:
+def html_table(df: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, note: str | None = None) -> str:
     """``df`` (index not included) as an HTML table of at most ``max_rows`` rows, every cell escaped."""
     shown = df.head(max_rows)
     text = [_is_text(t) for t in shown.dtypes]
-    head = "".join(f'<th class="s">{_e(c)}</th>' if s else f"<th>{_e(c)}</th>" for c, s in zip(shown.columns, text))
+    head = "".join(f'<th class="s">{escape(c)}</th>' if s else f"<th>{escape(c)}</th>"
+                   for c, s in zip(shown.columns, text))
     rows = []
     for row in shown.itertuples(index=False, name=None):
         cells = []
         for v, s in zip(row, text):
-            t = _fmt(v)
+            t = fmt_value(v)
             # long text (a reason, a message) wraps; short text and numbers never do
-            cells.append(f'<td class="{"s w" if len(t) > 60 else "s"}">{_e(t)}</td>' if s else f"<td>{_e(t)}</td>")
+            cells.append(f'<td class="{"s w" if len(t) > 60 else "s"}">{escape(t)}</td>' if s
+                         else f"<td>{escape(t)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     more = ""
     if len(df) > max_rows or note:
-        more = f'<p class="note">{_e(note or "")}{" " if note else ""}' + (
+        more = f'<p class="note">{escape(note or "")}{" " if note else ""}' + (
             f"(first {max_rows} of {len(df):,} rows)" if len(df) > max_rows else "") + "</p>"
     return (f'<div class="scroll"><table class="t"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>{more}')
 
 
-def _records_table(records: list[dict], columns: list[str] | None = None) -> str:
-    return _table(pd.DataFrame.from_records(records, columns=columns))
+def records_table(records: list[dict], columns: list[str] | None = None) -> str:
+    return html_table(pd.DataFrame.from_records(records, columns=columns))
 
 
-def _kv(pairs: list[tuple[str, object]]) -> str:
-    items = "".join(f"<b>{_e(k)}</b><span>{_e(v)}</span>" for k, v in pairs if v is not None and v != "")
+def kv_list(pairs: list[tuple[str, object]]) -> str:
+    items = "".join(f"<b>{escape(k)}</b><span>{escape(v)}</span>" for k, v in pairs if v is not None and v != "")
     return f'<div class="kv">{items}</div>'
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f'<img class="plot" alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+def img_tag(png: bytes, alt: str) -> str:
+    return f'<img class="plot" alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
-def _figure(width_in: float, height_in: float):
+def new_figure(width_in: float, height_in: float):
     """A matplotlib figure on the Agg canvas (no pyplot: no global state, thread-safe)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -84,19 +86,19 @@ def _figure(width_in: float, height_in: float):
     return fig
 
 
-def _margins(fig, *, left: float, bottom: float, top: float = 0.35, right: float = 0.2, **space) -> None:
+def set_margins(fig, *, left: float, bottom: float, top: float = 0.35, right: float = 0.2, **space) -> None:
     """Fixed margins in inches: ``tight_layout`` would cost a second full draw of the figure."""
     w, h = fig.get_size_inches()
     fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h, **space)
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
-def _bytes(n) -> str:
+def human_bytes(n) -> str:
     n = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

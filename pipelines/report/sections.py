@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alphapulse.pipelines.report.markup import (_bytes, _e, _fmt, _img, _kv, _records_table, _table)
+from alphapulse.pipelines.report.markup import (escape, fmt_value, html_table, human_bytes, img_tag, kv_list,
+                                                records_table)
 from alphapulse.pipelines.report.views import (stage_rows)
 
 MAX_HEATMAP_LABELS = 80  # above this many symbols the heatmap's axes carry no symbol names
@@ -20,7 +21,7 @@ MAX_HEATMAP_LABELS = 80  # above this many symbols the heatmap's axes carry no s
 def _when(v) -> str:
     """A manifest timestamp without a midnight time ("2018-02-07"), else as written."""
     try:
-        return _fmt(pd.Timestamp(v))
+        return fmt_value(pd.Timestamp(v))
     except (ValueError, TypeError):
         return str(v)
 
@@ -41,8 +42,8 @@ def _section_run(m: dict, tables, files) -> str:
          if "first_timestamp" in inp and "last_timestamp" in inp else None),
         ("config hash", m.get("config_hash")),
     ]
-    kv = _kv([p for p in pairs if p[0] != "backend"])
-    pill = f'<span class="pill {_e(name.lower())}">{_e(name)}</span>'
+    kv = kv_list([p for p in pairs if p[0] != "backend"])
+    pill = f'<span class="pill {escape(name.lower())}">{escape(name)}</span>'
     return f'<div class="card"><p style="margin:0 0 8px">backend {pill}</p>{kv}</div>'
 
 
@@ -51,7 +52,7 @@ def _section_alerts(m: dict, tables, files) -> str | None:
     if not alerts:
         return None
     return (f'<div class="alert"><b>{len(alerts)} alert(s)</b> during this run</div>'
-            + _records_table(alerts))
+            + records_table(alerts))
 
 
 def _section_rejected(m: dict, tables, files) -> str | None:
@@ -62,9 +63,10 @@ def _section_rejected(m: dict, tables, files) -> str | None:
     n = int(inp.get("rows_rejected") or sum(by.values()))
     out = [f"<h2>Rejected rows ({n:,})</h2>"]
     if by:
-        out.append(_table(pd.DataFrame({"reason": list(by), "rows": list(by.values())})))
+        out.append(html_table(pd.DataFrame({"reason": list(by), "rows": list(by.values())})))
     if "rejected.parquet" in tables:
-        out.append("<h3>First rejected rows (rejected.parquet)</h3>" + _table(tables["rejected.parquet"], max_rows=10))
+        out.append("<h3>First rejected rows (rejected.parquet)</h3>"
+                   + html_table(tables["rejected.parquet"], max_rows=10))
     return "".join(out)
 
 
@@ -79,14 +81,15 @@ def _section_monitoring(m: dict, tables, files) -> str | None:
         png = timeline_png(mon, title=f"utilisation every {mon.get('interval_s', '?')} s "
                                       f"({len(mon['samples'])} samples)")
     if png:
-        out.append(_img(png, "utilisation timeline"))
+        out.append(img_tag(png, "utilisation timeline"))
     if mon.get("gpu_reason"):
-        out.append(f'<p class="note">GPU figures: {_e(mon["gpu_reason"])}</p>')
+        out.append(f'<p class="note">GPU figures: {escape(mon["gpu_reason"])}</p>')
     peaks = mon.get("stage_peaks") or {}
     if peaks:
-        rows = [{"stage": k, **{c: (_bytes(x) if c.endswith("_bytes") and x is not None else x) for c, x in v.items()}}
+        rows = [{"stage": k, **{c: (human_bytes(x) if c.endswith("_bytes") and x is not None else x)
+                                for c, x in v.items()}}
                 for k, v in peaks.items()]
-        out.append("<h3>Peaks per stage</h3>" + _table(pd.DataFrame.from_records(rows)))
+        out.append("<h3>Peaks per stage</h3>" + html_table(pd.DataFrame.from_records(rows)))
     if not out:
         return None
     return "<h2>GPU / CPU utilisation</h2>" + "".join(out)
@@ -104,10 +107,10 @@ def _section_stages(m: dict, tables, files) -> str | None:
     for r in rows:
         width = max(1, int(round(300 * float(r["seconds"]) / longest)))
         sec = float(r["seconds"])
-        cells = (f"<td class='s'>{_e(r['stage'])}</td><td>{sec:.3f}</td>"
+        cells = (f"<td class='s'>{escape(r['stage'])}</td><td>{sec:.3f}</td>"
                  f"<td class='s'><span class='bar' style='width:{width}px'></span></td>")
         if has_cost:
-            cells += "".join(f"<td>{_e(_fmt(r.get(k)))}</td>" for k in ("gpu_seconds", "cpu_seconds", "cost"))
+            cells += "".join(f"<td>{escape(fmt_value(r.get(k)))}</td>" for k in ("gpu_seconds", "cpu_seconds", "cost"))
         body.append(f"<tr>{cells}</tr>")
     total = sum(float(r["seconds"]) for r in rows)
     out = [f"<h2>Stage timings ({total:.2f} s)</h2>",
@@ -116,11 +119,11 @@ def _section_stages(m: dict, tables, files) -> str | None:
     if cost:
         cur = cost.get("currency", "")
         unit = cost.get("per_unit") or {}
-        out.append('<div class="card">' + _kv([
-            ("total cost", f"{_fmt(cost.get('total'))} {cur}"),
-            ("per unit", f"{_fmt(unit.get('value'))} {cur} per {unit.get('unit')}" if unit else None),
-            ("prices", f"GPU {_fmt(cost.get('gpu_per_hour'))} {cur}/h, "
-                       f"CPU core {_fmt(cost.get('cpu_core_per_hour'))} {cur}/h"),
+        out.append('<div class="card">' + kv_list([
+            ("total cost", f"{fmt_value(cost.get('total'))} {cur}"),
+            ("per unit", f"{fmt_value(unit.get('value'))} {cur} per {unit.get('unit')}" if unit else None),
+            ("prices", f"GPU {fmt_value(cost.get('gpu_per_hour'))} {cur}/h, "
+                       f"CPU core {fmt_value(cost.get('cpu_core_per_hour'))} {cur}/h"),
         ]) + "</div>")
     return "".join(out)
 
@@ -129,7 +132,7 @@ def _section_routing(m: dict, tables, files) -> str | None:
     routing = m.get("routing") or []
     if not routing:
         return None
-    return "<h2>Routing decisions (measured speedup)</h2>" + _records_table(routing)
+    return "<h2>Routing decisions (measured speedup)</h2>" + records_table(routing)
 
 
 def _section_files(m: dict, tables, files) -> str | None:
@@ -137,8 +140,8 @@ def _section_files(m: dict, tables, files) -> str | None:
     if not rec:
         return None
     rows = [{"file": k, "rows": v.get("rows"), "columns": len(v["columns"]) if "columns" in v else None,
-             "size": _bytes(v["bytes"]) if "bytes" in v else None} for k, v in rec.items()]
-    return "<h2>Files</h2>" + _table(pd.DataFrame.from_records(rows).dropna(axis=1, how="all"))
+             "size": human_bytes(v["bytes"]) if "bytes" in v else None} for k, v in rec.items()]
+    return "<h2>Files</h2>" + html_table(pd.DataFrame.from_records(rows).dropna(axis=1, how="all"))
 
 
 BEFORE = (_section_alerts, _section_run)

@@ -31,7 +31,7 @@ def indicator_snapshot(indicators: pd.DataFrame) -> pd.DataFrame:
     return indicators.loc[last.to_numpy(), cols].reset_index(drop=True)
 
 
-def _snapshot(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame | None:
+def latest_indicators(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame | None:
     """The latest indicator values: the pipeline's own ``indicators_latest`` (a page table, when the
     indicators are part files) or the snapshot of ``indicators.parquet``."""
     if "indicators_latest" in tables:

@@ -190,7 +190,7 @@ def _foreign_files(folder: Path, own: set[str]) -> tuple[int, str | None]:
 
 
 @contextmanager
-def _write_lock(out: Path):
+def write_lock(out: Path):
     """Hold the exclusive lock of report folder ``out`` (``.<name>.lock`` beside it), waiting for
     another holder at most :data:`LOCK_WAIT_SECONDS`. The lock file is removed on release; a waiter
     that then holds a lock on a removed file takes the new one instead."""
@@ -287,7 +287,7 @@ def _safe_name(name: str) -> str:
     return name
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -295,7 +295,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _exchange(a: Path, b: Path) -> bool:
+def exchange_paths(a: Path, b: Path) -> bool:
     """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where unsupported."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -311,7 +311,7 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
+def link_or_copy(src: Path, dest: Path) -> None:
     try:
         os.link(src, dest)
     except OSError:  # another filesystem, or no hard links there
@@ -345,7 +345,7 @@ def _write_into(tmp: Path, *, tables, manifest, summary, files, linked, page_tab
         if name in written or dest.exists():
             raise ReportPathError(f"report file name {name!r} given twice")
         dest.parent.mkdir(exist_ok=True)
-        _link_or_copy(Path(src), dest)
+        link_or_copy(Path(src), dest)
         written[name] = {"bytes": dest.stat().st_size}
         if dest.suffix == ".parquet":  # rows and columns as for tables (from the footer only)
             import pyarrow.parquet as pq
@@ -361,11 +361,11 @@ def _write_into(tmp: Path, *, tables, manifest, summary, files, linked, page_tab
                                     encoding="utf-8")
     for f in tmp.rglob("*"):
         if f.is_dir():
-            _fsync_dir(f)
+            fsync_dir(f)
             continue
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
 
 
 def _swap(tmp: Path, out: Path) -> Path | None:
@@ -373,7 +373,7 @@ def _swap(tmp: Path, out: Path) -> Path | None:
     when there was none). On an error ``out`` still holds the previous folder."""
     old = None
     if out.exists():
-        if _exchange(tmp, out):
+        if exchange_paths(tmp, out):
             old = tmp  # after the exchange, tmp holds the previous report
         else:
             old = out.parent / f".{out.name}.tmp-old-{uuid.uuid4().hex[:12]}"
@@ -386,10 +386,10 @@ def _swap(tmp: Path, out: Path) -> Path | None:
     else:
         os.rename(tmp, out)
     try:
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         if old is not None:  # undo: readers keep seeing the previous report
-            if not _exchange(old, out):
+            if not exchange_paths(old, out):
                 os.rename(out, tmp)
                 os.rename(old, out)
         else:
@@ -451,7 +451,7 @@ def write_report(out_dir: str | Path, *, tables: dict[str, pd.DataFrame], manife
     """
     out = check_out_dir(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _write_lock(out):
+    with write_lock(out):
         _check_replaceable(out)  # again: the folder may have changed while this run computed
         for stale in out.parent.glob(f".{out.name}.tmp-*"):  # a killed writer's: live ones hold the lock
             shutil.rmtree(stale, ignore_errors=True)

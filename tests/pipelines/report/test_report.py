@@ -257,15 +257,15 @@ def test_a_failure_at_the_swap_leaves_the_previous_report_and_no_scratch(tmp_pat
         raise OSError(5, "Input/output error")
 
     if where == "exchange":
-        monkeypatch.setattr(report_module, "_exchange", boom)
+        monkeypatch.setattr(report_module, "exchange_paths", boom)
     elif where == "rename":  # no renameat2 here: the two-rename fallback, its second rename failing
-        monkeypatch.setattr(report_module, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(report_module, "exchange_paths", lambda a, b: False)
         real = os.rename
         monkeypatch.setattr(report_module.os, "rename",
                             lambda a, b: boom() if str(b) == str(out) and "-old-" not in str(a) else real(a, b))
     else:  # the parent's flush after the swap
-        real_fsync = report_module._fsync_dir
-        monkeypatch.setattr(report_module, "_fsync_dir", lambda p: boom() if p == tmp_path else real_fsync(p))
+        real_fsync = report_module.fsync_dir
+        monkeypatch.setattr(report_module, "fsync_dir", lambda p: boom() if p == tmp_path else real_fsync(p))
     with pytest.raises(OSError, match="Input/output error"):
         report(out, 2)
     monkeypatch.undo()

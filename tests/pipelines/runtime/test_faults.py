@@ -78,12 +78,12 @@ def test_killed_while_assembling_a_partitioned_report(two_files, tmp_path):
         from alphapulse.pipelines.report import write as report
         from alphapulse.pipelines.config import load_config
         from alphapulse.pipelines.daily.pipeline import prepare_daily, run_daily
-        real = report._link_or_copy
+        real = report.link_or_copy
         def slow(src, dest):
             real(src, dest)
             print("linked", flush=True)
             time.sleep(60)
-        report._link_or_copy = slow
+        report.link_or_copy = slow
         run_daily(prepare_daily(load_config({str(cfg_path)!r}), data_path={str(two_files)!r}, out_dir={str(out)!r},
                                 backend="cpu"))
     """)
